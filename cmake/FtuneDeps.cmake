@@ -1,0 +1,96 @@
+# Finds ftune's dependencies. Every miss stops with the Debian/Ubuntu package that provides it.
+#
+# Targets made available:
+#   torch (LibTorch), MPI::MPI_C, ftune::hdf5, absl::*, GTest::*, nlohmann_json::nlohmann_json,
+#   ftune::utf8proc, OpenSSL::Crypto, and ftune::nccl when FTUNE_WITH_NCCL=ON.
+
+set(_ftune_hint "Run launch/install-deps.sh (Debian/Ubuntu) or install the package named above.")
+
+macro(ftune_missing what package)
+  message(FATAL_ERROR "ftune: ${what} not found. Debian/Ubuntu package: ${package}\n${_ftune_hint}")
+endmacro()
+
+# --- LibTorch: Debian's libtorch-dev (1.13, CPU) or any LibTorch 2.x via CMAKE_PREFIX_PATH / Torch_DIR.
+find_package(Torch QUIET)
+if(NOT Torch_FOUND)
+  ftune_missing("LibTorch (TorchConfig.cmake)" "libtorch-dev  (or -DTorch_DIR=<libtorch>/share/cmake/Torch)")
+endif()
+# LibTorch's ABI/define flags must reach every translation unit that ends up in the same binary.
+string(APPEND CMAKE_CXX_FLAGS " ${TORCH_CXX_FLAGS}")
+message(STATUS "ftune: LibTorch ${Torch_VERSION} ${TORCH_INSTALL_PREFIX}")
+
+# --- MPI
+find_package(MPI QUIET COMPONENTS C)
+if(NOT MPI_C_FOUND)
+  ftune_missing("MPI (C bindings)" "libopenmpi-dev openmpi-bin")
+endif()
+
+# --- HDF5 (C API)
+find_package(HDF5 QUIET COMPONENTS C)
+if(NOT HDF5_FOUND)
+  ftune_missing("HDF5 (C library)" "libhdf5-dev")
+endif()
+add_library(ftune_hdf5 INTERFACE)
+target_include_directories(ftune_hdf5 SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS} ${HDF5_INCLUDE_DIRS})
+target_link_libraries(ftune_hdf5 INTERFACE ${HDF5_C_LIBRARIES})
+target_compile_definitions(ftune_hdf5 INTERFACE ${HDF5_C_DEFINITIONS} ${HDF5_DEFINITIONS})
+add_library(ftune::hdf5 ALIAS ftune_hdf5)
+
+# --- Abseil
+find_package(absl CONFIG QUIET)
+if(NOT absl_FOUND)
+  ftune_missing("Abseil (abslConfig.cmake)" "libabsl-dev  (or -Dabsl_DIR=<prefix>/lib/cmake/absl)")
+endif()
+
+# --- nlohmann/json
+find_package(nlohmann_json 3.9 CONFIG QUIET)
+if(NOT nlohmann_json_FOUND)
+  ftune_missing("nlohmann/json >= 3.9" "nlohmann-json3-dev")
+endif()
+
+# --- utf8proc (Unicode normalisation and categories for the tokenizer)
+find_path(UTF8PROC_INCLUDE_DIR utf8proc.h)
+find_library(UTF8PROC_LIBRARY utf8proc)
+if(NOT UTF8PROC_INCLUDE_DIR OR NOT UTF8PROC_LIBRARY)
+  ftune_missing("utf8proc" "libutf8proc-dev")
+endif()
+add_library(ftune_utf8proc INTERFACE)
+target_include_directories(ftune_utf8proc SYSTEM INTERFACE ${UTF8PROC_INCLUDE_DIR})
+target_link_libraries(ftune_utf8proc INTERFACE ${UTF8PROC_LIBRARY})
+add_library(ftune::utf8proc ALIAS ftune_utf8proc)
+
+# --- OpenSSL (SHA-256 only)
+find_package(OpenSSL QUIET COMPONENTS Crypto)
+if(NOT OPENSSL_FOUND)
+  ftune_missing("OpenSSL libcrypto" "libssl-dev")
+endif()
+
+# --- GoogleTest
+if(FTUNE_BUILD_TESTS)
+  find_package(GTest QUIET)
+  if(NOT GTest_FOUND)
+    ftune_missing("GoogleTest" "libgtest-dev libgmock-dev")
+  endif()
+endif()
+
+# --- NCCL (optional backend; compiled in CI so it cannot rot, run on GPU machines)
+if(FTUNE_WITH_NCCL)
+  set(FTUNE_NCCL_ROOT "" CACHE PATH "Prefix holding include/nccl.h and lib/libnccl.so (e.g. the nvidia.nccl wheel folder)")
+  set(_nccl_hints ${FTUNE_NCCL_ROOT} $ENV{NCCL_HOME} $ENV{NCCL_ROOT} /usr/local/cuda /usr)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${_nccl_hints} PATH_SUFFIXES include NO_CACHE)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${_nccl_hints} PATH_SUFFIXES lib lib64 NO_CACHE)
+  find_package(CUDAToolkit QUIET)
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    message(FATAL_ERROR "ftune: FTUNE_WITH_NCCL=ON but nccl.h / libnccl not found under: ${_nccl_hints}\n"
+                        "Pass -DFTUNE_NCCL_ROOT=<prefix> (the folder with include/nccl.h and lib/libnccl.so*).")
+  endif()
+  if(NOT CUDAToolkit_FOUND)
+    message(FATAL_ERROR "ftune: FTUNE_WITH_NCCL=ON needs the CUDA runtime (cuda_runtime.h, libcudart). "
+                        "Pass -DCUDAToolkit_ROOT=/usr/local/cuda.")
+  endif()
+  add_library(ftune_nccl INTERFACE)
+  target_include_directories(ftune_nccl SYSTEM INTERFACE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(ftune_nccl INTERFACE ${NCCL_LIBRARY} CUDA::cudart)
+  add_library(ftune::nccl ALIAS ftune_nccl)
+  message(STATUS "ftune: NCCL ${NCCL_LIBRARY}")
+endif()

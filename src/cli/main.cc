@@ -1,0 +1,90 @@
+// ftune: subcommand dispatch. Parses flags for the chosen subcommand, runs it, maps Status to an
+// exit code. Everything else lives in the libraries under src/ and data-prep/.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/command.h"
+#include "common/log.h"
+
+namespace ftune::cli {
+namespace {
+
+std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand()}; }
+
+void PrintTopHelp() {
+  std::printf(
+      "ftune: fine-tune DistilBERT for sequence classification (full | head | lora), on one CPU or\n"
+      "many GPUs under mpirun, from pre-tokenized HDF5 data.\n\n"
+      "usage: ftune <command> [--flag=value ...] [--flagfile=FILE]\n\ncommands:\n");
+  for (const Command* c : AllCommands()) std::printf("  %-10s %s\n", c->name, c->summary);
+  std::printf(
+      "\n`ftune <command> --help` explains a command and its flags. Flags use underscores\n"
+      "(--model_dir); --flagfile=configs/X.flags reads one flag per line.\n"
+      "Exit codes: 0 ok, 1 error, 2 bad command line, 75 preempted after checkpointing.\n");
+}
+
+void PrintCommandHelp(const Command& c) {
+  std::printf("usage: ftune %s [flags]\n\n%s\n\nflags:\n", c.name, c.usage);
+  for (const char* name : c.flags) {
+    absl::CommandLineFlag* f = absl::FindCommandLineFlag(name);
+    if (f == nullptr) continue;
+    std::printf("  --%s (default: %s)\n      %s\n", name,
+                f->DefaultValue().empty() ? "\"\"" : f->DefaultValue().c_str(), f->Help().c_str());
+  }
+  std::printf("  --flagfile=FILE\n      read flags from FILE, one --name=value per line\n");
+}
+
+bool WantsHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "-help")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+int ReportFailure(const absl::Status& status) {
+  LogErrorLine(std::string(status.message()));
+  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+}
+
+}  // namespace ftune::cli
+
+int main(int argc, char** argv) {
+  using namespace ftune::cli;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    PrintTopHelp();
+    return argc < 2 ? ftune::kExitUsage : ftune::kExitOk;
+  }
+  const Command* cmd = nullptr;
+  for (const Command* c : AllCommands()) {
+    if (std::strcmp(c->name, argv[1]) == 0) cmd = c;
+  }
+  if (cmd == nullptr) {
+    std::fprintf(stderr, "ftune: unknown command '%s' (try `ftune --help`)\n", argv[1]);
+    return ftune::kExitUsage;
+  }
+  // Shift so argv[0] names the subcommand: "ftune prep --input ..." parses like "prep --input ...".
+  std::string prog = absl::StrCat("ftune ", cmd->name);
+  std::vector<char*> args(argv + 1, argv + argc);
+  args[0] = prog.data();
+  if (WantsHelp(static_cast<int>(args.size()), args.data())) {
+    PrintCommandHelp(*cmd);
+    return ftune::kExitOk;
+  }
+  absl::SetProgramUsageMessage(absl::StrCat("ftune ", cmd->name, ": ", cmd->summary));
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<std::string> positional(rest.begin() + 1, rest.end());
+  return cmd->run(positional);
+}

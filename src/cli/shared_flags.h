@@ -1,0 +1,14 @@
+// Flags read by more than one subcommand. Each is defined once, in shared_flags.cc.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/flags/declare.h"
+
+ABSL_DECLARE_FLAG(std::string, model_dir);
+ABSL_DECLARE_FLAG(std::string, model_config);
+ABSL_DECLARE_FLAG(std::string, vocab);
+ABSL_DECLARE_FLAG(int32_t, max_length);
+ABSL_DECLARE_FLAG(std::string, output);
+ABSL_DECLARE_FLAG(int32_t, threads);
