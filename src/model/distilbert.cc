@@ -1,0 +1,155 @@
+#include "model/distilbert.h"
+
+#include "common/torch_compat.h"
+
+namespace ftune::model {
+namespace {
+constexpr double kLayerNormEps = 1e-12;
+
+torch::nn::LayerNorm MakeLayerNorm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(kLayerNormEps));
+}
+}  // namespace
+
+EmbeddingsImpl::EmbeddingsImpl(const DistilBertConfig& c) {
+  word_embeddings = register_module(
+      "word_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.dim).padding_idx(c.pad_token_id)));
+  position_embeddings =
+      register_module("position_embeddings", torch::nn::Embedding(c.max_position_embeddings, c.dim));
+  LayerNorm = register_module("LayerNorm", MakeLayerNorm(c.dim));
+  dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
+}
+
+torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& input_ids) {
+  const int64_t seq = input_ids.size(1);
+  TORCH_CHECK(seq <= position_embeddings->weight.size(0), "sequence of ", seq,
+              " tokens is longer than max_position_embeddings (", position_embeddings->weight.size(0), ")");
+  torch::Tensor pos = torch::arange(seq, input_ids.options().dtype(torch::kLong));
+  torch::Tensor x = word_embeddings(input_ids) + position_embeddings(pos).unsqueeze(0);
+  return dropout(LayerNorm(x));
+}
+
+MultiHeadSelfAttentionImpl::MultiHeadSelfAttentionImpl(const DistilBertConfig& c, const ModelOptions& o)
+    : n_heads_(c.n_heads), dropout_p_(c.attention_dropout), fused_(o.fused_attention) {
+  dropout = register_module("dropout", torch::nn::Dropout(c.attention_dropout));
+  RegisterLinear(this, "q_lin", &q_lin, std::make_shared<DenseImpl>(c.dim, c.dim));
+  RegisterLinear(this, "k_lin", &k_lin, std::make_shared<DenseImpl>(c.dim, c.dim));
+  RegisterLinear(this, "v_lin", &v_lin, std::make_shared<DenseImpl>(c.dim, c.dim));
+  RegisterLinear(this, "out_lin", &out_lin, std::make_shared<DenseImpl>(c.dim, c.dim));
+}
+
+torch::Tensor MultiHeadSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep) {
+  const int64_t b = x.size(0), t = x.size(1), dim = x.size(2), dh = dim / n_heads_;
+  auto heads = [&](const torch::Tensor& y) { return y.view({b, t, n_heads_, dh}).transpose(1, 2); };
+  torch::Tensor q = heads(q_lin->forward(x));
+  torch::Tensor k = heads(k_lin->forward(x));
+  torch::Tensor v = heads(v_lin->forward(x));
+  torch::Tensor ctx = compat::Attention(q, k, v, keep, dropout_p_, is_training(), fused_);
+  return out_lin->forward(ctx.transpose(1, 2).reshape({b, t, dim}));
+}
+
+FFNImpl::FFNImpl(const DistilBertConfig& c) {
+  dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
+  RegisterLinear(this, "lin1", &lin1, std::make_shared<DenseImpl>(c.dim, c.hidden_dim));
+  RegisterLinear(this, "lin2", &lin2, std::make_shared<DenseImpl>(c.hidden_dim, c.dim));
+  activation = register_module("activation", Activation(c.activation));
+}
+
+torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
+  return dropout(lin2->forward(activation(lin1->forward(x))));
+}
+
+TransformerBlockImpl::TransformerBlockImpl(const DistilBertConfig& c, const ModelOptions& o) {
+  attention = register_module("attention", MultiHeadSelfAttention(c, o));
+  sa_layer_norm = register_module("sa_layer_norm", MakeLayerNorm(c.dim));
+  ffn = register_module("ffn", FFN(c));
+  output_layer_norm = register_module("output_layer_norm", MakeLayerNorm(c.dim));
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& keep) {
+  torch::Tensor sa = sa_layer_norm(attention(x, keep) + x);
+  return output_layer_norm(ffn(sa) + sa);
+}
+
+TransformerImpl::TransformerImpl(const DistilBertConfig& c, const ModelOptions& o) {
+  layer = register_module("layer", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    blocks_.push_back(TransformerBlock(c, o));
+    layer->push_back(blocks_.back());
+  }
+}
+
+torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& keep,
+                                       std::vector<torch::Tensor>* hidden) {
+  for (auto& block : blocks_) {
+    x = block(x, keep);
+    if (hidden) hidden->push_back(x);
+  }
+  return x;
+}
+
+DistilBertModelImpl::DistilBertModelImpl(const DistilBertConfig& c, const ModelOptions& o) {
+  embeddings = register_module("embeddings", Embeddings(c));
+  transformer = register_module("transformer", Transformer(c, o));
+}
+
+torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                           std::vector<torch::Tensor>* hidden) {
+  TORCH_CHECK(input_ids.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
+              "input_ids and attention_mask must both be [batch, seq]");
+  torch::Tensor keep = attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, 1, T]
+  torch::Tensor x = embeddings(input_ids);
+  if (hidden) hidden->push_back(x);
+  return transformer(x, keep, hidden);
+}
+
+DistilBertForSequenceClassificationImpl::DistilBertForSequenceClassificationImpl(const DistilBertConfig& c,
+                                                                                 const ModelOptions& o)
+    : config_(c) {
+  distilbert = register_module("distilbert", DistilBertModel(c, o));
+  RegisterLinear(this, "pre_classifier", &pre_classifier, std::make_shared<DenseImpl>(c.dim, c.dim));
+  RegisterLinear(this, "classifier", &classifier, std::make_shared<DenseImpl>(c.dim, c.num_labels));
+  dropout = register_module("dropout", torch::nn::Dropout(c.seq_classif_dropout));
+  InitWeights();
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::ClassifyFeatures(const torch::Tensor& cls) {
+  return classifier->forward(dropout(torch::relu(pre_classifier->forward(cls))));
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::forward(const torch::Tensor& input_ids,
+                                                               const torch::Tensor& attention_mask) {
+  torch::Tensor h = distilbert(input_ids, attention_mask);
+  return ClassifyFeatures(h.select(1, 0));
+}
+
+void DistilBertForSequenceClassificationImpl::InitWeights() {
+  torch::NoGradGuard no_grad;
+  const double std = config_.initializer_range;
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* d = m->as<DenseImpl>()) {
+      d->ResetParameters(std);
+    } else if (auto* e = m->as<torch::nn::EmbeddingImpl>()) {
+      e->weight.normal_(0.0, std);
+      if (e->options.padding_idx()) e->weight[*e->options.padding_idx()].zero_();
+    } else if (auto* ln = m->as<torch::nn::LayerNormImpl>()) {
+      ln->weight.fill_(1.0);
+      ln->bias.zero_();
+    }
+  }
+}
+
+void DistilBertForSequenceClassificationImpl::InitHead() {
+  for (auto* layer : {&pre_classifier, &classifier}) {
+    if (auto* d = (*layer)->as<DenseImpl>()) d->ResetParameters(config_.initializer_range);
+  }
+}
+
+torch::Tensor ClassificationLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  // Reduced-precision logits are upcast so the loss (and its gradient) is computed in fp32.
+  const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
+  return torch::nn::functional::cross_entropy(low ? logits.to(torch::kFloat) : logits, labels);
+}
+
+}  // namespace ftune::model

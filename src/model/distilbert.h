@@ -1,0 +1,137 @@
+// DistilBERT for sequence classification, module for module and name for name Hugging Face's
+// DistilBertForSequenceClassification, so named_parameters() are HF's state-dict keys:
+//   distilbert.embeddings.{word_embeddings,position_embeddings,LayerNorm}.*
+//   distilbert.transformer.layer.<i>.attention.{q_lin,k_lin,v_lin,out_lin}.*
+//   distilbert.transformer.layer.<i>.{sa_layer_norm,ffn.lin1,ffn.lin2,output_layer_norm}.*
+//   pre_classifier.*, classifier.*
+// Learned positions, LayerNorm eps 1e-12, post-norm residuals, exact-erf GELU, [CLS] pooling.
+#pragma once
+
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "io/hf_config.h"
+#include "model/layers.h"
+
+namespace ftune::model {
+
+using io::DistilBertConfig;
+
+struct ModelOptions {
+  // Use fused scaled_dot_product_attention where LibTorch has it (>= 2.1); eager math otherwise.
+  bool fused_attention = true;
+};
+
+class EmbeddingsImpl : public torch::nn::Module {
+ public:
+  explicit EmbeddingsImpl(const DistilBertConfig& c);
+  torch::Tensor forward(const torch::Tensor& input_ids);
+  void pretty_print(std::ostream& os) const override { os << "Embeddings"; }
+
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(Embeddings);
+
+class MultiHeadSelfAttentionImpl : public torch::nn::Module, public LinearOwner {
+ public:
+  MultiHeadSelfAttentionImpl(const DistilBertConfig& c, const ModelOptions& o);
+  // x: [B, T, dim]; keep: bool [B, 1, 1, T] (true = key may be attended to).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep);
+  void pretty_print(std::ostream& os) const override { os << "MultiHeadSelfAttention"; }
+
+  torch::nn::Dropout dropout{nullptr};
+  LinearLayer q_lin, k_lin, v_lin, out_lin;
+
+ private:
+  int64_t n_heads_;
+  double dropout_p_;
+  bool fused_;
+};
+TORCH_MODULE(MultiHeadSelfAttention);
+
+class FFNImpl : public torch::nn::Module, public LinearOwner {
+ public:
+  explicit FFNImpl(const DistilBertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x);
+  void pretty_print(std::ostream& os) const override { os << "FFN"; }
+
+  torch::nn::Dropout dropout{nullptr};
+  LinearLayer lin1, lin2;
+  Activation activation{nullptr};
+};
+TORCH_MODULE(FFN);
+
+class TransformerBlockImpl : public torch::nn::Module {
+ public:
+  TransformerBlockImpl(const DistilBertConfig& c, const ModelOptions& o);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep);
+  void pretty_print(std::ostream& os) const override { os << "TransformerBlock"; }
+
+  MultiHeadSelfAttention attention{nullptr};
+  torch::nn::LayerNorm sa_layer_norm{nullptr};
+  FFN ffn{nullptr};
+  torch::nn::LayerNorm output_layer_norm{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  TransformerImpl(const DistilBertConfig& c, const ModelOptions& o);
+  // Appends each block's output to `hidden` when given.
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden);
+  void pretty_print(std::ostream& os) const override { os << "Transformer"; }
+
+  torch::nn::ModuleList layer{nullptr};
+
+ private:
+  std::vector<TransformerBlock> blocks_;
+};
+TORCH_MODULE(Transformer);
+
+class DistilBertModelImpl : public torch::nn::Module {
+ public:
+  DistilBertModelImpl(const DistilBertConfig& c, const ModelOptions& o);
+  // input_ids [B, T] int64, attention_mask [B, T] (1 = token, 0 = padding) -> last hidden [B, T, dim].
+  // `hidden`, when given, receives the embedding output and every block's output (HF hidden_states).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                        std::vector<torch::Tensor>* hidden = nullptr);
+  void pretty_print(std::ostream& os) const override { os << "DistilBertModel"; }
+
+  Embeddings embeddings{nullptr};
+  Transformer transformer{nullptr};
+};
+TORCH_MODULE(DistilBertModel);
+
+class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public LinearOwner {
+ public:
+  explicit DistilBertForSequenceClassificationImpl(const DistilBertConfig& c, const ModelOptions& o = {});
+  // -> logits [B, num_labels].
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
+  // The head alone, on [CLS] features [B, dim]: pre_classifier -> ReLU -> dropout -> classifier.
+  torch::Tensor ClassifyFeatures(const torch::Tensor& cls);
+  void pretty_print(std::ostream& os) const override { os << "DistilBertForSequenceClassification"; }
+
+  // Hugging Face's _init_weights for a fresh model: Linear/Embedding ~ N(0, initializer_range),
+  // zero biases and padding row, LayerNorm = (1, 0).
+  void InitWeights();
+  // Fresh pre_classifier/classifier (HF init), used when a checkpoint has no head.
+  void InitHead();
+
+  const DistilBertConfig& config() const { return config_; }
+
+  DistilBertModel distilbert{nullptr};
+  LinearLayer pre_classifier, classifier;
+  torch::nn::Dropout dropout{nullptr};
+
+ private:
+  DistilBertConfig config_;
+};
+TORCH_MODULE(DistilBertForSequenceClassification);
+
+// Mean cross-entropy over the batch (HF's single_label_classification loss).
+torch::Tensor ClassificationLoss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace ftune::model

@@ -1,0 +1,208 @@
+// DistilBERT against Hugging Face's own outputs for the same weights (tests/fixtures/hf).
+#include "model/distilbert.h"
+
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "model/hf_checkpoint.h"
+#include "model/repr.h"
+#include "nlohmann/json.hpp"
+#include "tests/model/reference.h"
+
+namespace ftune::model {
+namespace {
+
+using ::ftune::testing::HfFixture;
+using ::ftune::testing::MaxAbsDiff;
+using ::ftune::testing::ReadAll;
+using ::testing::HasSubstr;
+
+class TinyCls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Eager attention: HF's reference was made with attn_implementation="eager".
+    auto m = LoadPretrained(HfFixture("hf-tiny-cls"), ModelOptions{/*fused_attention=*/false});
+    ASSERT_TRUE(m.ok()) << m.status();
+    loaded_ = std::move(*m);
+    io_ = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
+    std::ifstream in(HfFixture("hf-tiny-cls/io.json"));
+    scalars_ = nlohmann::json::parse(in);
+  }
+  DistilBertForSequenceClassification& model() { return loaded_.model; }
+  LoadedModel loaded_;
+  std::map<std::string, torch::Tensor> io_;
+  nlohmann::json scalars_;
+};
+
+TEST_F(TinyCls, LoadsEveryTensorAndNothingElse) {
+  EXPECT_EQ(loaded_.report.loaded.size(), 40u);
+  EXPECT_TRUE(loaded_.report.fresh.empty());
+  EXPECT_TRUE(loaded_.report.unexpected.empty());
+  EXPECT_TRUE(loaded_.report.ignored.empty());
+}
+
+TEST_F(TinyCls, EvalLogitsMatchHuggingFace) {
+  model()->eval();
+  torch::NoGradGuard g;
+  torch::Tensor logits = model()(io_["input_ids"], io_["attention_mask"]);
+  EXPECT_LT(MaxAbsDiff(logits, io_["logits"]), 1e-5);
+  torch::Tensor loss = ClassificationLoss(logits, io_["labels"]);
+  EXPECT_NEAR(loss.item<double>(), scalars_["loss_eval"].get<double>(), 1e-6);
+}
+
+TEST_F(TinyCls, EveryHiddenStateMatchesHuggingFace) {
+  model()->eval();
+  torch::NoGradGuard g;
+  std::vector<torch::Tensor> hidden;
+  model()->distilbert(io_["input_ids"], io_["attention_mask"], &hidden);
+  ASSERT_EQ(hidden.size(), 3u);  // embeddings + 2 layers, as HF's hidden_states
+  for (size_t i = 0; i < hidden.size(); ++i) {
+    EXPECT_LT(MaxAbsDiff(hidden[i], io_["hidden." + std::to_string(i)]), 1e-5) << "hidden." << i;
+  }
+}
+
+TEST_F(TinyCls, Float64LogitsMatchHuggingFaceTo1e10) {
+  model()->to(torch::kDouble);
+  model()->eval();
+  torch::NoGradGuard g;
+  torch::Tensor logits = model()(io_["input_ids"], io_["attention_mask"]);
+  ASSERT_EQ(logits.scalar_type(), torch::kDouble);
+  EXPECT_LT(MaxAbsDiff(logits, io_["logits_fp64"]), 1e-10);
+}
+
+TEST_F(TinyCls, EveryParameterGradientMatchesHuggingFace) {
+  model()->train();  // dropouts are 0 in this config, so train mode is deterministic
+  torch::Tensor loss = ClassificationLoss(model()(io_["input_ids"], io_["attention_mask"]), io_["labels"]);
+  EXPECT_NEAR(loss.item<double>(), scalars_["loss_train"].get<double>(), 1e-6);
+  loss.backward();
+  int checked = 0;
+  for (const auto& p : model()->named_parameters()) {
+    auto it = io_.find("grad." + p.key());
+    ASSERT_NE(it, io_.end()) << p.key();
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    const double ref_norm = it->second.norm().item<double>();
+    // k_lin.bias has an exactly zero gradient (softmax ignores a per-query constant), so both sides
+    // are float32 rounding noise (~1e-8); the absolute floor keeps the relative check meaningful.
+    EXPECT_LE(MaxAbsDiff(p.value().grad(), it->second), std::max(1e-5 * ref_norm, 1e-7)) << p.key();
+    if (absl::EndsWith(p.key(), "k_lin.bias")) EXPECT_LT(p.value().grad().abs().max().item<double>(), 1e-6);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 40);
+}
+
+TEST_F(TinyCls, SaveLoadRoundTripIsBitExactAndHfShaped) {
+  char tmpl[] = "/tmp/ftune_model_save.XXXXXX";
+  std::string dir = std::string(mkdtemp(tmpl)) + "/saved";
+  ASSERT_TRUE(SavePretrained(model(), dir).ok());
+  auto back = LoadPretrained(dir, ModelOptions{false});
+  ASSERT_TRUE(back.ok()) << back.status();
+  auto a = model()->named_parameters();
+  for (const auto& p : back->model->named_parameters()) {
+    EXPECT_TRUE(torch::equal(p.value(), *a.find(p.key()))) << p.key();
+  }
+  // Same names, order and bytes as the file transformers' save_pretrained wrote.
+  auto ours = ReadAll(dir + "/model.safetensors");
+  auto theirs = ReadAll(HfFixture("hf-tiny-cls/model.safetensors"));
+  ASSERT_EQ(ours.size(), theirs.size());
+  for (const auto& [k, v] : theirs) EXPECT_TRUE(torch::equal(ours.at(k), v)) << k;
+  std::ifstream cfg(dir + "/config.json");
+  auto j = nlohmann::json::parse(cfg);
+  EXPECT_EQ(j["architectures"][0], "DistilBertForSequenceClassification");
+  EXPECT_EQ(j["dim"], 32);
+}
+
+TEST(TinyMlm, HubLayoutLoadsEncoderIgnoresMlmHeadAndCreatesAFreshHead) {
+  torch::manual_seed(0);
+  auto m = LoadPretrained(HfFixture("hf-tiny-mlm"), ModelOptions{false});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->report.loaded.size(), 36u);
+  EXPECT_THAT(m->report.ignored, ::testing::UnorderedElementsAre("vocab_layer_norm.bias", "vocab_layer_norm.weight",
+                                                                 "vocab_projector.bias", "vocab_transform.bias",
+                                                                 "vocab_transform.weight"));
+  EXPECT_THAT(m->report.fresh, ::testing::UnorderedElementsAre("pre_classifier.weight", "pre_classifier.bias",
+                                                               "classifier.weight", "classifier.bias"));
+  EXPECT_TRUE(m->report.unexpected.empty());
+  // HF's fresh-head init: N(0, 0.02) weights, zero biases.
+  auto params = m->model->named_parameters();
+  EXPECT_EQ(params["pre_classifier.bias"].abs().max().item<float>(), 0.0f);
+  EXPECT_EQ(params["classifier.bias"].abs().max().item<float>(), 0.0f);
+  EXPECT_NEAR(params["pre_classifier.weight"].std().item<float>(), 0.02, 0.002);
+  EXPECT_NEAR(params["pre_classifier.weight"].mean().item<float>(), 0.0, 0.002);
+
+  auto io = ReadAll(HfFixture("hf-tiny-mlm/io.safetensors"));
+  m->model->eval();
+  torch::NoGradGuard g;
+  torch::Tensor h = m->model->distilbert(io["input_ids"], io["attention_mask"]);
+  EXPECT_LT(MaxAbsDiff(h, io["last_hidden_state"]), 1e-5);
+}
+
+TEST(FullSize, NamesShapesAndCountEqualHuggingFace) {
+  std::ifstream in(HfFixture("counts.json"));
+  auto counts = nlohmann::ordered_json::parse(in);
+  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
+  std::vector<std::pair<std::string, std::vector<int64_t>>> ours, theirs;
+  for (const auto& p : m.model->named_parameters()) {
+    ours.emplace_back(p.key(), p.value().sizes().vec());
+  }
+  for (auto it = counts["param_shapes"].begin(); it != counts["param_shapes"].end(); ++it) {
+    theirs.emplace_back(it.key(), it.value().get<std::vector<int64_t>>());
+  }
+  EXPECT_EQ(ours, theirs);  // same names, same shapes, same order as HF's named_parameters()
+  EXPECT_EQ(CountTrainableParameters(*m.model), counts["full"].get<int64_t>());
+  EXPECT_EQ(CountTrainableParameters(*m.model), 66955010);
+}
+
+TEST(ModuleTree, PrintsLikePyTorchWithTheHeadAtTheBottom) {
+  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
+  std::string tree = ModuleTreeString(*m.model);
+  EXPECT_TRUE(absl::StartsWith(tree, "DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel(\n"));
+  EXPECT_THAT(tree, HasSubstr("      (word_embeddings): Embedding(30522, 768, padding_idx=0)\n"));
+  EXPECT_THAT(tree, HasSubstr("      (LayerNorm): LayerNorm((768,), eps=1e-12, elementwise_affine=True)\n"));
+  EXPECT_THAT(tree, HasSubstr("        (0-5): 6 x TransformerBlock(\n"));
+  EXPECT_THAT(tree, HasSubstr("            (q_lin): Linear(in_features=768, out_features=768, bias=True)\n"));
+  EXPECT_THAT(tree, HasSubstr("            (lin1): Linear(in_features=768, out_features=3072, bias=True)\n"));
+  EXPECT_THAT(tree, HasSubstr("            (activation): GELUActivation()\n"));
+  EXPECT_TRUE(absl::EndsWith(tree,
+                             "  (pre_classifier): Linear(in_features=768, out_features=768, bias=True)\n"
+                             "  (classifier): Linear(in_features=768, out_features=2, bias=True)\n"
+                             "  (dropout): Dropout(p=0.2, inplace=False)\n"
+                             ")"))
+      << tree;
+}
+
+TEST(LoadErrors, ClearMessagesForBadDirectories) {
+  char tmpl[] = "/tmp/ftune_model_bad.XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  // Missing directory / config.
+  auto missing = LoadPretrained(dir + "/nope");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  // A pickle instead of safetensors is refused with advice.
+  std::system(("cp " + HfFixture("hf-tiny-cls/config.json") + " " + dir + "/ && touch " + dir +
+               "/pytorch_model.bin").c_str());
+  auto pickle = LoadPretrained(dir);
+  EXPECT_EQ(pickle.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(pickle.status().message()), HasSubstr("safe_serialization=True"));
+  // Weights that do not fit the config: the mismatch is named with both shapes.
+  std::string cfg = "{\"dim\": 32, \"n_layers\": 2, \"n_heads\": 4, \"hidden_dim\": 64, "
+                    "\"max_position_embeddings\": 64, \"vocab_size\": 999}";
+  std::ofstream(dir + "/config.json") << cfg;
+  std::system(("cp " + HfFixture("hf-tiny-cls/model.safetensors") + " " + dir + "/").c_str());
+  auto mismatch = LoadPretrained(dir);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_THAT(std::string(mismatch.status().message()),
+              HasSubstr("\"distilbert.embeddings.word_embeddings.weight\" has shape [1000, 32] but the model's"));
+  // An encoder weight missing from the file is an error listing it.
+  auto full = ReadAll(HfFixture("hf-tiny-cls/model.safetensors"));
+  full.erase("distilbert.transformer.layer.1.ffn.lin2.weight");
+  std::vector<std::pair<std::string, torch::Tensor>> kept(full.begin(), full.end());
+  ASSERT_TRUE(WriteTensors(dir + "/model.safetensors", kept).ok());
+  std::system(("cp " + HfFixture("hf-tiny-cls/config.json") + " " + dir + "/").c_str());
+  auto lacking = LoadPretrained(dir);
+  ASSERT_FALSE(lacking.ok());
+  EXPECT_THAT(std::string(lacking.status().message()), HasSubstr("distilbert.transformer.layer.1.ffn.lin2.weight"));
+}
+
+}  // namespace
+}  // namespace ftune::model
