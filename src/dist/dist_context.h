@@ -29,7 +29,8 @@ class DistContext {
  public:
   // Initialises MPI with MPI_THREAD_FUNNELED (or adopts it if something already initialised it;
   // such a context does not own MPI and its Finalize() is a no-op). Calls SetLogRank(rank, world).
-  // `argc`/`argv` may be null. Fails with FailedPrecondition if MPI was already finalized.
+  // Collective (the node-local split): every rank calls it. `argc`/`argv` may be null.
+  // Fails with FailedPrecondition if MPI was already finalized.
   static absl::StatusOr<DistContext> Init(int* argc, char*** argv);
 
   DistContext(DistContext&& other) noexcept;
