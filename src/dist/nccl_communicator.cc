@@ -46,13 +46,6 @@ absl::Status CudaError(cudaError_t e, const char* call, const char* file, int li
       hint.empty() ? "" : ". HINT: ", hint));
 }
 
-#define FTUNE_CUDA_RETURN_IF_ERROR(call)                                      \
-  do {                                                                        \
-    const cudaError_t ftune_cuda_e_ = (call);                                 \
-    if (ftune_cuda_e_ != cudaSuccess)                                         \
-      return CudaError(ftune_cuda_e_, #call, __FILE__, __LINE__);             \
-  } while (0)
-
 // NCCL call inside a NcclCommunicator method: on failure abort the communicator, return the error.
 #define FTUNE_NCCL_RETURN_IF_ERROR(call)                                      \
   do {                                                                        \
@@ -202,13 +195,16 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistCon
   // 1. Pick the device (and, on rank 0, make the id); every rank learns whether all succeeded.
   absl::Status local = absl::OkStatus();
   int device_count = 0;
-  if (cudaGetDeviceCount(&device_count) != cudaSuccess) device_count = 0;
+  const cudaError_t count_error = cudaGetDeviceCount(&device_count);
+  if (count_error != cudaSuccess) device_count = 0;
   if (cuda_device < 0 || cuda_device >= device_count) {
     local = absl::FailedPreconditionError(absl::StrFormat(
         "NCCL backend: GPU %d requested on rank %d (local rank %d of %d on %s) but this process "
-        "sees %d CUDA device(s). HINT: run one rank per GPU (mpirun -np <#GPUs per node> per "
-        "node) and check CUDA_VISIBLE_DEVICES",
-        cuda_device, rank, ctx.local_rank(), ctx.local_size(), ctx.hostname(), device_count));
+        "sees %d CUDA device(s)%s%s. HINT: run one rank per GPU (mpirun -np <#GPUs per node> "
+        "per node), check CUDA_VISIBLE_DEVICES, or use the MPI backend on CPUs",
+        cuda_device, rank, ctx.local_rank(), ctx.local_size(), ctx.hostname(), device_count,
+        count_error != cudaSuccess ? ": cudaGetDeviceCount: " : "",
+        count_error != cudaSuccess ? cudaGetErrorString(count_error) : ""));
   } else if (const cudaError_t e = cudaSetDevice(cuda_device); e != cudaSuccess) {
     local = CudaError(e, "cudaSetDevice", __FILE__, __LINE__);
   }
