@@ -1,15 +1,73 @@
-// `ftune inspect`: placeholder until the model lands.
+// `ftune inspect`: print the model tree (PyTorch repr style) and the trainable parameter count for
+// a method: the assignment's print(model) and count_trainable_parameters, without training.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_join.h"
 #include "cli/command.h"
+#include "cli/model_flags.h"
+#include "cli/shared_flags.h"
+#include "common/torch_compat.h"
+#include "model/peft_adapter.h"
+#include "model/repr.h"
 
 namespace ftune::cli {
 namespace {
-int Run(const std::vector<std::string>&) {
-  return ReportFailure(absl::UnimplementedError("ftune inspect is not implemented yet"));
+
+int Run(const std::vector<std::string>& positional) {
+  if (!positional.empty()) {
+    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  }
+  auto method = MethodFromFlags();
+  if (!method.ok()) return ReportFailure(method.status());
+  auto loaded = LoadModelFromFlags({});
+  if (!loaded.ok()) return ReportFailure(loaded.status());
+  model::LoraOptions lora = LoraOptionsFromFlags();
+  const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
+  if (!adapter.empty()) {
+    auto info = model::LoadAdapter(loaded->model, adapter);
+    if (!info.ok()) return ReportFailure(info.status());
+    lora = info->lora;
+    *method = model::Method::kLora;
+  }
+  absl::Status st = model::SelectTrainable(loaded->model, *method, lora);
+  if (!st.ok()) return ReportFailure(st);
+  const auto& c = loaded->config;
+  std::printf("model: %s\n", loaded->source.c_str());
+  std::printf("config: dim %ld, %ld layers, %ld heads, ffn %ld, vocab %ld, positions %ld, %ld labels\n",
+              static_cast<long>(c.dim), static_cast<long>(c.n_layers), static_cast<long>(c.n_heads),
+              static_cast<long>(c.hidden_dim), static_cast<long>(c.vocab_size),
+              static_cast<long>(c.max_position_embeddings), static_cast<long>(c.num_labels));
+  if (!loaded->report.loaded.empty()) std::printf("weights: %s\n", loaded->report.Summary().c_str());
+  std::printf("\n%s\n\n", model::ModuleTreeString(*loaded->model).c_str());
+  const int64_t trainable = model::CountTrainableParameters(*loaded->model);
+  const int64_t all = model::CountAllParameters(*loaded->model);
+  std::printf("method: %s", model::MethodName(*method));
+  if (*method == model::Method::kLora) {
+    std::printf(" (r %ld, alpha %g, dropout %g, targets %s: %zu layers)", static_cast<long>(lora.rank), lora.alpha,
+                lora.dropout, absl::StrJoin(lora.targets, ",").c_str(), model::FindLoraLayers(*loaded->model).size());
+  }
+  std::printf("\ntrainable parameters: %ld\n", static_cast<long>(trainable));
+  std::printf("all parameters: %ld (%.2f%% trainable)\n", static_cast<long>(all), 100.0 * trainable / all);
+  return kExitOk;
 }
+
 }  // namespace
 
 const Command& InspectCommand() {
-  static const Command c{"inspect", "print the model tree and its trainable parameter count", "", {}, &Run};
+  static const Command c{
+      "inspect",
+      "print the model tree and its trainable parameter count",
+      "Builds the model exactly as `ftune train` would (same flags), prints its module tree in\n"
+      "PyTorch's repr style and counts the parameters that would train.\n\n"
+      "  ftune inspect                                  # distilbert-base-uncased: 66955010\n"
+      "  ftune inspect --method=head                    # 592130\n"
+      "  ftune inspect --method=lora --lora_rank=12     # 813314\n"
+      "  ftune inspect --model_dir=DIR --adapter_dir=A  # a saved PEFT adapter on its base",
+      {"model_dir", "model_config", "method", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
+       "adapter_dir", "num_labels"},
+      &Run};
   return c;
 }
+
 }  // namespace ftune::cli

@@ -1,6 +1,7 @@
 #include "cli/shared_flags.h"
 
 #include "absl/flags/flag.h"
+#include "absl/flags/marshalling.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model directory: config.json + model.safetensors (+ vocab.txt). Both a saved "
@@ -15,3 +16,17 @@ ABSL_FLAG(int32_t, max_length, 512,
           "max_length-2 word pieces.");
 ABSL_FLAG(std::string, output, "", "Output path (file or directory, depending on the command).");
 ABSL_FLAG(int32_t, threads, 0, "Worker threads (0 = all cores of this process's share of the node).");
+ABSL_FLAG(std::string, method, "full",
+          "Fine-tuning method: full (every parameter trains), head (only pre_classifier + classifier; the "
+          "encoder is frozen), lora (LoRA layers on --lora_targets, plus the head).");
+ABSL_FLAG(int32_t, lora_rank, 12, "LoRA rank r (--method=lora).");
+ABSL_FLAG(double, lora_alpha, 24, "LoRA alpha; the update is scaled by alpha / r.");
+ABSL_FLAG(double, lora_dropout, 0.0, "Dropout on the LoRA branch's input.");
+ABSL_FLAG(std::vector<std::string>, lora_targets, std::vector<std::string>({"q_lin", "v_lin"}),
+          "Comma-separated Linear layers to wrap with LoRA, by qualified-name suffix (e.g. q_lin,v_lin or "
+          "attention.out_lin). Every match in every block is replaced.");
+ABSL_FLAG(std::string, adapter_dir, "",
+          "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors) to apply on top "
+          "of --model_dir.");
+ABSL_FLAG(int32_t, num_labels, 0, "Number of classes (0 = from config.json, 2 when it says nothing).");
+ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available, else CPU), cpu, or cuda.");

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/flags/declare.h"
 
@@ -12,3 +13,11 @@ ABSL_DECLARE_FLAG(std::string, vocab);
 ABSL_DECLARE_FLAG(int32_t, max_length);
 ABSL_DECLARE_FLAG(std::string, output);
 ABSL_DECLARE_FLAG(int32_t, threads);
+ABSL_DECLARE_FLAG(std::string, method);
+ABSL_DECLARE_FLAG(int32_t, lora_rank);
+ABSL_DECLARE_FLAG(double, lora_alpha);
+ABSL_DECLARE_FLAG(double, lora_dropout);
+ABSL_DECLARE_FLAG(std::vector<std::string>, lora_targets);
+ABSL_DECLARE_FLAG(std::string, adapter_dir);
+ABSL_DECLARE_FLAG(int32_t, num_labels);
+ABSL_DECLARE_FLAG(std::string, device);

@@ -22,7 +22,10 @@ const char* MethodName(Method m) {
 }
 
 absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method, const LoraOptions& lora) {
-  if (method == Method::kLora) FTUNE_RETURN_IF_ERROR(ApplyLora(*model, lora).status());
+  // A model that already carries LoRA layers (a loaded PEFT adapter) keeps them.
+  if (method == Method::kLora && FindLoraLayers(*model).empty()) {
+    FTUNE_RETURN_IF_ERROR(ApplyLora(*model, lora).status());
+  }
   for (auto& p : model->named_parameters()) {
     const std::string& n = p.key();
     bool head = absl::StartsWith(n, "pre_classifier.") || absl::StartsWith(n, "classifier.");

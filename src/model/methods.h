@@ -18,7 +18,7 @@ absl::StatusOr<Method> ParseMethod(absl::string_view name);  // "full" | "head" 
 const char* MethodName(Method m);
 
 // full: everything trains. head: only pre_classifier + classifier. lora: LoRA layers are swapped
-// in (ApplyLora), then only their A/B matrices and the head train.
+// in (ApplyLora) unless the model already has them, then only their A/B matrices and the head train.
 absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method, const LoraOptions& lora);
 
 // Names of parameters with requires_grad, in model order.
