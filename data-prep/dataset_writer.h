@@ -1,0 +1,48 @@
+// Writes an ftune token dataset (layout: src/data/dataset_format.h) by appending batches of
+// examples to chunked, compressed, extendible datasets. Everything goes to a temp file next to the
+// output, renamed onto it only by Finish(); a writer destroyed before Finish() deletes the temp
+// file, so a failed prep never leaves a half-written dataset.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "data/token_dataset.h"
+
+namespace ftune::prep {
+
+class DatasetWriter {
+ public:
+  // Token ids are stored as uint16 when vocab_size <= 65536, else int32.
+  static absl::StatusOr<std::unique_ptr<DatasetWriter>> Create(const std::string& path, int64_t vocab_size);
+  ~DatasetWriter();
+
+  // Appends examples (ids[i] with labels[i]); ids must be in [0, vocab_size).
+  absl::Status Append(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels);
+
+  // Writes the attributes from `info` (its counts must match what was appended), closes the file
+  // and renames it onto the output path.
+  absl::Status Finish(const data::DatasetInfo& info);
+
+  int64_t num_examples() const { return num_examples_; }
+  int64_t num_tokens() const { return num_tokens_; }
+  const char* token_type() const { return uint16_ ? "uint16" : "int32"; }
+  const std::string& temp_path() const { return temp_path_; }
+
+ private:
+  struct Hdf5;
+  DatasetWriter() = default;
+  void Abandon();
+
+  std::string path_, temp_path_;
+  int64_t vocab_size_ = 0;
+  bool uint16_ = true;
+  int64_t num_examples_ = 0, num_tokens_ = 0;
+  std::unique_ptr<Hdf5> h5_;
+  bool finished_ = false;
+};
+
+}  // namespace ftune::prep
