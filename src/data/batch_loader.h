@@ -1,0 +1,78 @@
+// Rank-local batches for one epoch, read and padded on a background thread so the next batches
+// are ready when the trainer asks. Each batch holds only this rank's slice of the global batch
+// (see sampler.h), read with one hyperslab read, padded to its own longest example (dynamic
+// padding). Torch-free: the trainer wraps the buffers as tensors without copying.
+//
+// Threading: the loader thread is the only user of the TokenDataset while an epoch runs; the
+// thread is idle between epochs, so the caller may use HDF5 (evaluation) then.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "data/sampler.h"
+#include "data/token_dataset.h"
+
+namespace ftune::data {
+
+struct HostBatch {
+  int64_t epoch = 0;
+  int64_t step = 0;             // within the epoch
+  int64_t global_examples = 0;  // examples in the whole global batch (all ranks)
+  int64_t rows = 0;             // examples on this rank (may be 0 in a short last batch)
+  int64_t seq_len = 0;          // padded length
+  int64_t real_tokens = 0;      // non-padding tokens on this rank
+  std::vector<int64_t> input_ids;       // rows x seq_len, right-padded with pad_id
+  std::vector<int64_t> attention_mask;  // rows x seq_len, 1 = token
+  std::vector<int64_t> labels;          // rows
+  std::vector<int64_t> indices;         // dataset indices, rows
+};
+
+// Pads `examples` into a HostBatch (also used for evaluation batches).
+HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id);
+
+class BatchLoader {
+ public:
+  BatchLoader(const TokenDataset* dataset, const SamplerOptions& options, int rank, int64_t pad_id,
+              int prefetch = 4);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // Begins producing `epoch`'s batches from `start_step` (resume), stopping any epoch in flight.
+  void StartEpoch(int64_t epoch, int64_t start_step = 0);
+  // The next batch, std::nullopt after the epoch's last one, or the read error.
+  absl::StatusOr<std::optional<HostBatch>> Next();
+
+  const EpochPlan* plan() const { return plan_.get(); }
+  int64_t steps_per_epoch() const;
+
+ private:
+  void Run(int64_t epoch, int64_t start_step);
+  void Stop();
+
+  const TokenDataset* dataset_;
+  SamplerOptions options_;
+  int rank_;
+  int64_t pad_id_;
+  size_t prefetch_;
+  std::vector<int32_t> lengths_;
+  std::unique_ptr<EpochPlan> plan_;
+
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<HostBatch> queue_;
+  absl::Status error_;
+  bool done_ = true;
+  bool stop_ = false;
+};
+
+}  // namespace ftune::data

@@ -1,0 +1,72 @@
+// Which examples each rank trains on, step by step. Pure arithmetic, no I/O: every rank computes
+// the same global order from (seed, epoch) and takes its own slice, so no coordination is needed
+// and a resumed or re-sized job finds the same sample position.
+//
+//   global order   a permutation of [0, n) from (seed, epoch) (a portable Fisher-Yates on
+//                  splitmix64, identical on every platform and standard library), or length-grouped
+//                  like Hugging Face's LengthGroupedSampler;
+//   global batches consecutive runs of global_batch = batch_size x world_size examples; the last
+//                  may be shorter and is kept (HF's dataloader_drop_last=False);
+//   rank slices    each global batch split into world_size contiguous, balanced parts (sizes differ
+//                  by at most one, none overlaps), so no rank reads a duplicate.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/types/span.h"
+
+namespace ftune::data {
+
+// splitmix64: the stream behind every permutation (stable across compilers, unlike std::shuffle).
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+  uint64_t Next();
+  uint64_t Below(uint64_t bound);  // uniform in [0, bound), unbiased (rejection)
+
+ private:
+  uint64_t state_;
+};
+
+// Permutation of [0, n) for (seed, epoch).
+std::vector<int64_t> EpochPermutation(int64_t n, uint64_t seed, int64_t epoch);
+
+// HF's length grouping: permute, cut into mega-batches of 50 x global_batch, sort each by length
+// (longest first), and move the batch holding the longest example to the front (so an
+// out-of-memory shows at once). Padding per batch drops sharply for variable-length text.
+std::vector<int64_t> LengthGroupedOrder(absl::Span<const int32_t> lengths, int64_t global_batch, uint64_t seed,
+                                        int64_t epoch);
+
+struct SamplerOptions {
+  int64_t batch_size = 8;  // per rank
+  int world_size = 1;
+  uint64_t seed = 42;
+  bool shuffle = true;
+  bool group_by_length = false;
+};
+
+class EpochPlan {
+ public:
+  // `lengths` are needed only for group_by_length (may be empty otherwise).
+  EpochPlan(int64_t num_examples, absl::Span<const int32_t> lengths, const SamplerOptions& options, int64_t epoch);
+
+  int64_t num_steps() const { return static_cast<int64_t>(starts_.size()) - 1; }
+  int64_t global_batch_size(int64_t step) const { return starts_[step + 1] - starts_[step]; }
+  // The examples `rank` reads at `step` (possibly none in a short last batch).
+  std::vector<int64_t> RankSlice(int64_t step, int rank) const;
+  const std::vector<int64_t>& order() const { return order_; }
+
+ private:
+  std::vector<int64_t> order_;
+  std::vector<int64_t> starts_;  // global batch boundaries into order_
+  int world_size_;
+};
+
+// Steps per epoch for n examples at a global batch size (the last partial batch counts).
+int64_t StepsPerEpoch(int64_t num_examples, int64_t global_batch);
+
+// [begin, end) of the contiguous share of `n` items that `rank` of `world` owns (balanced).
+std::pair<int64_t, int64_t> BalancedRange(int64_t n, int rank, int world);
+
+}  // namespace ftune::data

@@ -1,0 +1,39 @@
+// Run metrics: rank 0 appends one JSON object per line to <output_dir>/metrics.jsonl (a log step,
+// an evaluation, or the run summary) and prints a human line per epoch; a live progress line on
+// stderr when it is a terminal. Other ranks write nothing.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "common/status.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace ftune::train {
+
+class MetricsLog {
+ public:
+  // `path` empty: no file (tests). Only the process with `enabled` writes.
+  static absl::StatusOr<MetricsLog> Open(const std::string& path, bool enabled);
+  MetricsLog(MetricsLog&&) noexcept;
+  MetricsLog& operator=(MetricsLog&&) noexcept;
+  ~MetricsLog();
+
+  void Write(const nlohmann::json& record);  // one line, flushed
+  bool enabled() const { return enabled_; }
+
+  // "\r[epoch 1/3] step 120/250 loss 0.512 12.3 samples/s eta 1m02s" on a terminal; nothing otherwise.
+  void Progress(const std::string& line);
+  void EndProgress();
+
+ private:
+  MetricsLog() = default;
+  std::FILE* file_ = nullptr;
+  bool enabled_ = false;
+  bool tty_ = false;
+  bool progress_shown_ = false;
+};
+
+std::string FormatDuration(double seconds);  // "1h02m", "3m05s", "12.3s"
+
+}  // namespace ftune::train

@@ -1,0 +1,131 @@
+// The training loop: Hugging Face Trainer's defaults and order of operations, spread over MPI ranks.
+//
+// Per optimizer step, on every rank:
+//   zero the flat gradient buffers; forward + backward on this rank's slice of the global batch
+//   with loss = sum of cross-entropies / global batch size (so the SUM over ranks of the gradients
+//   is exactly the gradient of the global batch's mean loss, even when the last batch splits
+//   unevenly); all-reduce the trainable gradients (only they cross the wire); global-norm clip;
+//   AdamW; advance the linear schedule.
+// After each epoch every eval example is scored exactly once across ranks and the counts are
+// summed, so accuracy does not depend on the number of ranks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/status.h"
+#include "data/batch_loader.h"
+#include "data/token_dataset.h"
+#include "dist/communicator.h"
+#include "model/distilbert.h"
+#include "train/flat_params.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+
+namespace ftune::train {
+
+struct TrainOptions {
+  int64_t epochs = 3;            // num_train_epochs
+  int64_t batch_size = 8;        // per rank (per_device_train_batch_size)
+  int64_t eval_batch_size = 8;   // per rank
+  double learning_rate = 5e-5;
+  double weight_decay = 0.0;
+  AdamWOptions adam;
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  double max_grad_norm = 1.0;    // <= 0 disables clipping
+  uint64_t seed = 42;
+  bool group_by_length = false;
+  int64_t logging_steps = 50;
+  int64_t max_steps = -1;        // > 0 overrides epochs
+  size_t bucket_bytes = 25u << 20;
+  int prefetch = 4;
+  bool eval_each_epoch = true;
+  int64_t pad_token_id = 0;
+};
+
+struct StepStats {
+  double loss_sum = 0.0;  // sum of this rank's per-example losses
+  int64_t examples = 0;   // this rank's examples
+  int64_t tokens = 0;     // this rank's real (non-padding) tokens
+  double grad_norm = 0.0; // global, before clipping
+  double lr = 0.0;        // learning rate used for this step
+  double comm_seconds = 0.0;
+  uint64_t comm_bytes = 0;
+};
+
+struct EvalStats {
+  int64_t correct = 0;
+  int64_t total = 0;
+  double loss_sum = 0.0;
+  double seconds = 0.0;
+  double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
+  double loss() const { return total ? loss_sum / total : 0.0; }
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;       // 1-based
+  int64_t step = 0;        // global step at the end of the epoch
+  double train_loss = 0;   // mean over the epoch's examples
+  double seconds = 0;      // training time (eval excluded)
+  double samples_per_second = 0;
+  double tokens_per_second = 0;
+  std::optional<EvalStats> eval;
+};
+
+struct FitResult {
+  std::vector<EpochRecord> epochs;
+  int64_t steps = 0;
+  double train_seconds = 0;          // excluding evaluation
+  double samples_per_second = 0;
+  double tokens_per_second = 0;
+  uint64_t comm_bytes_per_step = 0;  // gradient bytes all-reduced per step, per rank
+  double comm_seconds = 0;           // time in gradient all-reduce, this rank
+  int64_t trainable_parameters = 0;
+};
+
+class Trainer {
+ public:
+  Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* comm,
+          torch::Device device);
+
+  // Builds the flat buffers (after the trainable set is chosen), makes every rank start from rank
+  // 0's trainable values, and creates AdamW and the schedule for `total_steps`.
+  absl::Status Prepare(int64_t total_steps);
+
+  // One optimizer step on this rank's slice (possibly empty) of a global batch.
+  absl::StatusOr<StepStats> Step(const data::HostBatch& batch);
+
+  // Accuracy and mean loss over the whole eval set, identical on every rank.
+  absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& eval);
+
+  // The full run: epochs (or max_steps), logging, evaluation after each epoch.
+  absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log);
+
+  FlatParameters& flat() { return *flat_; }
+  int64_t global_step() const { return global_step_; }
+  const TrainOptions& options() const { return options_; }
+  model::DistilBertForSequenceClassification& model() { return model_; }
+
+ private:
+  torch::Tensor Forward(const torch::Tensor& ids, const torch::Tensor& mask);
+  torch::Tensor ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> shape) const;
+  absl::Status SumOverRanks(double* values, int n);
+
+  model::DistilBertForSequenceClassification model_;
+  TrainOptions options_;
+  dist::Communicator* comm_;
+  torch::Device device_;
+  bool encoder_frozen_ = false;
+  std::optional<FlatParameters> flat_;
+  std::unique_ptr<FlatAdamW> optimizer_;
+  std::unique_ptr<LinearSchedule> schedule_;
+  int64_t global_step_ = 0;
+};
+
+}  // namespace ftune::train
