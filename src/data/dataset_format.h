@@ -57,7 +57,7 @@ inline constexpr char kAttrCreatedBy[] = "created_by";
 
 // Writer choices (not part of the contract: readers must not depend on them).
 inline constexpr int64_t kMaxUint16VocabSize = 65536;  // ids fit uint16 up to this vocab size
-inline constexpr int64_t kTokenChunk = 1 << 16;        // elements per input_ids chunk (128 KiB as uint16)
+inline constexpr int64_t kTokenChunk = 1 << 14;        // elements per input_ids chunk (32 KiB as uint16)
 inline constexpr int64_t kIndexChunk = 1 << 14;        // elements per offsets/labels chunk
 inline constexpr int kDeflateLevel = 4;
 

@@ -307,6 +307,24 @@ INSTANTIATE_TEST_SUITE_P(
                "vocab_size 0 is out of range"}),
     [](const ::testing::TestParamInfo<Broken>& info) { return std::string(info.param.name); });
 
+// A file written by h5py with the snippet in data-prep/README.md (vlen UTF-8 string attributes,
+// numpy integer types, contiguous datasets) reads like one from `ftune prep`.
+TEST(TokenDatasetFixture, ReadsAFileWrittenByH5py) {
+  auto ds = TokenDataset::Open(std::string(FTUNE_FIXTURES_DIR) + "/prep/h5py_written.h5");
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_EQ((*ds)->size(), 2);
+  EXPECT_THAT((*ds)->info().label_names, ElementsAre("negative", "positive"));
+  EXPECT_EQ((*ds)->info().max_length, 512);
+  EXPECT_EQ((*ds)->info().token_type, "uint16");
+  EXPECT_TRUE((*ds)->CheckVocab(kSha, 30522).ok());
+  auto ex = (*ds)->Read(std::vector<int64_t>{1, 0});
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_THAT((*ex)[0].ids, ElementsAre(101, 2307, 3185, 999, 102));
+  EXPECT_EQ((*ex)[0].label, 0);
+  EXPECT_THAT((*ex)[1].ids, ElementsAre(101, 7592, 2088, 102));
+  EXPECT_EQ((*ex)[1].label, 1);
+}
+
 TEST_F(TokenDatasetTest, MissingAndNonHdf5Files) {
   auto missing = TokenDataset::Open(dir_ + "/nope.h5");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
