@@ -1,13 +1,17 @@
 // ftune_bench_tokenizer: tokenizer throughput on the 3,609 IMDB reviews of ../shared/data/imdb
-// (train, eval, extra). Not a test: prints reviews/s and tokens/s for each thread count.
+// (train, eval, extra), then `ftune prep` end to end (RunPrep) on each file and random-batch reads
+// of the result with data::TokenDataset. Not a test: prints reviews/s and tokens/s.
 //
 //   ftune_bench_tokenizer [--shared=DIR] [--threads=1,2] [--repeat=5]
 //
-// Tokens are counted without truncation and include [CLS]/[SEP]. Each figure is the best of
-// `repeat` timed passes after one warm-up pass.
+// Tokens are counted without truncation and include [CLS]/[SEP]. Each tokenizer figure is the
+// best of `repeat` timed passes after one warm-up pass.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -16,6 +20,8 @@
 #include "common/files.h"
 #include "data-prep/csv_reader.h"
 #include "data-prep/parallel.h"
+#include "data-prep/prep.h"
+#include "data/token_dataset.h"
 #include "data-prep/wordpiece_tokenizer.h"
 
 namespace {
@@ -96,5 +102,40 @@ int main(int argc, char** argv) {
     std::printf("threads %2d: %8.3f s  %10.0f reviews/s  %12.0f tokens/s  %7.1f MB/s\n", threads, best, n / best,
                 tokens / best, bytes / 1e6 / best);
   }
+
+  // `ftune prep` end to end (read CSV, tokenize, write compressed HDF5) and random-batch reads.
+  const std::string out = "/tmp/ftune_bench_tokenizer." + std::to_string(getpid()) + ".h5";
+  for (const char* split : {"train", "eval", "extra"}) {
+    PrepOptions opt;
+    opt.input = shared + "/data/imdb/" + split + ".csv";
+    opt.output = out;
+    opt.vocab = shared + "/vocab/bert-base-uncased-vocab.txt";
+    opt.threads = thread_counts.back();
+    auto s = RunPrep(opt);
+    if (!s.ok()) return Fail(std::string(s.status().message()));
+    std::printf("prep %-5s: %5lld reviews in %.3f s (%.0f reviews/s, %d threads), %.2f MB on disk\n", split,
+                static_cast<long long>(s->num_examples), s->seconds, s->num_examples / s->seconds, s->threads,
+                s->output_bytes / 1e6);
+    if (std::string(split) != "train") continue;
+    auto ds = ftune::data::TokenDataset::Open(out);
+    if (!ds.ok()) return Fail(std::string(ds.status().message()));
+    std::mt19937 rng(1);
+    for (int bs : {8, 32, 128}) {
+      const int iters = 2000;
+      int64_t tokens = 0;
+      auto t0 = std::chrono::steady_clock::now();
+      for (int it = 0; it < iters; ++it) {
+        std::vector<int64_t> idx(static_cast<size_t>(bs));
+        for (auto& i : idx) i = static_cast<int64_t>(rng() % static_cast<uint32_t>((*ds)->size()));
+        auto ex = (*ds)->Read(idx);
+        if (!ex.ok()) return Fail(std::string(ex.status().message()));
+        for (const auto& e : *ex) tokens += static_cast<int64_t>(e.ids.size());
+      }
+      double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("read train.h5, random batches of %3d: %.3f ms/batch, %9.0f examples/s, %6.1f M tokens/s\n", bs,
+                  sec / iters * 1e3, iters * bs / sec, tokens / sec / 1e6);
+    }
+  }
+  unlink(out.c_str());
   return 0;
 }
