@@ -231,13 +231,16 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromVocabText(absl::strin
     absl::string_view line = text.substr(pos, nl - pos);
     pos = nl + 1;
     ++line_no;
-    // HF: BufReader::lines() (drops "\n" / "\r\n"), then trim_end().
-    while (!line.empty() && (line.back() == ' ' || line.back() == '\t' || line.back() == '\r' ||
-                             line.back() == '\n' || line.back() == '\v' || line.back() == '\f')) {
-      line.remove_suffix(1);
-    }
     if (utf8::FindInvalid(line) != absl::string_view::npos) {
       return absl::InvalidArgumentError(absl::StrCat(name, ":", line_no, ": vocab entry is not valid UTF-8"));
+    }
+    // HF: BufReader::lines() (drops "\n" / "\r\n"), then str::trim_end() (Unicode White_Space).
+    while (!line.empty()) {
+      size_t start = line.size() - 1;
+      while (start > 0 && (static_cast<uint8_t>(line[start]) & 0xC0) == 0x80) --start;
+      size_t len;
+      if (!IsWhitespace(utf8::Decode(line, start, &len))) break;
+      line.remove_suffix(line.size() - start);
     }
     const int32_t id = static_cast<int32_t>(t.tokens_.size());
     t.tokens_.emplace_back(line);

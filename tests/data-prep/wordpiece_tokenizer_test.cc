@@ -196,8 +196,8 @@ TEST(WordPieceTokenizer, VocabErrors) {
 }
 
 TEST(WordPieceTokenizer, SmallVocabFollowsHfRules) {
-  // CRLF line ends and trailing spaces are trimmed; a repeated token keeps its last line.
-  auto t = WordPieceTokenizer::FromVocabText("[UNK]\r\n[CLS]\n[SEP]\nun  \n##aff\n##able\nun\n", "v.txt");
+  // CRLF line ends and trailing (Unicode) whitespace are trimmed; a repeated token keeps its last line.
+  auto t = WordPieceTokenizer::FromVocabText("[UNK]\r\n[CLS]\n[SEP]\nun \xE3\x80\x80\n##aff\n##able\nun\n", "v.txt");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->vocab_size(), 7);
   EXPECT_EQ(t->token_id("un"), 6);
