@@ -17,7 +17,11 @@ if(NOT Torch_FOUND)
 endif()
 # LibTorch's ABI/define flags must reach every translation unit that ends up in the same binary.
 string(APPEND CMAKE_CXX_FLAGS " ${TORCH_CXX_FLAGS}")
-message(STATUS "ftune: LibTorch ${Torch_VERSION} ${TORCH_INSTALL_PREFIX}")
+if(CAFFE2_USE_CUDA)
+  # A CUDA build of LibTorch: c10_cuda comes with the torch target; enables the CUDA code paths.
+  add_compile_definitions(FTUNE_TORCH_CUDA=1)
+endif()
+message(STATUS "ftune: LibTorch ${Torch_VERSION} ${TORCH_INSTALL_PREFIX} (CUDA: ${CAFFE2_USE_CUDA})")
 
 # --- MPI
 find_package(MPI QUIET COMPONENTS C)

@@ -8,6 +8,7 @@ set -euo pipefail
 pkgs=(
   g++ cmake ninja-build pkg-config make
   libtorch-dev                # LibTorch (CPU)
+  libopenblas0-openmp         # fast BLAS for LibTorch: Debian otherwise links the reference BLAS (8x slower training)
   libopenmpi-dev openmpi-bin  # MPI
   libhdf5-dev                 # HDF5 (pre-tokenized datasets)
   libabsl-dev                 # Abseil (flags, status, strings)

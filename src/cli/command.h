@@ -21,6 +21,7 @@ struct Command {
 
 const Command& PrepCommand();
 const Command& InspectCommand();
+const Command& TrainCommand();
 
 // Prints `status` as "ftune <cmd>: error: ..." and returns kExitError (or kExitUsage for
 // InvalidArgument coming from flag validation).

@@ -17,7 +17,7 @@
 namespace ftune::cli {
 namespace {
 
-std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand()}; }
+std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand()}; }
 
 void PrintTopHelp() {
   std::printf(

@@ -5,6 +5,11 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#if defined(FTUNE_TORCH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
+
 #define FTUNE_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
@@ -16,6 +21,28 @@ namespace ftune::compat {
 inline std::string TorchVersion() {
   return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
          std::to_string(TORCH_VERSION_PATCH);
+}
+
+// The cudaStream_t LibTorch is issuing work on for `device` (nullptr = legacy default stream, and
+// always on CPU-only builds), so NCCL collectives are ordered after the backward kernels.
+inline void* CurrentCudaStream(const torch::Device& device) {
+#if defined(FTUNE_TORCH_CUDA)
+  if (device.is_cuda()) return c10::cuda::getCurrentCUDAStream(device.index()).stream();
+#endif
+  (void)device;
+  return nullptr;
+}
+
+// Peak bytes allocated by LibTorch's CUDA caching allocator on `device` (0 without CUDA).
+inline int64_t CudaPeakAllocatedBytes(const torch::Device& device) {
+#if defined(FTUNE_TORCH_CUDA)
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[0].peak;  // index 0: StatType::AGGREGATE
+  }
+#endif
+  (void)device;
+  return 0;
 }
 
 // torch.finfo(dtype).min: what Hugging Face fills masked attention scores with (finite, so a fully

@@ -121,6 +121,8 @@ class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public
   void InitHead();
 
   const DistilBertConfig& config() const { return config_; }
+  // Names of the classes (config.json's id2label); must have num_labels entries.
+  void SetLabelNames(std::vector<std::string> names) { config_.id2label = std::move(names); }
 
   DistilBertModel distilbert{nullptr};
   LinearLayer pre_classifier, classifier;

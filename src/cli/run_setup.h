@@ -1,0 +1,70 @@
+// What train, eval and predict share: MPI/device/thread set-up, opening datasets with checks
+// against the model, the output directory, rank agreement, and failing the whole job (never
+// leaving peers hanging) when one rank fails.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "common/status.h"
+#include "data/token_dataset.h"
+#include "dist/communicator.h"
+#include "dist/dist_context.h"
+#include "model/hf_checkpoint.h"
+#include "nlohmann/json.hpp"
+
+namespace ftune::cli {
+
+class RunContext {
+ public:
+  static absl::StatusOr<std::unique_ptr<RunContext>> Create();
+  ~RunContext();
+
+  dist::DistContext& ctx() { return ctx_; }
+  dist::Communicator& comm() { return *comm_; }
+  const torch::Device& device() const { return device_; }
+  model::ModelOptions model_options() const { return {}; }
+
+  // OK on every rank only if `st` is OK on every rank (the first error is reported by its rank).
+  absl::Status Agree(const absl::Status& st);
+  // Fails on every rank, naming what differs, if ranks were started with different settings,
+  // models or data.
+  absl::Status CheckRanksAgree(model::DistilBertForSequenceClassification& model, const nlohmann::json& config,
+                               const data::TokenDataset& train);
+  // Peak resident memory (CPU) or peak CUDA allocation of this process, in bytes.
+  int64_t PeakMemoryBytes() const;
+  absl::Status Finalize();
+
+ private:
+  RunContext(dist::DistContext ctx) : ctx_(std::move(ctx)) {}
+  dist::DistContext ctx_;
+  std::unique_ptr<dist::Communicator> comm_;
+  torch::Device device_ = torch::kCPU;
+};
+
+// Runs `fn` with a RunContext; any error is printed (tagged with the rank) and, when several
+// ranks run, ends the whole job with MPI_Abort so no peer waits forever. Returns the exit code.
+int RunWithContext(const std::function<absl::Status(RunContext&)>& fn);
+
+absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenDataset(const std::string& path);
+
+// Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
+// directory has one, ids below the model's vocab_size, labels below num_labels.
+absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);
+
+// A fresh classification head takes the dataset's label names (saved into config.json's id2label).
+void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds);
+
+// Rank 0 creates `dir`; refuses one holding a previous run unless `overwrite`. Collective.
+absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite);
+
+// Copies <model_dir>/vocab.txt next to a saved model so the directory is complete (if known).
+absl::Status CopyVocab(const std::string& saved_dir);
+
+// Every ftune flag's current value, for run_config.json.
+nlohmann::json ResolvedFlags();
+
+}  // namespace ftune::cli

@@ -1,0 +1,214 @@
+// `ftune train`: fine-tune under mpirun (or as one process). Flags -> TrainOptions; sets up MPI,
+// threads, device, model and method, checks that all ranks agree, runs the Trainer, and has rank
+// 0 save the result (HF model directory, or a PEFT adapter for LoRA) and the run summary.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "cli/command.h"
+#include "cli/model_flags.h"
+#include "cli/run_setup.h"
+#include "cli/shared_flags.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/torch_compat.h"
+#include "model/hf_checkpoint.h"
+#include "model/peft_adapter.h"
+#include "model/repr.h"
+#include "nlohmann/json.hpp"
+#include "train/trainer.h"
+
+ABSL_FLAG(std::string, train_data, "", "Training set: an HDF5 file written by `ftune prep`.");
+ABSL_FLAG(std::string, eval_data, "", "Evaluation set (HDF5 from `ftune prep`); scored after every epoch.");
+ABSL_FLAG(std::string, output_dir, "", "Run directory: metrics.jsonl, results.json, run_config.json and the model.");
+ABSL_FLAG(int64_t, epochs, 3, "Training epochs (HF num_train_epochs).");
+ABSL_FLAG(int64_t, max_steps, -1, "If > 0: stop after this many optimizer steps (overrides --epochs).");
+ABSL_FLAG(int64_t, batch_size, 8, "Examples per rank per step; the global batch is batch_size x ranks.");
+ABSL_FLAG(int64_t, eval_batch_size, 8, "Examples per rank per evaluation batch.");
+ABSL_FLAG(double, learning_rate, 5e-5, "Peak learning rate of AdamW (decays linearly to 0).");
+ABSL_FLAG(double, weight_decay, 0.0, "AdamW weight decay (not applied to biases and LayerNorm weights).");
+ABSL_FLAG(double, adam_beta1, 0.9, "AdamW beta1.");
+ABSL_FLAG(double, adam_beta2, 0.999, "AdamW beta2.");
+ABSL_FLAG(double, adam_epsilon, 1e-8, "AdamW epsilon.");
+ABSL_FLAG(int64_t, warmup_steps, 0, "Linear warmup steps (wins over --warmup_ratio).");
+ABSL_FLAG(double, warmup_ratio, 0.0, "Linear warmup as a fraction of all steps.");
+ABSL_FLAG(double, max_grad_norm, 1.0, "Clip the global gradient norm (after the all-reduce) to this; 0 = off.");
+ABSL_FLAG(int64_t, seed, 42, "Seed for initialisation, data order and dropout.");
+ABSL_FLAG(bool, group_by_length, false,
+          "Order batches by length like HF's group_by_length (less padding, faster; still shuffled).");
+ABSL_FLAG(int64_t, logging_steps, 50, "Write a train record to metrics.jsonl every this many steps.");
+ABSL_FLAG(int64_t, bucket_mb, 25, "Gradient all-reduce bucket size in MB.");
+ABSL_FLAG(bool, merge, false, "--method=lora: save merged full weights (HF model) instead of a PEFT adapter.");
+ABSL_FLAG(bool, overwrite, false, "Reuse an --output_dir that already holds a run.");
+ABSL_FLAG(bool, save_model, true, "Save the trained model (or adapter) into --output_dir.");
+
+namespace ftune::cli {
+namespace {
+
+train::TrainOptions TrainOptionsFromFlags() {
+  train::TrainOptions o;
+  o.epochs = absl::GetFlag(FLAGS_epochs);
+  o.max_steps = absl::GetFlag(FLAGS_max_steps);
+  o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.eval_batch_size = absl::GetFlag(FLAGS_eval_batch_size);
+  o.learning_rate = absl::GetFlag(FLAGS_learning_rate);
+  o.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  o.adam.beta1 = absl::GetFlag(FLAGS_adam_beta1);
+  o.adam.beta2 = absl::GetFlag(FLAGS_adam_beta2);
+  o.adam.eps = absl::GetFlag(FLAGS_adam_epsilon);
+  o.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
+  o.warmup_ratio = absl::GetFlag(FLAGS_warmup_ratio);
+  o.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
+  o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  o.group_by_length = absl::GetFlag(FLAGS_group_by_length);
+  o.logging_steps = absl::GetFlag(FLAGS_logging_steps);
+  o.bucket_bytes = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_bucket_mb))) << 20;
+  return o;
+}
+
+absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
+  auto bad = [](const std::string& s) { return absl::InvalidArgumentError(s); };
+  if (o.batch_size <= 0) return bad(absl::StrFormat("--batch_size must be > 0 (got %d)", o.batch_size));
+  if (o.eval_batch_size <= 0) return bad(absl::StrFormat("--eval_batch_size must be > 0 (got %d)", o.eval_batch_size));
+  if (o.epochs <= 0 && o.max_steps <= 0) return bad("--epochs must be > 0 (or set --max_steps)");
+  if (!(o.learning_rate > 0)) return bad("--learning_rate must be > 0");
+  if (o.weight_decay < 0) return bad("--weight_decay must be >= 0");
+  if (o.warmup_steps < 0 || o.warmup_ratio < 0 || o.warmup_ratio >= 1) return bad("warmup must be >= 0 (ratio < 1)");
+  if (o.logging_steps <= 0) return bad("--logging_steps must be > 0");
+  if (!(o.adam.beta1 >= 0 && o.adam.beta1 < 1 && o.adam.beta2 >= 0 && o.adam.beta2 < 1)) {
+    return bad("--adam_beta1/--adam_beta2 must be in [0, 1)");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunTrain(RunContext& run) {
+  train::TrainOptions opts = TrainOptionsFromFlags();
+  FTUNE_RETURN_IF_ERROR(ValidateTrainOptions(opts));
+  const std::string out = absl::GetFlag(FLAGS_output_dir);
+  if (out.empty()) return absl::InvalidArgumentError("--output_dir is required");
+  if (absl::GetFlag(FLAGS_train_data).empty()) return absl::InvalidArgumentError("--train_data is required");
+  FTUNE_ASSIGN_OR_RETURN(model::Method method, MethodFromFlags());
+  model::LoraOptions lora = LoraOptionsFromFlags();
+  if (absl::GetFlag(FLAGS_merge) && method != model::Method::kLora) {
+    return absl::InvalidArgumentError("--merge applies to --method=lora only");
+  }
+
+  FTUNE_ASSIGN_OR_RETURN(auto train_ds, OpenDataset(absl::GetFlag(FLAGS_train_data)));
+  std::unique_ptr<data::TokenDataset> eval_ds;
+  if (!absl::GetFlag(FLAGS_eval_data).empty()) {
+    FTUNE_ASSIGN_OR_RETURN(eval_ds, OpenDataset(absl::GetFlag(FLAGS_eval_data)));
+  }
+  FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite)));
+
+  torch::manual_seed(static_cast<uint64_t>(opts.seed));
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
+  FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *train_ds));
+  if (eval_ds) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval_ds));
+  AdoptLabelNames(loaded, *train_ds);
+  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, lora));
+  if (!loaded.report.loaded.empty()) LogInfo("model: %s: %s", loaded.source, loaded.report.Summary());
+  const int64_t trainable = model::CountTrainableParameters(*loaded.model);
+  const int64_t total_params = model::CountAllParameters(*loaded.model);
+  LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainable, total_params,
+          100.0 * trainable / total_params);
+
+  loaded.model->to(run.device());
+  // Dropout masks differ per rank (as with one seed per process in torchrun jobs).
+  torch::manual_seed(static_cast<uint64_t>(opts.seed) + 1000003ULL * static_cast<uint64_t>(run.ctx().rank()));
+
+  nlohmann::json resolved = ResolvedFlags();
+  resolved["world_size"] = run.ctx().world_size();
+  resolved["torch"] = compat::TorchVersion();
+  resolved["device"] = run.device().str();
+  FTUNE_RETURN_IF_ERROR(run.CheckRanksAgree(loaded.model, resolved, *train_ds));
+  if (run.ctx().is_root()) FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/run_config.json", resolved.dump(2) + "\n"));
+
+  FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
+  opts.pad_token_id = loaded.config.pad_token_id;
+  train::Trainer trainer(loaded.model, opts, &run.comm(), run.device());
+  FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log));
+
+  nlohmann::json summary = {
+      {"type", "summary"},
+      {"method", model::MethodName(method)},
+      {"trainable_parameters", trainable},
+      {"all_parameters", total_params},
+      {"world_size", run.ctx().world_size()},
+      {"device", run.device().str()},
+      {"steps", fit.steps},
+      {"train_seconds", fit.train_seconds},
+      {"samples_per_second", fit.samples_per_second},
+      {"tokens_per_second", fit.tokens_per_second},
+      {"comm_bytes_per_step", fit.comm_bytes_per_step},
+      {"comm_seconds", fit.comm_seconds},
+      {"comm_share", fit.train_seconds > 0 ? fit.comm_seconds / fit.train_seconds : 0.0},
+      {"peak_memory_bytes", run.PeakMemoryBytes()},
+      {"peak_memory_kind", run.device().is_cpu() ? "rss" : "cuda"},
+  };
+  nlohmann::json epochs = nlohmann::json::array();
+  for (const auto& e : fit.epochs) {
+    nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
+                        {"seconds", e.seconds}, {"samples_per_second", e.samples_per_second}};
+    if (e.eval) {
+      j["eval_accuracy"] = e.eval->accuracy();
+      j["eval_loss"] = e.eval->loss();
+    }
+    epochs.push_back(j);
+  }
+  summary["epochs"] = epochs;
+  log.Write(summary);
+
+  if (run.ctx().is_root()) {
+    if (absl::GetFlag(FLAGS_save_model)) {
+      const std::string model_dir = out + "/model";
+      if (method == model::Method::kLora && !absl::GetFlag(FLAGS_merge)) {
+        FTUNE_RETURN_IF_ERROR(model::SaveAdapter(loaded.model, lora, loaded.source, model_dir));
+      } else {
+        if (method == model::Method::kLora) model::MergeLora(*loaded.model);
+        FTUNE_RETURN_IF_ERROR(model::SavePretrained(loaded.model, model_dir));
+      }
+      FTUNE_RETURN_IF_ERROR(CopyVocab(model_dir));
+      LogInfo("saved %s to %s", method == model::Method::kLora && !absl::GetFlag(FLAGS_merge) ? "PEFT adapter" : "model",
+              model_dir);
+    }
+    FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/results.json", summary.dump(2) + "\n"));
+    LogInfo("done: %d steps in %s, %.1f samples/s; results in %s/results.json", fit.steps,
+            train::FormatDuration(fit.train_seconds), fit.samples_per_second, out);
+  }
+  return absl::OkStatus();
+}
+
+int Run(const std::vector<std::string>& positional) {
+  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  return RunWithContext([](RunContext& run) { return RunTrain(run); });
+}
+
+}  // namespace
+
+const Command& TrainCommand() {
+  static const Command c{
+      "train",
+      "fine-tune (full | head | lora) on an HDF5 dataset, under mpirun or alone",
+      "Fine-tunes DistilBERT for sequence classification with Hugging Face Trainer's defaults (AdamW\n"
+      "lr 5e-5, linear decay, clip 1.0, 3 epochs, batch 8, seed 42), evaluating accuracy after every\n"
+      "epoch. Launch with mpirun to spread batches over ranks: each rank reads its share of every\n"
+      "global batch and only trainable gradients are all-reduced (NCCL on GPUs, MPI on CPUs).\n\n"
+      "  ftune train --flagfile=configs/lora.flags --model_dir=distilbert-base-uncased \\\n"
+      "              --train_data=train.h5 --eval_data=eval.h5 --output_dir=runs/lora\n"
+      "  mpirun -np 4 ftune train --method=full ...\n\n"
+      "Writes <output_dir>/metrics.jsonl, results.json, run_config.json and model/ (config.json +\n"
+      "model.safetensors, or a PEFT adapter for lora without --merge).",
+      {"model_dir", "model_config", "method", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "num_labels",
+       "train_data", "eval_data", "output_dir", "epochs", "max_steps", "batch_size", "eval_batch_size",
+       "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
+       "max_grad_norm", "seed", "group_by_length", "logging_steps", "bucket_mb", "merge", "overwrite",
+       "save_model", "device", "threads"},
+      &Run};
+  return c;
+}
+
+}  // namespace ftune::cli

@@ -1,0 +1,54 @@
+// Runs the built ftune binary (optionally under mpirun) from tests and captures what it printed.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+namespace ftune::testing {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+inline CommandResult RunCommand(const std::string& command) {
+  CommandResult r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+inline std::string Ftune() { return std::string(FTUNE_BINARY_DIR) + "/ftune"; }
+
+// mpirun with what CI needs: root allowed, oversubscription, no core binding (2 ranks, 2 cores).
+inline std::string Mpirun(int np, const std::string& extra = "") {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + std::string(FTUNE_MPIEXEC) + " -np " +
+         std::to_string(np) + " --oversubscribe --bind-to none " + extra + " ";
+}
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    char tmpl[] = "/tmp/ftune_cli_test.XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~ScratchDir() {
+    if (std::getenv("FTUNE_KEEP_TEST_DIRS") == nullptr) std::system(("rm -rf " + path_).c_str());
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace ftune::testing

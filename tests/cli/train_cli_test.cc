@@ -1,0 +1,279 @@
+// `ftune train` end to end, as users run it: one process and `mpirun -np 2`, on data made by
+// `ftune prep`. These are the distributed engine's contracts:
+//  - results do not depend on the number of ranks at equal global batch (losses, grad norms,
+//    weights, eval accuracy), over shared memory and over TCP;
+//  - a small model learns a synthetic task to 100% eval accuracy, and the tiny config learns real
+//    IMDB reviews from random init (when ../shared is present);
+//  - frozen weights are bit-identical after head training; comm bytes = trainable bytes.
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "io/safetensors.h"
+#include "nlohmann/json.hpp"
+#include "tests/cli/run_util.h"
+
+namespace ftune {
+namespace {
+
+using ::ftune::testing::CommandResult;
+using ::ftune::testing::Ftune;
+using ::ftune::testing::Mpirun;
+using ::ftune::testing::RunCommand;
+using ::ftune::testing::ScratchDir;
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+std::string Fixture(const std::string& rel) { return std::string(FTUNE_FIXTURES_DIR) + "/" + rel; }
+
+std::vector<json> ReadJsonl(const std::string& path) {
+  std::vector<json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(json::parse(line));
+  }
+  return out;
+}
+
+std::vector<json> Records(const std::string& metrics, const std::string& type) {
+  std::vector<json> out;
+  for (auto& r : ReadJsonl(metrics)) {
+    if (r["type"] == type) out.push_back(r);
+  }
+  return out;
+}
+
+std::map<std::string, std::vector<float>> ReadF32(const std::string& path) {
+  std::map<std::string, std::vector<float>> out;
+  auto f = io::SafetensorsFile::Open(path);
+  EXPECT_TRUE(f.ok()) << f.status();
+  if (!f.ok()) return out;
+  for (const auto& [name, v] : (*f)->tensors()) {
+    const float* p = reinterpret_cast<const float*>(v.data);
+    out[name] = std::vector<float>(p, p + v.nbytes / 4);
+  }
+  return out;
+}
+
+// A tiny random-init config, dropouts 0 so runs are deterministic whatever the rank count.
+std::string WriteTinyConfig(const ScratchDir& dir, int vocab, int dim = 32) {
+  json c = {{"vocab_size", vocab}, {"max_position_embeddings", 128}, {"dim", dim}, {"n_layers", 2},
+            {"n_heads", 2}, {"hidden_dim", 2 * dim}, {"dropout", 0.0}, {"attention_dropout", 0.0},
+            {"seq_classif_dropout", 0.0}};
+  std::string path = dir / "tiny.json";
+  std::ofstream(path) << c.dump();
+  return path;
+}
+
+// Synthetic task in JSONL tokens: label 1 iff token 7 occurs. Lengths vary (dynamic padding).
+void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int i = 0; i < n; ++i) {
+    int len = 4 + static_cast<int>(rng() % 20);
+    int label = static_cast<int>(rng() % 2);
+    std::vector<int> ids = {1};
+    for (int k = 0; k < len; ++k) ids.push_back(10 + static_cast<int>(rng() % 40));
+    if (label) ids[1 + rng() % len] = 7;
+    ids.push_back(2);
+    out << json({{"ids", ids}, {"label", label}}).dump() << "\n";
+  }
+}
+
+// A vocab file of `n` tokens (the jsonl path still records a vocab hash and size).
+std::string WriteVocab(const ScratchDir& dir, int n) {
+  std::string path = dir / "vocab.txt";
+  std::ofstream out(path);
+  out << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
+  for (int i = 5; i < n; ++i) out << "tok" << i << "\n";
+  return path;
+}
+
+void Prep(const std::string& args) {
+  CommandResult r = RunCommand(Ftune() + " prep " + args);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+}
+
+class SyntheticTask : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    vocab_ = WriteVocab(dir_, 64);
+    WriteSyntheticJsonl(dir_ / "train.jsonl", 256, 1);
+    WriteSyntheticJsonl(dir_ / "eval.jsonl", 96, 2);
+    Prep("--input_format=jsonl --input=" + dir_ / "train.jsonl" + " --output=" + dir_ / "train.h5" +
+         " --vocab=" + vocab_ + " --max_length=64");
+    Prep("--input_format=jsonl --input=" + dir_ / "eval.jsonl" + " --output=" + dir_ / "eval.h5" +
+         " --vocab=" + vocab_ + " --max_length=64");
+    config_ = WriteTinyConfig(dir_, 64);
+  }
+  std::string Train(const std::string& launcher, const std::string& out, const std::string& extra) {
+    std::string cmd = launcher + Ftune() + " train --model_config=" + config_ + " --train_data=" + dir_ / "train.h5" +
+                      " --eval_data=" + dir_ / "eval.h5" + " --output_dir=" + out + " --threads=1 " + extra;
+    CommandResult r = RunCommand(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+    return r.output;
+  }
+  ScratchDir dir_;
+  std::string vocab_, config_;
+};
+
+TEST_F(SyntheticTask, OneAndTwoRanksGiveTheSameRunAtEqualGlobalBatch) {
+  const std::string common = " --max_steps=24 --learning_rate=2e-3 --logging_steps=1 --seed=7";
+  Train("", dir_ / "np1", "--batch_size=8" + common);
+  Train(Mpirun(2), dir_ / "np2", "--batch_size=4" + common);
+  Train(Mpirun(2, "--mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo"), dir_ / "tcp",
+        "--batch_size=4" + common);
+  auto one = Records(dir_ / "np1/metrics.jsonl", "train");
+  ASSERT_EQ(one.size(), 24u);
+  for (const std::string run : {"np2", "tcp"}) {
+    auto two = Records(dir_ / (run + "/metrics.jsonl"), "train");
+    ASSERT_EQ(two.size(), one.size()) << run;
+    for (size_t i = 0; i < one.size(); ++i) {
+      EXPECT_NEAR(one[i]["loss"].get<double>(), two[i]["loss"].get<double>(), 1e-5) << run << " step " << i + 1;
+      EXPECT_NEAR(one[i]["grad_norm"].get<double>(), two[i]["grad_norm"].get<double>(),
+                  1e-4 * one[i]["grad_norm"].get<double>() + 1e-7)
+          << run << " step " << i + 1;
+      EXPECT_DOUBLE_EQ(one[i]["learning_rate"].get<double>(), two[i]["learning_rate"].get<double>());
+    }
+    auto e1 = Records(dir_ / "np1/metrics.jsonl", "eval"), e2 = Records(dir_ / (run + "/metrics.jsonl"), "eval");
+    ASSERT_EQ(e1.size(), 1u);
+    ASSERT_EQ(e2.size(), 1u);
+    EXPECT_EQ(e1[0]["eval_correct"], e2[0]["eval_correct"]) << run;
+    EXPECT_EQ(e2[0]["eval_total"], 96) << run;  // every eval example exactly once
+    auto w1 = ReadF32(dir_ / "np1/model/model.safetensors"), w2 = ReadF32(dir_ / (run + "/model/model.safetensors"));
+    ASSERT_EQ(w1.size(), w2.size());
+    for (const auto& [name, a] : w1) {
+      const auto& b = w2.at(name);
+      double worst = 0;
+      for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, std::abs(double(a[k]) - b[k]));
+      EXPECT_LT(worst, 1e-5) << run << " " << name;
+    }
+  }
+  // Gradient traffic per step is exactly the trainable bytes (every parameter trains here).
+  auto summary = Records(dir_ / "np2/metrics.jsonl", "summary");
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["comm_bytes_per_step"].get<int64_t>(), summary[0]["trainable_parameters"].get<int64_t>() * 4);
+  EXPECT_EQ(summary[0]["world_size"], 2);
+}
+
+TEST_F(SyntheticTask, ASmallModelLearnsItToFullAccuracy) {
+  std::string out = Train("", dir_ / "learn", "--epochs=12 --batch_size=16 --learning_rate=3e-3");
+  auto evals = Records(dir_ / "learn/metrics.jsonl", "eval");
+  ASSERT_EQ(evals.size(), 12u);
+  EXPECT_DOUBLE_EQ(evals.back()["eval_accuracy"].get<double>(), 1.0) << out;
+  EXPECT_LT(evals.back()["eval_loss"].get<double>(), evals.front()["eval_loss"].get<double>());
+}
+
+TEST_F(SyntheticTask, UnevenLastBatchIsSplitAcrossRanksWithoutDuplicates) {
+  // 101 examples at global batch 5 x 2 = 10: the kept last global batch holds 1 example, so rank 1
+  // has none and contributes a zero gradient; every step must still match one process.
+  WriteSyntheticJsonl(dir_ / "odd.jsonl", 101, 5);
+  Prep("--input_format=jsonl --input=" + dir_ / "odd.jsonl" + " --output=" + dir_ / "odd.h5" + " --vocab=" + vocab_);
+  const std::string common = " --epochs=1 --learning_rate=1e-3 --logging_steps=1 --save_model=false";
+  auto train = [&](const std::string& launcher, const std::string& out, const std::string& extra) {
+    CommandResult r = RunCommand(launcher + Ftune() + " train --model_config=" + config_ + " --train_data=" +
+                                 dir_ / "odd.h5" + " --output_dir=" + out + " --threads=1 " + extra + common);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  };
+  train("", dir_ / "u1", "--batch_size=10");
+  train(Mpirun(2), dir_ / "u2", "--batch_size=5");
+  auto a = Records(dir_ / "u1/metrics.jsonl", "train"), b = Records(dir_ / "u2/metrics.jsonl", "train");
+  ASSERT_EQ(a.size(), 11u);  // ceil(101 / 10): the short last batch is kept
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(),
+                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7) << "step " << i + 1;
+  }
+}
+
+TEST(TrainCli, HeadTrainingLeavesEveryFrozenWeightBitIdentical) {
+  ScratchDir dir;
+  const std::string vocab = WriteVocab(dir, 1000);
+  WriteSyntheticJsonl(dir / "train.jsonl", 64, 3);
+  Prep("--input_format=jsonl --input=" + dir / "train.jsonl" + " --output=" + dir / "train.h5" + " --vocab=" + vocab);
+  const std::string base = Fixture("hf/hf-tiny-cls");
+  CommandResult r = RunCommand(Ftune() + " train --model_dir=" + base + " --method=head --train_data=" +
+                               dir / "train.h5" + " --output_dir=" + dir / "head" +
+                               " --epochs=2 --learning_rate=1e-2 --threads=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto before = ReadF32(base + "/model.safetensors"), after = ReadF32(dir / "head/model/model.safetensors");
+  ASSERT_EQ(before.size(), after.size());
+  int frozen = 0;
+  for (const auto& [name, w] : before) {
+    const bool head = name.rfind("pre_classifier.", 0) == 0 || name.rfind("classifier.", 0) == 0;
+    if (head) {
+      EXPECT_NE(w, after.at(name)) << name << " should have trained";
+    } else {
+      EXPECT_EQ(w, after.at(name)) << name << " is frozen but changed";
+      ++frozen;
+    }
+  }
+  EXPECT_EQ(frozen, 36);
+  auto summary = Records(dir / "head/metrics.jsonl", "summary");
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["trainable_parameters"], 32 * 32 + 32 + 2 * 32 + 2);
+  EXPECT_EQ(summary[0]["comm_bytes_per_step"], (32 * 32 + 32 + 2 * 32 + 2) * 4);
+}
+
+TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {
+  ScratchDir dir;
+  const std::string vocab = WriteVocab(dir, 64);
+  WriteSyntheticJsonl(dir / "t.jsonl", 16, 4);
+  Prep("--input_format=jsonl --input=" + dir / "t.jsonl" + " --output=" + dir / "t.h5" + " --vocab=" + vocab);
+  const std::string cfg = WriteTinyConfig(dir, 64);
+  const std::string base = Ftune() + " train --threads=1 --model_config=" + cfg + " --train_data=" + dir / "t.h5";
+  CommandResult r = RunCommand(base + " --output_dir=" + dir / "o" + " --batch_size=0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--batch_size must be > 0"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=prefix");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not one of full, head, lora"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=lora --lora_rank=0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--lora_rank must be > 0"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=lora --lora_targets=query");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("\"query\" matches no Linear layer"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --max_steps=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --max_steps=2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("already holds a run"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --max_steps=2 --overwrite");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // A dataset from a vocabulary the model cannot embed is refused before training.
+  const std::string small = WriteTinyConfig(dir, 32);
+  r = RunCommand(Ftune() + " train --threads=1 --model_config=" + small + " --train_data=" + dir / "t.h5" +
+                 " --output_dir=" + dir / "v");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("64-token vocabulary but the model has 32 embeddings"));
+}
+
+TEST(TrainCli, TinyConfigLearnsRealImdbReviewsFromRandomInit) {
+  const std::string shared = FTUNE_SHARED_DIR;
+  if (!PathExists(shared + "/data/imdb/train.csv")) GTEST_SKIP() << "needs " << shared << "/data/imdb (absent)";
+  ScratchDir dir;
+  const std::string vocab = shared + "/vocab/bert-base-uncased-vocab.txt";
+  for (const std::string split : {"train", "eval"}) {
+    Prep("--input=" + shared + "/data/imdb/" + split + ".csv --output=" + dir / (split + ".h5") + " --vocab=" +
+         vocab + " --max_length=128");
+  }
+  CommandResult r = RunCommand(Mpirun(2) + Ftune() + " train --model_config=" + FTUNE_SOURCE_DIR +
+                               "/configs/tiny.json --train_data=" + dir / "train.h5" + " --eval_data=" +
+                               dir / "eval.h5" + " --output_dir=" + dir / "imdb" +
+                               " --epochs=2 --batch_size=8 --learning_rate=1e-3 --threads=1 --save_model=false");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto evals = Records(dir / "imdb/metrics.jsonl", "eval");
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_GT(evals.back()["eval_accuracy"].get<double>(), 0.60) << r.output;
+  EXPECT_EQ(evals.back()["eval_total"], 500);
+}
+
+}  // namespace
+}  // namespace ftune
