@@ -4,7 +4,13 @@
 # Tests that need ../shared (full IMDB data, all golden token ids) skip when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-launch/build.sh
+# Where NCCL is installed (CI has it in /usr/local/cuda), the NCCL backend is compiled and linked
+# too, so that code path cannot rot even on machines that cannot run it.
+extra=()
+if [ -f "${FTUNE_NCCL_ROOT:-/usr/local/cuda}/include/nccl.h" ]; then
+  extra+=(-DFTUNE_WITH_NCCL=ON "-DFTUNE_NCCL_ROOT=${FTUNE_NCCL_ROOT:-/usr/local/cuda}")
+fi
+launch/build.sh "${extra[@]}"
 # Open MPI refuses to run as root unless told; CI containers run as root.
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
