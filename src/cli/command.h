@@ -23,6 +23,9 @@ const Command& PrepCommand();
 const Command& InspectCommand();
 const Command& TrainCommand();
 
+// Status message that RunWithContext maps to kExitPreempted (75) instead of an error.
+inline constexpr char kPreemptedMarker[] = "preempted: checkpoint written";
+
 // Prints `status` as "ftune <cmd>: error: ..." and returns kExitError (or kExitUsage for
 // InvalidArgument coming from flag validation).
 int ReportFailure(const absl::Status& status);

@@ -90,6 +90,11 @@ int RunWithContext(const std::function<absl::Status(RunContext&)>& fn) {
   auto run = RunContext::Create();
   if (!run.ok()) return ReportFailure(run.status());
   absl::Status st = fn(**run);
+  if (absl::IsAborted(st) && st.message() == kPreemptedMarker) {
+    // Every rank stopped at the same step and rank 0 wrote the checkpoint: a clean, resumable exit.
+    absl::Status fin = (*run)->Finalize();
+    return fin.ok() ? kExitPreempted : ReportFailure(fin);
+  }
   if (!st.ok()) {
     int code = ReportFailure(st);
     if ((*run)->ctx().world_size() > 1) (*run)->ctx().Abort(code);
@@ -133,18 +138,18 @@ void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds) {
   }
 }
 
-absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite) {
+absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite, bool resuming) {
   absl::Status st;
   if (run.ctx().is_root()) {
     const bool used = PathExists(dir + "/metrics.jsonl") || PathExists(dir + "/results.json") ||
                       PathExists(dir + "/model");
-    if (used && !overwrite) {
+    if (used && !overwrite && !resuming) {
       st = absl::FailedPreconditionError(absl::StrFormat(
           "%s already holds a run (metrics.jsonl/results.json/model); pass --overwrite or pick another --output_dir",
           dir));
     } else {
       st = MakeDirs(dir);
-      if (st.ok() && used) std::remove((dir + "/metrics.jsonl").c_str());
+      if (st.ok() && used && !resuming) std::remove((dir + "/metrics.jsonl").c_str());
     }
   }
   return run.Agree(st);

@@ -58,8 +58,9 @@ absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDa
 // A fresh classification head takes the dataset's label names (saved into config.json's id2label).
 void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds);
 
-// Rank 0 creates `dir`; refuses one holding a previous run unless `overwrite`. Collective.
-absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite);
+// Rank 0 creates `dir`. A directory holding a previous run is refused, unless `overwrite` (its
+// metrics.jsonl is cleared) or `resuming` (kept, to be continued). Collective.
+absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite, bool resuming = false);
 
 // Copies <model_dir>/vocab.txt next to a saved model so the directory is complete (if known).
 absl::Status CopyVocab(const std::string& saved_dir);

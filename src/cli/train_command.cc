@@ -9,6 +9,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/command.h"
 #include "cli/model_flags.h"
 #include "cli/run_setup.h"
@@ -20,6 +21,8 @@
 #include "model/peft_adapter.h"
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
+#include "train/checkpoint.h"
+#include "train/preemption.h"
 #include "train/trainer.h"
 
 ABSL_FLAG(std::string, train_data, "", "Training set: an HDF5 file written by `ftune prep`.");
@@ -45,9 +48,32 @@ ABSL_FLAG(int64_t, bucket_mb, 25, "Gradient all-reduce bucket size in MB.");
 ABSL_FLAG(bool, merge, false, "--method=lora: save merged full weights (HF model) instead of a PEFT adapter.");
 ABSL_FLAG(bool, overwrite, false, "Reuse an --output_dir that already holds a run.");
 ABSL_FLAG(bool, save_model, true, "Save the trained model (or adapter) into --output_dir.");
+ABSL_FLAG(int64_t, save_every_steps, 0, "Write a checkpoint every N optimizer steps (0 = only on preemption).");
+ABSL_FLAG(bool, save_every_epoch, false, "Write a checkpoint after every epoch's evaluation.");
+ABSL_FLAG(int32_t, keep_last, 2, "Checkpoints kept in <output_dir>/checkpoints (older ones are deleted; 0 = all).");
+ABSL_FLAG(std::string, resume, "",
+          "auto: continue from the newest checkpoint in <output_dir>/checkpoints (start fresh if there is none; "
+          "exit at once if the run already finished); or a checkpoint directory. On CPU the result is "
+          "bit-identical to an uninterrupted run. The global batch (batch_size x ranks) must be unchanged.");
 
 namespace ftune::cli {
 namespace {
+
+// Drops metrics records written after `checkpoint` (a killed run may have logged past it), so the
+// resumed run's log reads as if it had never stopped.
+absl::Status TruncateMetricsForResume(const std::string& path, const std::string& checkpoint) {
+  if (!PathExists(path)) return absl::OkStatus();
+  FTUNE_ASSIGN_OR_RETURN(std::string state_text, ReadFileToString(checkpoint + "/state.json"));
+  const int64_t step = nlohmann::json::parse(state_text, nullptr, false).value("global_step", int64_t{-1});
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::string kept;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
+    if (!r.is_object() || r.value("type", "") == "summary" || r.value("step", int64_t{0}) > step) continue;
+    absl::StrAppend(&kept, line, "\n");
+  }
+  return WriteFileAtomic(path, kept);
+}
 
 train::TrainOptions TrainOptionsFromFlags() {
   train::TrainOptions o;
@@ -102,7 +128,16 @@ absl::Status RunTrain(RunContext& run) {
   if (!absl::GetFlag(FLAGS_eval_data).empty()) {
     FTUNE_ASSIGN_OR_RETURN(eval_ds, OpenDataset(absl::GetFlag(FLAGS_eval_data)));
   }
-  FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite)));
+  const std::string resume_flag = absl::GetFlag(FLAGS_resume);
+  if (!resume_flag.empty() && absl::GetFlag(FLAGS_overwrite)) {
+    return absl::InvalidArgumentError("--resume and --overwrite contradict each other");
+  }
+  if (resume_flag == "auto" && PathExists(out + "/results.json")) {
+    LogInfo("%s/results.json exists: this run already finished (nothing to resume)", out);
+    return absl::OkStatus();
+  }
+  FTUNE_ASSIGN_OR_RETURN(std::string resume_from, train::ResolveResume(resume_flag, out + "/checkpoints"));
+  FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite), !resume_from.empty()));
 
   torch::manual_seed(static_cast<uint64_t>(opts.seed));
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
@@ -127,10 +162,22 @@ absl::Status RunTrain(RunContext& run) {
   FTUNE_RETURN_IF_ERROR(run.CheckRanksAgree(loaded.model, resolved, *train_ds));
   if (run.ctx().is_root()) FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/run_config.json", resolved.dump(2) + "\n"));
 
+  if (!resume_from.empty() && run.ctx().is_root()) {
+    FTUNE_RETURN_IF_ERROR(TruncateMetricsForResume(out + "/metrics.jsonl", resume_from));
+  }
+  FTUNE_RETURN_IF_ERROR(run.Agree(absl::OkStatus()));
   FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
   opts.pad_token_id = loaded.config.pad_token_id;
+  train::CheckpointOptions ckpt;
+  ckpt.dir = out + "/checkpoints";
+  ckpt.every_steps = absl::GetFlag(FLAGS_save_every_steps);
+  ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
+  ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
+  ckpt.run_config = resolved;
+  train::InstallPreemptionHandlers();
   train::Trainer trainer(loaded.model, opts, &run.comm(), run.device());
-  FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log));
+  FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, &ckpt, resume_from));
+  if (fit.preempted) return absl::AbortedError(kPreemptedMarker);
 
   nlohmann::json summary = {
       {"type", "summary"},
@@ -201,12 +248,14 @@ const Command& TrainCommand() {
       "              --train_data=train.h5 --eval_data=eval.h5 --output_dir=runs/lora\n"
       "  mpirun -np 4 ftune train --method=full ...\n\n"
       "Writes <output_dir>/metrics.jsonl, results.json, run_config.json and model/ (config.json +\n"
-      "model.safetensors, or a PEFT adapter for lora without --merge).",
+      "model.safetensors, or a PEFT adapter for lora without --merge).\n\n"
+      "Preemption: SIGTERM/SIGUSR1 (and a first SIGINT) stop every rank at the next step, write a\n"
+      "checkpoint to <output_dir>/checkpoints and exit 75; run again with --resume=auto to continue.",
       {"model_dir", "model_config", "method", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "num_labels",
        "train_data", "eval_data", "output_dir", "epochs", "max_steps", "batch_size", "eval_batch_size",
        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
        "max_grad_norm", "seed", "group_by_length", "logging_steps", "bucket_mb", "merge", "overwrite",
-       "save_model", "device", "threads"},
+       "save_model", "save_every_steps", "save_every_epoch", "keep_last", "resume", "device", "threads"},
       &Run};
   return c;
 }

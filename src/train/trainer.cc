@@ -7,7 +7,10 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "data/sampler.h"
+#include "dist/dist_context.h"
 #include "nlohmann/json.hpp"
+#include "train/checkpoint.h"
+#include "train/preemption.h"
 
 namespace ftune::train {
 namespace {
@@ -40,6 +43,14 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
   FTUNE_RETURN_IF_ERROR(flat_->BroadcastParams(comm_, /*root=*/0));
   optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam);
+  frozen_fingerprint_ = dist::kFnv1a64Offset;
+  for (const auto& p : model_->named_parameters()) {
+    if (p.value().requires_grad()) continue;
+    torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
+    frozen_fingerprint_ = dist::Fnv1a64(p.key(), frozen_fingerprint_);
+    frozen_fingerprint_ = dist::Fnv1a64(
+        absl::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()), frozen_fingerprint_);
+  }
   const int64_t warmup = ResolveWarmupSteps(options_.warmup_steps, options_.warmup_ratio, total_steps);
   schedule_ = std::make_unique<LinearSchedule>(options_.learning_rate, warmup, total_steps);
   global_step_ = 0;
@@ -70,6 +81,10 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   if (batch.global_examples <= 0) return absl::InvalidArgumentError("empty global batch");
   StepStats s;
   model_->train();
+  // Dropout randomness is a pure function of (seed, rank, step): a resumed run draws the same masks.
+  torch::manual_seed(data::SplitMix64(options_.seed ^ (0x9e3779b97f4a7c15ULL * (global_step_ + 1)) ^
+                                      (0xbf58476d1ce4e5b9ULL * static_cast<uint64_t>(comm_->rank() + 1)))
+                         .Next());
   flat_->ZeroGrad();
   if (batch.rows > 0) {
     torch::Tensor ids = ToDevice(batch.input_ids, {batch.rows, batch.seq_len});
@@ -110,6 +125,13 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return eval.length(a) > eval.length(b); });
   double sums[3] = {0, 0, 0};  // correct, total, loss_sum
   for (size_t off = 0; off < idx.size(); off += options_.eval_batch_size) {
+    // A stop signal during evaluation: all ranks agree at this batch boundary and abandon the
+    // evaluation (the checkpoint is taken before it; a resumed run evaluates again).
+    FTUNE_ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
+    if (stopping) {
+      model_->train();
+      return absl::CancelledError("evaluation interrupted by a stop signal");
+    }
     std::vector<int64_t> chunk(idx.begin() + off,
                                idx.begin() + std::min(idx.size(), off + static_cast<size_t>(options_.eval_batch_size)));
     FTUNE_ASSIGN_OR_RETURN(std::vector<data::Example> examples, eval.Read(chunk));
@@ -134,8 +156,43 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   return e;
 }
 
+absl::StatusOr<bool> Trainer::AnyRankStopping() {
+  int64_t stop = StopRequested() ? 1 : 0;
+  FTUNE_RETURN_IF_ERROR(comm_->AllReduce(&stop, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
+  return stop != 0;
+}
+
+absl::StatusOr<std::string> Trainer::Checkpoint(RunState& state, const CheckpointOptions& ckpt) {
+  // Accumulators live per rank between checkpoints; a checkpoint stores their global sums.
+  double sums[5] = {state.epoch_loss, state.epoch_examples, state.epoch_tokens, state.window_loss,
+                    state.window_examples};
+  FTUNE_RETURN_IF_ERROR(SumOverRanks(sums, 5));
+  RunState global = state;
+  global.epoch_loss = sums[0];
+  global.epoch_examples = sums[1];
+  global.epoch_tokens = sums[2];
+  global.window_loss = sums[3];
+  global.window_examples = sums[4];
+  absl::Status st;
+  std::string path;
+  if (comm_->rank() == 0) {
+    auto written = WriteCheckpoint(*this, global, ckpt, comm_->world_size());
+    if (written.ok()) {
+      path = *written;
+    } else {
+      st = written.status();
+    }
+  }
+  // Every rank learns whether rank 0 managed (a failed write must not leave peers training on).
+  int64_t failed = st.ok() ? 0 : 1;
+  FTUNE_RETURN_IF_ERROR(comm_->AllReduce(&failed, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
+  if (!st.ok()) return st;
+  if (failed) return absl::AbortedError("rank 0 could not write the checkpoint");
+  return path;
+}
+
 absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const data::TokenDataset* eval,
-                                       MetricsLog* log) {
+                                       MetricsLog* log, const CheckpointOptions* ckpt, const std::string& resume_from) {
   const int world = comm_->world_size();
   const int64_t global_batch = options_.batch_size * world;
   const int64_t steps_per_epoch = data::StepsPerEpoch(train.size(), global_batch);
@@ -143,6 +200,17 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
   const int64_t total = options_.max_steps > 0 ? options_.max_steps : options_.epochs * steps_per_epoch;
   const int64_t epochs = (total + steps_per_epoch - 1) / steps_per_epoch;
   FTUNE_RETURN_IF_ERROR(Prepare(total));
+
+  RunState state;
+  if (!resume_from.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(state, ReadCheckpoint(*this, resume_from, world));
+    // Global sums were stored; rank 0 carries them, the others restart from zero.
+    if (comm_->rank() != 0) {
+      state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.window_loss = state.window_examples = 0;
+    }
+    LogInfo("resumed from %s: epoch %d, step %d of the epoch, global step %d", resume_from, state.epoch + 1,
+            state.step_in_epoch, state.global_step);
+  }
 
   FitResult result;
   result.trainable_parameters = flat_->numel();
@@ -158,79 +226,122 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
           train.size(), epochs, steps_per_epoch, total, global_batch, options_.batch_size, world, flat_->numel(),
           absl::StrFormat("%.2f MB", flat_->bytes() / 1e6));
 
-  double window[2] = {0, 0};  // loss_sum, examples since the last log (this rank)
-  int64_t total_examples_local = 0, total_tokens_local = 0;
-  for (int64_t epoch = 0; epoch < epochs && global_step_ < total; ++epoch) {
-    loader.StartEpoch(epoch);
-    EpochRecord rec;
-    rec.epoch = epoch + 1;
-    double epoch_sums[3] = {0, 0, 0};  // loss_sum, examples, tokens (this rank)
-    const auto t_epoch = Clock::now();
-    while (global_step_ < total) {
-      FTUNE_ASSIGN_OR_RETURN(std::optional<data::HostBatch> batch, loader.Next());
-      if (!batch) break;
-      FTUNE_ASSIGN_OR_RETURN(StepStats s, Step(*batch));
-      result.comm_bytes_per_step = s.comm_bytes;
-      result.comm_seconds += s.comm_seconds;
-      window[0] += s.loss_sum;
-      window[1] += static_cast<double>(s.examples);
-      epoch_sums[0] += s.loss_sum;
-      epoch_sums[1] += static_cast<double>(s.examples);
-      epoch_sums[2] += static_cast<double>(s.tokens);
-      const bool last = global_step_ == total || batch->step + 1 == steps_per_epoch;
-      if (global_step_ % options_.logging_steps == 0 || last) {
-        double w[2] = {window[0], window[1]};
-        FTUNE_RETURN_IF_ERROR(SumOverRanks(w, 2));
-        const double secs = Since(t_epoch);
-        nlohmann::json r = {{"type", "train"},
-                            {"epoch", epoch + static_cast<double>(batch->step + 1) / steps_per_epoch},
-                            {"step", global_step_},
-                            {"loss", w[1] > 0 ? w[0] / w[1] : 0.0},
-                            {"learning_rate", s.lr},
-                            {"grad_norm", s.grad_norm},
-                            {"samples_per_second", epoch_sums[1] * world / std::max(secs, 1e-9)},
-                            {"comm_bytes_per_step", s.comm_bytes},
-                            {"comm_seconds", result.comm_seconds}};
-        log->Write(r);
-        log->Progress(absl::StrFormat("[epoch %d/%d] step %d/%d loss %.4f lr %.2e %.1f samples/s", epoch + 1, epochs,
-                                      global_step_, total, r["loss"].get<double>(), s.lr,
-                                      r["samples_per_second"].get<double>()));
-        window[0] = window[1] = 0;
-      }
-    }
-    rec.seconds = Since(t_epoch);
-    rec.step = global_step_;
-    FTUNE_RETURN_IF_ERROR(SumOverRanks(epoch_sums, 3));
-    rec.train_loss = epoch_sums[1] > 0 ? epoch_sums[0] / epoch_sums[1] : 0.0;
-    rec.samples_per_second = epoch_sums[1] / std::max(rec.seconds, 1e-9);
-    rec.tokens_per_second = epoch_sums[2] / std::max(rec.seconds, 1e-9);
-    total_examples_local += static_cast<int64_t>(epoch_sums[1]);
-    total_tokens_local += static_cast<int64_t>(epoch_sums[2]);
-    result.train_seconds += rec.seconds;
+  auto stop_here = [&](RunState& st) -> absl::StatusOr<bool> {
+    FTUNE_ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
+    if (!stopping) return false;
     log->EndProgress();
-    std::string line = absl::StrFormat("epoch %d/%d: train loss %.4f, %.1f samples/s, %.0f tokens/s, %s",
-                                       rec.epoch, epochs, rec.train_loss, rec.samples_per_second,
-                                       rec.tokens_per_second, FormatDuration(rec.seconds));
+    if (ckpt == nullptr || ckpt->dir.empty()) {
+      return absl::CancelledError("stopped by a signal, and checkpoints are off (no --output_dir)");
+    }
+    FTUNE_ASSIGN_OR_RETURN(result.checkpoint, Checkpoint(st, *ckpt));
+    result.preempted = true;
+    result.stop_signal = StopSignal();
+    LogInfo("stopped by signal %d at epoch %d, step %d of %d (global step %d); checkpoint %s; continue with "
+            "--resume=auto",
+            result.stop_signal, st.epoch + 1, st.step_in_epoch, steps_per_epoch, st.global_step, result.checkpoint);
+    return true;
+  };
+
+  for (; state.epoch < epochs && (global_step_ < total || state.eval_pending); ++state.epoch) {
+    if (!state.eval_pending) {
+      loader.StartEpoch(state.epoch, state.step_in_epoch);
+      auto t_segment = Clock::now();
+      const double seconds_before = state.epoch_seconds;
+      while (global_step_ < total) {
+        FTUNE_ASSIGN_OR_RETURN(std::optional<data::HostBatch> batch, loader.Next());
+        if (!batch) break;
+        FTUNE_ASSIGN_OR_RETURN(StepStats s, Step(*batch));
+        state.global_step = global_step_;
+        state.step_in_epoch = batch->step + 1;
+        state.epoch_seconds = seconds_before + Since(t_segment);
+        result.comm_bytes_per_step = s.comm_bytes;
+        state.comm_seconds += s.comm_seconds;
+        state.window_loss += s.loss_sum;
+        state.window_examples += static_cast<double>(s.examples);
+        state.epoch_loss += s.loss_sum;
+        state.epoch_examples += static_cast<double>(s.examples);
+        state.epoch_tokens += static_cast<double>(s.tokens);
+        const bool last = global_step_ == total || state.step_in_epoch == steps_per_epoch;
+        if (global_step_ % options_.logging_steps == 0 || last) {
+          double w[3] = {state.window_loss, state.window_examples, state.epoch_examples};
+          FTUNE_RETURN_IF_ERROR(SumOverRanks(w, 3));
+          nlohmann::json r = {{"type", "train"},
+                              {"epoch", state.epoch + static_cast<double>(state.step_in_epoch) / steps_per_epoch},
+                              {"step", global_step_},
+                              {"loss", w[1] > 0 ? w[0] / w[1] : 0.0},
+                              {"learning_rate", s.lr},
+                              {"grad_norm", s.grad_norm},
+                              {"samples_per_second", w[2] / std::max(state.epoch_seconds, 1e-9)},
+                              {"comm_bytes_per_step", s.comm_bytes},
+                              {"comm_seconds", state.comm_seconds}};
+          log->Write(r);
+          log->Progress(absl::StrFormat("[epoch %d/%d] step %d/%d loss %.4f lr %.2e %.1f samples/s", state.epoch + 1,
+                                        epochs, global_step_, total, r["loss"].get<double>(), s.lr,
+                                        r["samples_per_second"].get<double>()));
+          state.window_loss = state.window_examples = 0;
+        }
+        const bool periodic = ckpt != nullptr && !ckpt->dir.empty() && ckpt->every_steps > 0 &&
+                              global_step_ % ckpt->every_steps == 0 && !last;
+        FTUNE_ASSIGN_OR_RETURN(bool stop, stop_here(state));
+        if (stop) return result;
+        if (periodic) FTUNE_RETURN_IF_ERROR(Checkpoint(state, *ckpt).status());
+      }
+      state.eval_pending = true;
+    }
+
+    // End of the epoch's training: global sums, the human line, evaluation.
+    log->EndProgress();
+    double sums[3] = {state.epoch_loss, state.epoch_examples, state.epoch_tokens};
+    FTUNE_RETURN_IF_ERROR(SumOverRanks(sums, 3));
+    EpochRecord rec;
+    rec.epoch = state.epoch + 1;
+    rec.step = global_step_;
+    rec.seconds = state.epoch_seconds;
+    rec.train_loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+    rec.samples_per_second = sums[1] / std::max(rec.seconds, 1e-9);
+    rec.tokens_per_second = sums[2] / std::max(rec.seconds, 1e-9);
+    std::string line = absl::StrFormat("epoch %d/%d: train loss %.4f, %.1f samples/s, %.0f tokens/s, %s", rec.epoch,
+                                       epochs, rec.train_loss, rec.samples_per_second, rec.tokens_per_second,
+                                       FormatDuration(rec.seconds));
     if (eval != nullptr && options_.eval_each_epoch) {
-      FTUNE_ASSIGN_OR_RETURN(EvalStats e, Evaluate(*eval));
-      rec.eval = e;
-      absl::StrAppendFormat(&line, "; eval accuracy %.4f (%d/%d), eval loss %.4f", e.accuracy(), e.correct, e.total,
-                            e.loss());
+      absl::StatusOr<EvalStats> e = Evaluate(*eval);
+      if (!e.ok() && absl::IsCancelled(e.status())) {
+        FTUNE_ASSIGN_OR_RETURN(bool stop, stop_here(state));
+        if (stop) return result;
+      }
+      FTUNE_RETURN_IF_ERROR(e.status());
+      rec.eval = *e;
+      absl::StrAppendFormat(&line, "; eval accuracy %.4f (%d/%d), eval loss %.4f", e->accuracy(), e->correct,
+                            e->total, e->loss());
       log->Write({{"type", "eval"},
                   {"epoch", rec.epoch},
                   {"step", global_step_},
-                  {"eval_accuracy", e.accuracy()},
-                  {"eval_correct", e.correct},
-                  {"eval_total", e.total},
-                  {"eval_loss", e.loss()},
-                  {"eval_seconds", e.seconds}});
+                  {"eval_accuracy", e->accuracy()},
+                  {"eval_correct", e->correct},
+                  {"eval_total", e->total},
+                  {"eval_loss", e->loss()},
+                  {"eval_seconds", e->seconds}});
     }
     LogInfo("%s", line);
-    result.epochs.push_back(rec);
+    state.epochs.push_back(rec);
+    state.train_seconds += rec.seconds;
+    state.examples_total += sums[1];
+    state.tokens_total += sums[2];
+    state.eval_pending = false;
+    state.step_in_epoch = 0;
+    state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.epoch_seconds = 0;
+    if (ckpt != nullptr && !ckpt->dir.empty() && ckpt->every_epoch && global_step_ < total) {
+      RunState next = state;
+      ++next.epoch;
+      FTUNE_RETURN_IF_ERROR(Checkpoint(next, *ckpt).status());
+    }
   }
+  result.epochs = state.epochs;
   result.steps = global_step_;
-  result.samples_per_second = total_examples_local / std::max(result.train_seconds, 1e-9);
-  result.tokens_per_second = total_tokens_local / std::max(result.train_seconds, 1e-9);
+  result.train_seconds = state.train_seconds;
+  result.comm_seconds = state.comm_seconds;
+  result.samples_per_second = state.examples_total / std::max(state.train_seconds, 1e-9);
+  result.tokens_per_second = state.tokens_total / std::max(state.train_seconds, 1e-9);
   return result;
 }
 

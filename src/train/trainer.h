@@ -29,6 +29,8 @@
 
 namespace ftune::train {
 
+struct CheckpointOptions;  // checkpoint.h
+
 struct TrainOptions {
   int64_t epochs = 3;            // num_train_epochs
   int64_t batch_size = 8;        // per rank (per_device_train_batch_size)
@@ -78,7 +80,25 @@ struct EpochRecord {
   std::optional<EvalStats> eval;
 };
 
+// Where a run stands: all a checkpoint needs besides the weights and optimizer moments.
+struct RunState {
+  int64_t global_step = 0;
+  int64_t epoch = 0;          // 0-based epoch in progress
+  int64_t step_in_epoch = 0;  // steps of `epoch` already taken
+  bool eval_pending = false;  // `epoch`'s training is done but its evaluation is not
+  // Sums over all ranks: this epoch's loss/examples/tokens, and loss/examples since the last log.
+  double epoch_loss = 0, epoch_examples = 0, epoch_tokens = 0;
+  double window_loss = 0, window_examples = 0;
+  double epoch_seconds = 0;   // training time of `epoch` so far
+  double train_seconds = 0, comm_seconds = 0;
+  double examples_total = 0, tokens_total = 0;
+  std::vector<EpochRecord> epochs;  // finished epochs
+};
+
 struct FitResult {
+  bool preempted = false;  // stopped by a signal after writing a checkpoint
+  int stop_signal = 0;
+  std::string checkpoint;  // the checkpoint written when preempted
   std::vector<EpochRecord> epochs;
   int64_t steps = 0;
   double train_seconds = 0;          // excluding evaluation
@@ -104,8 +124,17 @@ class Trainer {
   // Accuracy and mean loss over the whole eval set, identical on every rank.
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& eval);
 
-  // The full run: epochs (or max_steps), logging, evaluation after each epoch.
-  absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log);
+  // The full run: epochs (or max_steps), logging, evaluation after each epoch; checkpoints per
+  // `ckpt`, resuming from `resume_from` (a checkpoint directory) when not empty; stops early,
+  // with a checkpoint, when a preemption signal arrives on any rank.
+  absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log,
+                                const CheckpointOptions* ckpt = nullptr, const std::string& resume_from = "");
+
+  // Fingerprint of the frozen parameters (to refuse resuming onto different weights).
+  uint64_t FrozenFingerprint() const { return frozen_fingerprint_; }
+  FlatAdamW& optimizer() { return *optimizer_; }
+  void set_global_step(int64_t s) { global_step_ = s; }
+  int rank() const { return comm_->rank(); }
 
   FlatParameters& flat() { return *flat_; }
   int64_t global_step() const { return global_step_; }
@@ -116,6 +145,9 @@ class Trainer {
   torch::Tensor Forward(const torch::Tensor& ids, const torch::Tensor& mask);
   torch::Tensor ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> shape) const;
   absl::Status SumOverRanks(double* values, int n);
+  // True on every rank if any rank received a stop signal (one tiny all-reduce).
+  absl::StatusOr<bool> AnyRankStopping();
+  absl::StatusOr<std::string> Checkpoint(RunState& state, const CheckpointOptions& ckpt);
 
   model::DistilBertForSequenceClassification model_;
   TrainOptions options_;
@@ -126,6 +158,7 @@ class Trainer {
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<LinearSchedule> schedule_;
   int64_t global_step_ = 0;
+  uint64_t frozen_fingerprint_ = 0;
 };
 
 }  // namespace ftune::train
