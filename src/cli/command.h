@@ -22,6 +22,8 @@ struct Command {
 const Command& PrepCommand();
 const Command& InspectCommand();
 const Command& TrainCommand();
+const Command& EvalCommand();
+const Command& PredictCommand();
 
 // Status message that RunWithContext maps to kExitPreempted (75) instead of an error.
 inline constexpr char kPreemptedMarker[] = "preempted: checkpoint written";

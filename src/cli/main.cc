@@ -17,7 +17,7 @@
 namespace ftune::cli {
 namespace {
 
-std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand()}; }
+std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand(), &EvalCommand(), &PredictCommand()}; }
 
 void PrintTopHelp() {
   std::printf(

@@ -22,8 +22,13 @@ HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id) {
 }
 
 BatchLoader::BatchLoader(const TokenDataset* dataset, const SamplerOptions& options, int rank, int64_t pad_id,
-                         int prefetch)
-    : dataset_(dataset), options_(options), rank_(rank), pad_id_(pad_id), prefetch_(std::max(1, prefetch)) {
+                         int prefetch, bool read_tokens)
+    : dataset_(dataset),
+      options_(options),
+      rank_(rank),
+      pad_id_(pad_id),
+      prefetch_(std::max(1, prefetch)),
+      read_tokens_(read_tokens) {
   if (options_.group_by_length) {
     lengths_.resize(dataset_->size());
     for (int64_t i = 0; i < dataset_->size(); ++i) lengths_[i] = dataset_->length(i);
@@ -67,13 +72,21 @@ void BatchLoader::Run(int64_t epoch, int64_t start_step) {
       if (stop_) break;
     }
     std::vector<int64_t> slice = plan_->RankSlice(step, rank_);
-    absl::StatusOr<std::vector<Example>> examples = dataset_->Read(slice);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!examples.ok()) {
-      error_ = examples.status();
-      break;
+    HostBatch b;
+    if (read_tokens_) {
+      absl::StatusOr<std::vector<Example>> examples = dataset_->Read(slice);
+      if (!examples.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        error_ = examples.status();
+        break;
+      }
+      b = Collate(*examples, pad_id_);
+    } else {
+      b.rows = static_cast<int64_t>(slice.size());
+      for (int64_t i : slice) b.labels.push_back(dataset_->label(i));
+      b.indices = slice;
     }
-    HostBatch b = Collate(*examples, pad_id_);
+    std::lock_guard<std::mutex> lock(mu_);
     b.epoch = epoch;
     b.step = step;
     b.global_examples = plan_->global_batch_size(step);

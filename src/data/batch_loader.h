@@ -40,8 +40,9 @@ HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id);
 
 class BatchLoader {
  public:
+  // `read_tokens` false: batches carry indices and labels only (training on cached features).
   BatchLoader(const TokenDataset* dataset, const SamplerOptions& options, int rank, int64_t pad_id,
-              int prefetch = 4);
+              int prefetch = 4, bool read_tokens = true);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -63,6 +64,7 @@ class BatchLoader {
   int rank_;
   int64_t pad_id_;
   size_t prefetch_;
+  bool read_tokens_;
   std::vector<int32_t> lengths_;
   std::unique_ptr<EpochPlan> plan_;
 

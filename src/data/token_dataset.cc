@@ -32,6 +32,13 @@ namespace {
 constexpr size_t kChunkCacheBytes = size_t{32} << 20;
 constexpr size_t kChunkCacheSlots = 10007;  // prime, ~10x the chunks that fit
 
+// Resource limits, checked before anything is allocated: a chunked dataset that was never written
+// claims any length in a few hundred bytes of file. The index (offsets + labels, 16 bytes an
+// example) lives in memory, so at most 2^26 examples (1 GiB); an example holds at most 2^20 tokens
+// (4 MiB read at once; real reviews are a few thousand, and the model sees 512).
+constexpr int64_t kMaxExamples = int64_t{1} << 26;
+constexpr int64_t kMaxExampleTokens = int64_t{1} << 20;
+
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(path, ": ", what,
                                           " (the file is damaged or was not written as documented in "
@@ -177,6 +184,11 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   const int64_t num_tokens = ids.second;
   if (offsets.second < 1) return Corrupt(path, "offsets is empty (it needs num_examples + 1 entries)");
   const int64_t n = offsets.second - 1;
+  if (n > kMaxExamples) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: offsets describes %d examples, more than the %d this reader keeps in memory; split the dataset",
+        path, n, kMaxExamples));
+  }
   if (labels.second != n) {
     return Corrupt(path, absl::StrFormat("labels has %d entries but offsets describes %d examples",
                                          labels.second, n));
@@ -203,13 +215,19 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   const std::vector<int64_t>& off = ds->offsets_;
   if (off[0] != 0) return Corrupt(path, absl::StrCat("offsets[0] is ", off[0], ", not 0"));
   for (int64_t i = 0; i < n; ++i) {
-    int64_t len = off[i + 1] - off[i];
-    if (len < 0) {
+    // Compare before subtracting: a damaged file may hold any int64 here (INT64_MIN - x overflows).
+    if (off[i + 1] < off[i]) {
       return Corrupt(path, absl::StrFormat("offsets decrease at example %d (%d -> %d)", i, off[i], off[i + 1]));
     }
+    // Non-decreasing from off[0] = 0, so the difference cannot overflow.
+    const int64_t len = off[i + 1] - off[i];
     if (info.max_length > 0 && len > info.max_length) {
       return Corrupt(path, absl::StrFormat("example %d has %d tokens, more than max_length %d", i, len,
                                            info.max_length));
+    }
+    if (len > kMaxExampleTokens) {
+      return Corrupt(path, absl::StrFormat("example %d has %d tokens, more than the %d an example may hold", i, len,
+                                           kMaxExampleTokens));
     }
   }
   if (off[n] != num_tokens) {

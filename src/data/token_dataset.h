@@ -43,8 +43,9 @@ class TokenDataset {
  public:
   // Validates everything: format version, dataset shapes and types, offsets monotonic and in range,
   // labels in [0, num_labels), lengths <= max_length. Token ids are checked (< vocab_size) on read.
-  // Errors: NotFound (no file), DataLoss (not HDF5 / broken contents),
-  // FailedPrecondition (not an ftune dataset or another format version).
+  // Errors: NotFound (no file), DataLoss (not HDF5 / broken contents, or an example of more than
+  // 2^20 tokens), FailedPrecondition (not an ftune dataset or another format version),
+  // ResourceExhausted (more than 2^26 examples: the index would not fit in memory).
   static absl::StatusOr<std::unique_ptr<TokenDataset>> Open(const std::string& path);
 
   ~TokenDataset();

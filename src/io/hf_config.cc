@@ -1,5 +1,6 @@
 #include "io/hf_config.h"
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "nlohmann/json.hpp"
@@ -18,6 +19,18 @@ constexpr int64_t kMaxPositions = 1 << 20;
 constexpr int64_t kMaxLabels = 100'000;
 constexpr double kMaxParams = 20e9;
 
+// A value from the file for a one-line error message: `value` as JSON (strings quoted, control
+// characters escaped, invalid UTF-8 replaced), at most `max_bytes` of it.
+std::string Printable(const json& value, size_t max_bytes = 80) {
+  std::string out = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (out.size() > max_bytes) {
+    size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // a character boundary
+    out = absl::StrCat(out.substr(0, cut), "...(", out.size(), " bytes)");
+  }
+  return out;
+}
+
 absl::Status FieldError(absl::string_view source, absl::string_view field, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: field \"%s\" %s", source, field, what));
 }
@@ -26,7 +39,10 @@ absl::Status GetInt(const json& j, const char* key, int64_t* out, absl::string_v
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();  // keep the default
   if (!it->is_number_integer()) {
-    return FieldError(source, key, absl::StrFormat("must be an integer, got %s", it->dump()));
+    return FieldError(source, key, absl::StrFormat("must be an integer, got %s", Printable(*it)));
+  }
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    return FieldError(source, key, absl::StrFormat("= %s is too large", Printable(*it)));  // not a wrapped -1
   }
   *out = it->get<int64_t>();
   return absl::OkStatus();
@@ -35,7 +51,9 @@ absl::Status GetInt(const json& j, const char* key, int64_t* out, absl::string_v
 absl::Status GetDouble(const json& j, const char* key, double* out, absl::string_view source) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_number()) return FieldError(source, key, absl::StrFormat("must be a number, got %s", it->dump()));
+  if (!it->is_number()) {
+    return FieldError(source, key, absl::StrFormat("must be a number, got %s", Printable(*it)));
+  }
   *out = it->get<double>();
   return absl::OkStatus();
 }
@@ -75,8 +93,8 @@ absl::Status ValidateDistilBertConfig(const DistilBertConfig& c, absl::string_vi
   }
   if (c.activation != "gelu" && c.activation != "relu") {
     return FieldError(source, "activation",
-                      absl::StrFormat("\"%s\" is not supported (ftune implements \"gelu\" and \"relu\")",
-                                      c.activation));
+                      absl::StrFormat("%s is not supported (ftune implements \"gelu\" and \"relu\")",
+                                      Printable(json(c.activation))));
   }
   double params = double(c.vocab_size + c.max_position_embeddings) * c.dim +
                   double(c.n_layers) * (4.0 * c.dim * c.dim + 2.0 * c.dim * c.hidden_dim);
@@ -92,16 +110,22 @@ absl::Status ValidateDistilBertConfig(const DistilBertConfig& c, absl::string_vi
 }
 
 absl::StatusOr<DistilBertConfig> ParseDistilBertConfig(absl::string_view text, absl::string_view source) {
+  // nlohmann's parser stops at a NUL byte and ignores the rest; JSON never contains a raw NUL.
+  if (size_t nul = text.find('\0'); nul != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: not valid JSON (NUL byte at offset %d)", source, nul));
+  }
   json j;
   try {
     j = json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: not valid JSON (%s)", source, e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: not valid JSON (%s)", source, Printable(json(std::string(e.what())), 400)));
   }
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrFormat("%s: not a JSON object", source));
   auto mt = j.find("model_type");
   if (mt != j.end() && (!mt->is_string() || mt->get<std::string>() != "distilbert")) {
-    return FieldError(source, "model_type", absl::StrFormat("is %s; ftune supports \"distilbert\"", mt->dump()));
+    return FieldError(source, "model_type",
+                      absl::StrFormat("is %s; ftune supports \"distilbert\"", Printable(*mt)));
   }
   auto sin = j.find("sinusoidal_pos_embds");
   if (sin != j.end() && !sin->is_null()) {
@@ -133,13 +157,16 @@ absl::StatusOr<DistilBertConfig> ParseDistilBertConfig(absl::string_view text, a
     if (!il->is_object()) return FieldError(source, "id2label", "must be an object {\"0\": \"NEG\", ...}");
     std::vector<std::string> labels(il->size());
     for (auto it = il->begin(); it != il->end(); ++it) {
-      size_t pos = 0;
+      // Keys must be canonical ("0", "1", ... as Hugging Face writes them): stoll would also take
+      // " 1", "+1" or "01", and two keys naming one id would leave a label unset here while
+      // Hugging Face (int(key)) sees fewer labels.
+      const std::string& key = it.key();
       long long k = -1;
-      try {
-        k = std::stoll(it.key(), &pos);
-      } catch (...) {
-      }
-      if (pos != it.key().size() || k < 0 || k >= static_cast<long long>(labels.size()) || !it->is_string()) {
+      const bool canonical = !key.empty() && key.size() <= 9 &&
+                             key.find_first_not_of("0123456789") == std::string::npos &&
+                             (key == "0" || key[0] != '0');
+      if (canonical) k = std::stoll(key);
+      if (!canonical || k >= static_cast<long long>(labels.size()) || !it->is_string()) {
         return FieldError(source, "id2label",
                           absl::StrFormat("needs keys \"0\"..\"%d\" with string values", labels.size() - 1));
       }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "nlohmann/json.hpp"
@@ -35,6 +36,17 @@ constexpr DTypeEntry kDTypes[] = {
 constexpr size_t kMaxRank = 16;
 constexpr uint64_t kMaxElements = uint64_t{1} << 48;
 
+// Text from the file (names, dtypes, the JSON parser's own message) for a one-line error message:
+// JSON string escapes instead of raw control characters, invalid UTF-8 replaced by U+FFFD, and at
+// most kMaxEcho bytes (a header may hold a 100 MB name).
+std::string Printable(absl::string_view s) {
+  constexpr size_t kMaxEcho = 200;
+  std::string out = json(std::string(s.substr(0, kMaxEcho))).dump(-1, ' ', false, json::error_handler_t::replace);
+  out = out.substr(1, out.size() - 2);  // the quotes dump() adds
+  if (s.size() > kMaxEcho) absl::StrAppend(&out, "...(", s.size(), " bytes)");
+  return out;
+}
+
 }  // namespace
 
 absl::string_view DTypeName(DType d) {
@@ -56,7 +68,8 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
     if (name == e.name) return e.dtype;
   }
   return absl::InvalidArgumentError(
-      absl::StrFormat("unsupported dtype \"%s\" (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)", name));
+      absl::StrFormat("unsupported dtype \"%s\" (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
+                      Printable(name)));
 }
 
 int64_t TensorView::numel() const {
@@ -136,6 +149,11 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
   const uint8_t* data = reinterpret_cast<const uint8_t*>(bytes.data()) + 8 + n;
   const uint64_t data_size = bytes.size() - 8 - n;
 
+  // nlohmann's parser takes a NUL byte for the end of the input and would ignore everything after
+  // it; JSON never contains a raw NUL, so refuse it here (as the reference implementation does).
+  if (size_t nul = header.find('\0'); nul != absl::string_view::npos) {
+    return bad(absl::StrFormat("header is not JSON (NUL byte at offset %d of the header)", nul));
+  }
   // Parse, rejecting duplicate keys of the top-level object (nlohmann would keep the last silently).
   std::set<std::string> seen;
   std::string duplicate;
@@ -150,9 +168,11 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
   try {
     h = json::parse(header.begin(), header.end(), cb);
   } catch (const json::exception& e) {
-    return bad(absl::StrFormat("header is not JSON (%s)", e.what()));
+    return bad(absl::StrFormat("header is not JSON (%s)", Printable(e.what())));
   }
-  if (!duplicate.empty()) return bad(absl::StrFormat("tensor \"%s\" appears twice in the header", duplicate));
+  if (!duplicate.empty()) {
+    return bad(absl::StrFormat("tensor \"%s\" appears twice in the header", Printable(duplicate)));
+  }
   if (!h.is_object()) return bad("header is not a JSON object");
 
   struct Span {
@@ -166,12 +186,16 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
     if (name == "__metadata__") {
       if (!v.is_object()) return bad("__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) return bad(absl::StrFormat("__metadata__.%s is not a string", m.key()));
+        if (!m.value().is_string()) {
+          return bad(absl::StrFormat("__metadata__.%s is not a string", Printable(m.key())));
+        }
         metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
-    auto tbad = [&](const std::string& what) { return bad(absl::StrFormat("tensor \"%s\": %s", name, what)); };
+    auto tbad = [&](const std::string& what) {
+      return bad(absl::StrFormat("tensor \"%s\": %s", Printable(name), what));
+    };
     if (!v.is_object()) return tbad("entry is not an object");
     auto dt = v.find("dtype");
     auto sh = v.find("shape");
@@ -218,11 +242,11 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
   uint64_t cursor = 0;
   for (const Span& s : spans) {
     if (s.begin < cursor) {
-      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)", *s.name, s.begin,
-                                 cursor));
+      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)", Printable(*s.name),
+                                 s.begin, cursor));
     }
     if (s.begin > cursor) {
-      return bad(absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, *s.name));
+      return bad(absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, Printable(*s.name)));
     }
     cursor = s.end;
   }

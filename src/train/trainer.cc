@@ -18,13 +18,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels) {
-  const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
-  return torch::nn::functional::cross_entropy(
-      low ? logits.to(torch::kFloat) : logits, labels,
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
-}
-
 }  // namespace
 
 Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* comm,
@@ -87,10 +80,15 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
                          .Next());
   flat_->ZeroGrad();
   if (batch.rows > 0) {
-    torch::Tensor ids = ToDevice(batch.input_ids, {batch.rows, batch.seq_len});
-    torch::Tensor mask = ToDevice(batch.attention_mask, {batch.rows, batch.seq_len});
     torch::Tensor labels = ToDevice(batch.labels, {batch.rows});
-    torch::Tensor loss_sum = LossSum(Forward(ids, mask), labels);
+    torch::Tensor logits;
+    if (train_features_.defined()) {
+      logits = model_->ClassifyFeatures(train_features_.index_select(0, ToDevice(batch.indices, {batch.rows})));
+    } else {
+      logits = Forward(ToDevice(batch.input_ids, {batch.rows, batch.seq_len}),
+                       ToDevice(batch.attention_mask, {batch.rows, batch.seq_len}));
+    }
+    torch::Tensor loss_sum = LossSum(logits, labels);
     (loss_sum / static_cast<double>(batch.global_examples)).backward();
     s.loss_sum = loss_sum.item<double>();
   }
@@ -115,45 +113,15 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
 }
 
 absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
-  auto t0 = Clock::now();
-  model_->eval();
-  torch::NoGradGuard no_grad;
-  auto [begin, end] = data::BalancedRange(eval.size(), comm_->rank(), comm_->world_size());
-  // Longest first, so each batch pads little; the order cannot change any per-example result.
-  std::vector<int64_t> idx(end - begin);
-  std::iota(idx.begin(), idx.end(), begin);
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return eval.length(a) > eval.length(b); });
-  double sums[3] = {0, 0, 0};  // correct, total, loss_sum
-  for (size_t off = 0; off < idx.size(); off += options_.eval_batch_size) {
-    // A stop signal during evaluation: all ranks agree at this batch boundary and abandon the
-    // evaluation (the checkpoint is taken before it; a resumed run evaluates again).
-    FTUNE_ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
-    if (stopping) {
-      model_->train();
-      return absl::CancelledError("evaluation interrupted by a stop signal");
-    }
-    std::vector<int64_t> chunk(idx.begin() + off,
-                               idx.begin() + std::min(idx.size(), off + static_cast<size_t>(options_.eval_batch_size)));
-    FTUNE_ASSIGN_OR_RETURN(std::vector<data::Example> examples, eval.Read(chunk));
-    data::HostBatch b = data::Collate(examples, options_.pad_token_id);
-    torch::Tensor logits = model_(ToDevice(b.input_ids, {b.rows, b.seq_len}), ToDevice(b.attention_mask, {b.rows, b.seq_len}));
-    torch::Tensor labels = ToDevice(b.labels, {b.rows});
-    sums[0] += logits.argmax(-1).eq(labels).sum().item<double>();
-    sums[1] += static_cast<double>(b.rows);
-    sums[2] += LossSum(logits, labels).item<double>();
-  }
-  model_->train();
-  FTUNE_RETURN_IF_ERROR(SumOverRanks(sums, 3));
-  EvalStats e;
-  e.correct = static_cast<int64_t>(sums[0]);
-  e.total = static_cast<int64_t>(sums[1]);
-  e.loss_sum = sums[2];
-  e.seconds = Since(t0);
-  if (e.total != eval.size()) {
-    return absl::InternalError(
-        absl::StrFormat("evaluation saw %d examples but %s has %d", e.total, eval.path(), eval.size()));
-  }
-  return e;
+  InferenceOptions o;
+  o.batch_size = options_.eval_batch_size;
+  o.pad_token_id = options_.pad_token_id;
+  o.device = device_;
+  // A stop signal during evaluation: all ranks agree at a batch boundary and abandon it (the
+  // checkpoint is taken before the evaluation; a resumed run evaluates again).
+  o.should_stop = [this]() { return AnyRankStopping(); };
+  if (&eval == eval_features_of_) o.features = eval_features_;
+  return EvaluateDataset(model_, eval, comm_, o);
 }
 
 absl::StatusOr<bool> Trainer::AnyRankStopping() {
@@ -212,6 +180,25 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
             state.step_in_epoch, state.global_step);
   }
 
+  if (options_.cache_frozen_features) {
+    if (!encoder_frozen_) {
+      return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
+    }
+    const auto t0 = Clock::now();
+    InferenceOptions io;
+    io.batch_size = options_.eval_batch_size;
+    io.pad_token_id = options_.pad_token_id;
+    io.device = device_;
+    FTUNE_ASSIGN_OR_RETURN(train_features_, EncodeFeatures(model_, train, comm_, io));
+    if (eval != nullptr) {
+      FTUNE_ASSIGN_OR_RETURN(eval_features_, EncodeFeatures(model_, *eval, comm_, io));
+      eval_features_of_ = eval;
+    }
+    LogInfo("feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
+            "encoder dropout)",
+            train.size(), eval ? absl::StrFormat(" + %d eval", eval->size()) : "", FormatDuration(Since(t0)));
+  }
+
   FitResult result;
   result.trainable_parameters = flat_->numel();
   data::SamplerOptions so;
@@ -219,7 +206,8 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
   so.world_size = world;
   so.seed = options_.seed;
   so.group_by_length = options_.group_by_length;
-  data::BatchLoader loader(&train, so, comm_->rank(), options_.pad_token_id, options_.prefetch);
+  data::BatchLoader loader(&train, so, comm_->rank(), options_.pad_token_id, options_.prefetch,
+                          /*read_tokens=*/!train_features_.defined());
 
   LogInfo("training: %d examples, %d epochs x %d steps = %d steps, global batch %d (%d per rank x %d ranks), "
           "%d trainable parameters (%s per step all-reduced)",
@@ -304,7 +292,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
                                        epochs, rec.train_loss, rec.samples_per_second, rec.tokens_per_second,
                                        FormatDuration(rec.seconds));
     if (eval != nullptr && options_.eval_each_epoch) {
-      absl::StatusOr<EvalStats> e = Evaluate(*eval);
+      absl::StatusOr<EvalStats> e = Evaluate(*eval);  // uses the feature cache when there is one
       if (!e.ok() && absl::IsCancelled(e.status())) {
         FTUNE_ASSIGN_OR_RETURN(bool stop, stop_here(state));
         if (stop) return result;

@@ -24,6 +24,7 @@
 #include "dist/communicator.h"
 #include "model/distilbert.h"
 #include "train/flat_params.h"
+#include "train/inference.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 
@@ -49,6 +50,9 @@ struct TrainOptions {
   int prefetch = 4;
   bool eval_each_epoch = true;
   int64_t pad_token_id = 0;
+  // head only: compute the frozen encoder's [CLS] features once (eval mode, so without the
+  // encoder's dropout noise) and train the head on them; evaluation uses them too (exact).
+  bool cache_frozen_features = false;
 };
 
 struct StepStats {
@@ -59,15 +63,6 @@ struct StepStats {
   double lr = 0.0;        // learning rate used for this step
   double comm_seconds = 0.0;
   uint64_t comm_bytes = 0;
-};
-
-struct EvalStats {
-  int64_t correct = 0;
-  int64_t total = 0;
-  double loss_sum = 0.0;
-  double seconds = 0.0;
-  double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
-  double loss() const { return total ? loss_sum / total : 0.0; }
 };
 
 struct EpochRecord {
@@ -159,6 +154,8 @@ class Trainer {
   std::unique_ptr<LinearSchedule> schedule_;
   int64_t global_step_ = 0;
   uint64_t frozen_fingerprint_ = 0;
+  torch::Tensor train_features_, eval_features_;  // feature cache (head), [N, dim]
+  const data::TokenDataset* eval_features_of_ = nullptr;
 };
 
 }  // namespace ftune::train

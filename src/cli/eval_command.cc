@@ -1,0 +1,141 @@
+// `ftune eval` and `ftune predict`: score a saved model (HF directory, optionally with a PEFT
+// adapter) on an HDF5 dataset. eval prints accuracy and loss (any number of ranks); predict writes
+// one CSV row per example: row,label,pred,logit_0,...
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
+#include "cli/command.h"
+#include "cli/model_flags.h"
+#include "cli/run_setup.h"
+#include "cli/shared_flags.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "model/peft_adapter.h"
+#include "train/inference.h"
+
+ABSL_FLAG(std::string, data, "", "The dataset to score: an HDF5 file written by `ftune prep`.");
+ABSL_FLAG(int64_t, batch, 32, "Examples per forward pass.");
+
+namespace ftune::cli {
+namespace {
+
+absl::StatusOr<model::LoadedModel> LoadForInference(RunContext& run) {
+  if (absl::GetFlag(FLAGS_model_dir).empty()) {
+    return absl::InvalidArgumentError("--model_dir is required (a saved model: config.json + model.safetensors)");
+  }
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadModelFromFlags(run.model_options()));
+  if (!m.report.fresh.empty()) {
+    LogWarn("%s has no trained classification head (%s); scores will be chance-level unless --adapter_dir "
+            "provides one",
+            m.source, m.report.fresh.front());
+  }
+  const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
+  if (!adapter.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(model::AdapterInfo info, model::LoadAdapter(m.model, adapter));
+    LogInfo("adapter %s: LoRA r %d, alpha %g on %d layers", adapter, info.lora.rank, info.lora.alpha,
+            model::FindLoraLayers(*m.model).size());
+  }
+  m.model->to(run.device());
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenScored(const model::LoadedModel& m) {
+  const std::string path = absl::GetFlag(FLAGS_data);
+  if (path.empty()) return absl::InvalidArgumentError("--data is required (an HDF5 file from `ftune prep`)");
+  FTUNE_ASSIGN_OR_RETURN(auto ds, OpenDataset(path));
+  FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(m, *ds));
+  return ds;
+}
+
+train::InferenceOptions Options(RunContext& run, const model::LoadedModel& m) {
+  train::InferenceOptions o;
+  o.batch_size = std::max<int64_t>(1, absl::GetFlag(FLAGS_batch));
+  o.pad_token_id = m.config.pad_token_id;
+  o.device = run.device();
+  return o;
+}
+
+absl::Status RunEval(RunContext& run) {
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
+  FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
+  FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.comm(), Options(run, m)));
+  LogInfo("%s: accuracy %.4f (%d/%d), loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct, e.total,
+          e.loss(), e.total / std::max(e.seconds, 1e-9));
+  return absl::OkStatus();
+}
+
+absl::Status RunPredict(RunContext& run) {
+  if (run.ctx().world_size() > 1) {
+    return absl::InvalidArgumentError("ftune predict runs as one process (without mpirun)");
+  }
+  const std::string out = absl::GetFlag(FLAGS_output);
+  if (out.empty()) return absl::InvalidArgumentError("--output is required (the predictions CSV to write)");
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
+  FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
+  std::vector<std::string> rows(ds->size());
+  std::vector<int64_t> all(ds->size());
+  for (int64_t i = 0; i < ds->size(); ++i) all[i] = i;
+  int64_t correct = 0;
+  FTUNE_RETURN_IF_ERROR(train::ForEachLogits(
+      m.model, *ds, all, Options(run, m), [&](const data::HostBatch& b, const torch::Tensor& logits) {
+        torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
+        for (int64_t r = 0; r < b.rows; ++r) {
+          const float* v = l[r].data_ptr<float>();
+          int64_t pred = 0;
+          for (int64_t k = 1; k < l.size(1); ++k) {
+            if (v[k] > v[pred]) pred = k;
+          }
+          correct += pred == b.labels[r];
+          std::string line = absl::StrFormat("%d,%d,%d", b.indices[r], b.labels[r], pred);
+          for (int64_t k = 0; k < l.size(1); ++k) absl::StrAppendFormat(&line, ",%.9g", v[k]);
+          rows[b.indices[r]] = line + "\n";
+        }
+        return absl::OkStatus();
+      }));
+  std::string csv = "row,label,pred";
+  for (int64_t k = 0; k < m.config.num_labels; ++k) absl::StrAppend(&csv, ",logit_", k);
+  csv += "\n";
+  for (const auto& r : rows) csv += r;
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, csv));
+  LogInfo("wrote %d predictions to %s (accuracy %.4f against the dataset's labels)", ds->size(), out,
+          ds->size() ? static_cast<double>(correct) / ds->size() : 0.0);
+  return absl::OkStatus();
+}
+
+int RunEvalCmd(const std::vector<std::string>& positional) {
+  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  return RunWithContext(RunEval);
+}
+int RunPredictCmd(const std::vector<std::string>& positional) {
+  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  return RunWithContext(RunPredict);
+}
+
+}  // namespace
+
+const Command& EvalCommand() {
+  static const Command c{"eval", "accuracy and loss of a saved model on an HDF5 dataset",
+                         "Scores a saved model (--model_dir, plus --adapter_dir for a PEFT LoRA adapter) on every\n"
+                         "example of --data and prints accuracy and mean cross-entropy. Under mpirun each rank\n"
+                         "scores a share and the counts are summed.\n\n"
+                         "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
+                         "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
+                         {"model_dir", "adapter_dir", "data", "batch", "device", "threads"},
+                         &RunEvalCmd};
+  return c;
+}
+
+const Command& PredictCommand() {
+  static const Command c{"predict", "write per-example predictions and logits as CSV",
+                         "Writes one CSV row per example of --data, in dataset order:\n"
+                         "  row,label,pred,logit_0,logit_1[,...]\n\n"
+                         "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",
+                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "threads"},
+                         &RunPredictCmd};
+  return c;
+}
+
+}  // namespace ftune::cli

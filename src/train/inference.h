@@ -1,0 +1,58 @@
+// Running a model over a dataset without training: evaluation (accuracy + loss summed over ranks,
+// every example exactly once), predictions, and the frozen-encoder feature cache for `head`.
+#pragma once
+
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "common/status.h"
+#include "data/batch_loader.h"
+#include "data/token_dataset.h"
+#include "dist/communicator.h"
+#include "model/distilbert.h"
+
+namespace ftune::train {
+
+struct EvalStats {
+  int64_t correct = 0;
+  int64_t total = 0;
+  double loss_sum = 0.0;
+  double seconds = 0.0;
+  double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
+  double loss() const { return total ? loss_sum / total : 0.0; }
+};
+
+struct InferenceOptions {
+  int64_t batch_size = 8;
+  int64_t pad_token_id = 0;
+  torch::Device device = torch::kCPU;
+  // Checked before every batch; returning true abandons the pass with a Cancelled status.
+  std::function<absl::StatusOr<bool>()> should_stop;
+  // [N, dim] [CLS] features of every example of the dataset (from EncodeFeatures): when set, only
+  // the classification head runs (exact for a frozen encoder in eval mode).
+  torch::Tensor features;
+};
+
+// Calls `sink(batch, logits)` for `indices` of `ds` in eval mode, batched longest-first (less
+// padding; per-example results do not depend on the order). Restores train mode afterwards.
+absl::Status ForEachLogits(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
+                           std::vector<int64_t> indices, const InferenceOptions& options,
+                           const std::function<absl::Status(const data::HostBatch&, const torch::Tensor&)>& sink);
+
+// Accuracy and mean loss over all of `ds`: each rank scores its contiguous share, the counts are
+// summed over ranks, and the total is checked against the dataset size. Identical on every rank.
+absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassification& model,
+                                          const data::TokenDataset& ds, dist::Communicator* comm,
+                                          const InferenceOptions& options);
+
+// [CLS] features of the encoder for every example of `ds`, [N, dim] on options.device, computed
+// in eval mode (no dropout). With several ranks each computes its share and they are broadcast.
+absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassification& model,
+                                             const data::TokenDataset& ds, dist::Communicator* comm,
+                                             const InferenceOptions& options);
+
+// Sum of per-example cross-entropies (fp32 for reduced-precision logits).
+torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels);
+
+}  // namespace ftune::train
