@@ -67,9 +67,11 @@ absl::StatusOr<bool> CsvReader::Next(std::vector<std::string>* fields, int64_t* 
         break;
       }
       if (pos_ < n && data_[pos_] != ',' && data_[pos_] != '\n' && data_[pos_] != '\r') {
-        return Error(line_, absl::StrFormat("unexpected character '%c' after a closing quote (a quote inside a "
+        size_t len;  // the whole character (input is valid UTF-8), escaped if it is a control
+        utf8::Decode(data_, pos_, &len);
+        return Error(line_, absl::StrFormat("unexpected character '%s' after a closing quote (a quote inside a "
                                             "quoted field must be doubled: \"\")",
-                                            data_[pos_]));
+                                            utf8::Printable(data_.substr(pos_, len))));
       }
     } else {
       size_t end = pos_;

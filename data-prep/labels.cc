@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
+#include "data-prep/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::prep {
@@ -41,7 +42,9 @@ absl::StatusOr<int32_t> LabelMapper::Map(absl::string_view raw) {
       id = static_cast<int32_t>(n);
     }
   }
-  if (id < 0) return absl::InvalidArgumentError(absl::StrCat("unknown label '", v, "'; ", Describe()));
+  if (id < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown label '", utf8::Printable(v), "'; ", Describe()));
+  }
   if (seen_.size() < kMaxRecorded) seen_.emplace(std::string(v), id);
   return id;
 }

@@ -74,6 +74,16 @@ class Sink {
 
 bool IsBlank(absl::string_view s) { return absl::StripAsciiWhitespace(s).empty(); }
 
+// The header's column names for a one-line message: each escaped and cut, at most 10 of them.
+std::string HeaderForMessage(const std::vector<std::string>& header) {
+  constexpr size_t kMaxColumns = 10;
+  std::vector<std::string> cols;
+  for (size_t c = 0; c < header.size() && c < kMaxColumns; ++c) cols.push_back(utf8::Printable(header[c], 40));
+  std::string out = absl::StrJoin(cols, ", ");
+  if (header.size() > kMaxColumns) absl::StrAppend(&out, ", ... (", header.size(), " columns)");
+  return out;
+}
+
 absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordPieceTokenizer& tok,
                      LabelMapper* labels, Sink* sink, int threads) {
   FTUNE_ASSIGN_OR_RETURN(CsvReader reader, CsvReader::Create(opt.input, data));
@@ -90,8 +100,8 @@ absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordP
                                         std::make_tuple(label_col, opt.label_column, "--label_column")}) {
     if (col < 0) {
       return InputError(opt.input, line,
-                        absl::StrFormat("no column named '%s' in the header (columns: %s); pass %s", name,
-                                        absl::StrJoin(header, ", "), flag));
+                        absl::StrFormat("no column named '%s' in the header (columns: %s); pass %s",
+                                        utf8::Printable(name), HeaderForMessage(header), flag));
     }
   }
   const int64_t batch = std::max<int64_t>(1, opt.batch_size);
@@ -164,11 +174,15 @@ absl::Status ReadJsonl(const PrepOptions& opt, absl::string_view data, const Wor
     pos = nl + 1;
     ++line;
     if (IsBlank(text)) continue;
+    // nlohmann's parser stops at a NUL byte and would ignore the rest of the line.
+    if (size_t nul = text.find('\0'); nul != absl::string_view::npos) {
+      return InputError(opt.input, line, absl::StrFormat("invalid JSON: NUL byte at column %d", nul + 1));
+    }
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text.begin(), text.end());
     } catch (const nlohmann::json::exception& e) {
-      return InputError(opt.input, line, absl::StrCat("invalid JSON: ", e.what()));
+      return InputError(opt.input, line, absl::StrCat("invalid JSON: ", utf8::Printable(e.what(), 300)));
     }
     if (!j.is_object() || !j.contains("ids") || !j["ids"].is_array()) {
       return InputError(opt.input, line, "expected an object {\"ids\": [...], \"label\": n}");
@@ -181,8 +195,8 @@ absl::Status ReadJsonl(const PrepOptions& opt, absl::string_view data, const Wor
       const auto& x = arr[k];
       if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= vocab) {
         return InputError(opt.input, line,
-                          absl::StrFormat("ids[%d] = %s is not a token id in [0, %d) (vocab %s)", k, x.dump(),
-                                          vocab, opt.vocab));
+                          absl::StrFormat("ids[%d] = %s is not a token id in [0, %d) (vocab %s)", k,
+                                          utf8::Printable(x.dump()), vocab, opt.vocab));
       }
       v.push_back(static_cast<int32_t>(x.get<int64_t>()));
     }

@@ -74,4 +74,35 @@ inline void Append(int32_t cp, std::string* out) {
   }
 }
 
+// `s` (bytes from an input file) made safe to quote in a one-line error message: valid UTF-8 is
+// kept, C0 control characters and invalid bytes become \xNN (\n, \r and \t as such), and input
+// past `max_bytes` is cut at a character boundary and marked with its full size.
+inline std::string Printable(absl::string_view s, size_t max_bytes = 64) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  size_t i = 0;
+  while (i < s.size() && i < max_bytes) {
+    const uint8_t c = static_cast<uint8_t>(s[i]);
+    size_t len = 1;
+    if (c >= 0x80 && Decode(s, i, &len) >= 0) {
+      out.append(s.data() + i, len);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c >= 0x80) {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+    i += len;
+  }
+  if (i < s.size()) out += "...(" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
+
 }  // namespace ftune::prep::utf8
