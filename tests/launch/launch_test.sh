@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Tests of the launch scripts as users run them, on the synthetic task (tests/launch/synthetic_task.sh)
+# with the real ftune binary:
+#   tests/launch/launch_test.sh CASE FTUNE_BIN
+# CASE: train_sh_options | train_sh_two_cpu_ranks | sweep_sh_grid | sweep_sh_stop_and_continue |
+#       fetch_model. Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
+# FTUNE_KEEP_TEST_DIRS=1 keeps the scratch directory.
+set -euo pipefail
+
+case_name=${1:?usage: launch_test.sh CASE FTUNE_BIN}
+FTUNE_BIN=$(realpath "${2:?usage: launch_test.sh CASE FTUNE_BIN}")
+export FTUNE_BIN
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=tests/launch/synthetic_task.sh
+source "$here/synthetic_task.sh"
+
+work=$(mktemp -d /tmp/ftune_launch_test.XXXXXX)
+cleanup() {
+  local pid
+  for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+  if [ -z "${FTUNE_KEEP_TEST_DIRS:-}" ]; then rm -rf "$work"; else echo "kept $work"; fi
+}
+trap cleanup EXIT
+cd "$work"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect_rc() {  # expect_rc CODE CMD...: runs CMD (output to $work/out), checks its exit code
+  local want=$1 rc=0
+  shift
+  "$@" >"$work/out" 2>&1 || rc=$?
+  [ "$rc" -eq "$want" ] || { cat "$work/out"; fail "expected exit $want, got $rc: $*"; }
+}
+expect_out() {  # expect_out REGEX: the last expect_rc's output matches (extended regex)
+  grep -E -q -- "$1" "$work/out" || { cat "$work/out"; fail "output lacks /$1/"; }
+}
+expect_no_out() {
+  if grep -E -q -- "$1" "$work/out"; then cat "$work/out"; fail "output has /$1/"; fi
+}
+json_num() {  # json_num FILE KEY: the first "KEY": number in FILE
+  sed -n "s/.*\"$2\": *\([-0-9.e+]*\).*/\1/p" "$1" | head -1
+}
+skip_without_resume() {
+  local help
+  help=$("$FTUNE_BIN" train --help 2>&1 || true)
+  if [[ "$help" != *--resume* ]]; then
+    echo "SKIP: $FTUNE_BIN has no --resume yet (checkpoint/resume feature not built in)"
+    exit 77
+  fi
+}
+
+cores=$(nproc)
+task=$work/task
+
+case "$case_name" in
+
+# ---- launch/train.sh: GPU detection, rank count, binding, threads, binary lookup (no training) --
+train_sh_options)
+  mkdir -p fakebin
+  cat >fakebin/nvidia-smi <<'EOF'
+#!/bin/sh
+for i in 0 1 2 3; do echo "GPU $i: NVIDIA Fake (UUID: GPU-0000000$i)"; done
+EOF
+  chmod +x fakebin/nvidia-smi
+  ts=$repo/launch/train.sh
+  export FTUNE_MPIRUN=mpirun  # the command lines below are checked literally
+  expect_rc 0 "$ts" --help
+  expect_out '^usage: launch/train.sh'
+
+  # nvidia-smi -L: one rank per GPU; CUDA_VISIBLE_DEVICES, when set, wins.
+  expect_rc 0 env -u CUDA_VISIBLE_DEVICES PATH="$work/fakebin:$PATH" "$ts" --list-gpus
+  [ "$(tr '\n' ' ' <"$work/out")" = "0 1 2 3 " ] || { cat out; fail "nvidia-smi GPUs not listed"; }
+  expect_rc 0 env -u CUDA_VISIBLE_DEVICES PATH="$work/fakebin:$PATH" "$ts" --dry-run --method=head
+  expect_out 'mpirun -np 4 '
+  expect_out 'on 4 GPU\(s\) \[0 1 2 3\]'
+  expect_rc 0 env CUDA_VISIBLE_DEVICES=2,5 PATH="$work/fakebin:$PATH" "$ts" --list-gpus
+  [ "$(tr '\n' ' ' <"$work/out")" = "2 5 " ] || { cat out; fail "CUDA_VISIBLE_DEVICES not used"; }
+  # Two GPUs: two ranks, each bound to cores/2 cores (if the cores allow), threads = cores/2.
+  t=$((cores / 2)); [ "$t" -ge 1 ] || t=1
+  expect_rc 0 env CUDA_VISIBLE_DEVICES=0,1 "$ts" --dry-run --method=head
+  expect_out "mpirun -np 2 --map-by slot:PE=$t --bind-to core .* train --method=head --threads=$t\$"
+  # --device=cpu ignores the GPUs; the CPU path: FTUNE_NP ranks, oversubscribed and unbound.
+  t=$((cores / 3)); [ "$t" -ge 1 ] || t=1
+  expect_rc 0 env CUDA_VISIBLE_DEVICES=0,1 FTUNE_NP=3 "$ts" --dry-run --device=cpu
+  expect_out "mpirun -np 3 --oversubscribe --bind-to none -x OMP_NUM_THREADS=$t .* train --device=cpu --threads=$t\$"
+  expect_rc 0 env CUDA_VISIBLE_DEVICES= "$ts" --dry-run
+  expect_out 'mpirun -np 1 --oversubscribe --bind-to none'
+  # --np wins over FTUNE_NP; a user's --threads is kept; FTUNE_MPI_ARGS are passed on.
+  expect_rc 0 env CUDA_VISIBLE_DEVICES= FTUNE_NP=3 FTUNE_MPI_ARGS="--mca btl self,vader" "$ts" --np 2 --dry-run -- --threads=5 --epochs=1
+  expect_out "mpirun -np 2 .*--mca btl self,vader .* train --threads=5 --epochs=1\$"
+  expect_rc 2 env CUDA_VISIBLE_DEVICES= "$ts" --np 0 --dry-run
+  expect_out 'positive integer'
+  expect_rc 1 env FTUNE_BIN="$work/nope" CUDA_VISIBLE_DEVICES= "$ts" --epochs=1
+  expect_out 'HINT'
+  # The default binary is <repo>/build/ftune (FTUNE_BUILD_DIR changes the folder).
+  expect_rc 0 env -u FTUNE_BIN FTUNE_BUILD_DIR=build-x CUDA_VISIBLE_DEVICES= "$ts" --dry-run
+  expect_out "$repo/build-x/ftune train"
+  ;;
+
+# ---- launch/train.sh: 2 CPU ranks train for real ----------------------------------------------
+train_sh_two_cpu_ranks)
+  make_synthetic_task "$task" "$FTUNE_BIN"
+  flags=(--model_config="$task/tiny.json" --train_data="$task/train.h5" --eval_data="$task/eval.h5"
+         --batch_size=4 --max_steps=64 --learning_rate=3e-3 --device=cpu)
+  expect_rc 0 env FTUNE_NP=2 "$repo/launch/train.sh" "${flags[@]}" --output_dir="$work/run"
+  t=$((cores / 2)); [ "$t" -ge 1 ] || t=1
+  expect_out "ftune: 2 rank\(s\) on .* $t intra-op threads per rank"
+  [ -f run/results.json ] || fail "no results.json"
+  [ "$(json_num run/results.json world_size)" = 2 ] || fail "world_size is not 2"
+  acc=$(json_num run/results.json eval_accuracy)
+  [ -n "$acc" ] || fail "no eval_accuracy in results.json"
+  [ -f run/model/model.safetensors ] || fail "no saved model"
+  # ftune's exit codes come through mpirun and the script: bad flag 2, used output dir 1.
+  expect_rc 2 env FTUNE_NP=2 "$repo/launch/train.sh" "${flags[@]}" --output_dir="$work/bad" --batch_size=0
+  expect_out 'batch_size must be > 0'
+  expect_rc 1 env FTUNE_NP=2 "$repo/launch/train.sh" "${flags[@]}" --output_dir="$work/run"
+  expect_out 'already holds a run'
+  echo "2 ranks: eval accuracy $acc"
+  ;;
+
+# ---- launch/sweep.sh: a 2x2 grid, packed 2 at a time, resumable, summarised ----------------------
+sweep_sh_grid)
+  make_synthetic_task "$task" "$FTUNE_BIN"
+  sw=$repo/launch/sweep.sh
+  grid=(--methods head,lora --learning-rates 1e-3,3e-3 --lora-ranks 4 --sweep-dir "$work/sweep")
+  flags=(--model_config="$task/tiny.json" --train_data="$task/train.h5" --eval_data="$task/eval.h5"
+         --batch_size=8 --max_steps=24 --device=cpu)
+  expect_rc 0 "$sw" "${grid[@]}" --count
+  [ "$(cat out)" = 4 ] || fail "--count: $(cat out)"
+  expect_rc 0 "$sw" "${grid[@]}" --list
+  expect_out '^3 lora_r4_lr3e-3_seed42$'
+  expect_rc 2 "$sw" "${grid[@]}" --method=full
+  expect_out 'set methods with --methods'
+  expect_rc 2 "$sw" --methods prefix
+  expect_out 'not one of full, head, lora'
+  expect_rc 0 "$sw" "${grid[@]}" --dry-run -- "${flags[@]}"
+  [ "$(grep -c '^\[' out)" = 4 ] || { cat out; fail "--dry-run should print 4 commands"; }
+
+  start=$(date +%s)
+  expect_rc 0 "$sw" "${grid[@]}" --slots 2 -- "${flags[@]}"
+  cp out first.out
+  echo "first sweep: $(($(date +%s) - start)) s"
+  [ "$(grep -c '^sweep.sh: start' out)" = 4 ] || fail "4 runs should start"
+  # Two slots: the second run starts before the first one ends.
+  [ "$(sed -n '3p' out | cut -c1-15)" = "sweep.sh: start" ] || { cat out; fail "runs were not packed 2 at a time"; }
+  for run in head_lr1e-3_seed42 head_lr3e-3_seed42 lora_r4_lr1e-3_seed42 lora_r4_lr3e-3_seed42; do
+    [ -f "sweep/$run/results.json" ] || fail "no sweep/$run/results.json"
+    [ -f "sweep/logs/$run.log" ] || fail "no log for $run"
+  done
+  # Each run got its own settings (run_config.json records the flags it ran with).
+  cfg=sweep/lora_r4_lr3e-3_seed42/run_config.json
+  grep -E -q '"learning_rate": "?0\.003"?,' "$cfg" || { cat "$cfg"; fail "run got the wrong learning rate"; }
+  grep -E -q '"lora_rank": "?4"?,' "$cfg" || fail "lora run got the wrong rank"
+  grep -E -q '"method": "lora"' "$cfg" || fail "lora run got the wrong method"
+
+  # The summary: header + 4 rows in CSV and markdown, each done with its numbers.
+  [ "$(wc -l <sweep/summary.csv)" = 5 ] || { cat sweep/summary.csv; fail "summary.csv should have 4 rows"; }
+  [ "$(grep -c '^| [a-z]*_.* | done |$' sweep/summary.md)" = 4 ] || { cat sweep/summary.md; fail "summary.md should have 4 done rows"; }
+  grep -q '^lora_r4_lr1e-3_seed42,lora,1e-3,4,42,[0-9]*,[01]\.[0-9]*,[0-9.]*,done$' sweep/summary.csv ||
+    { cat sweep/summary.csv; fail "lora row malformed"; }
+  grep -q '^head_lr3e-3_seed42,head,3e-3,,42,[0-9]*,[01]\.[0-9]*,[0-9.]*,done$' sweep/summary.csv ||
+    { cat sweep/summary.csv; fail "head row malformed"; }
+  head_params=$(json_num sweep/head_lr1e-3_seed42/results.json trainable_parameters)
+  grep -q "^head_lr1e-3_seed42,head,1e-3,,42,$head_params," sweep/summary.csv || fail "trainable parameters not from results.json"
+
+  # Second time: every run is skipped, nothing is rewritten, the same table comes out.
+  before=$(stat -c %Y sweep/*/results.json | sort | tr '\n' ' ')
+  sleep 1
+  expect_rc 0 "$sw" "${grid[@]}" --slots 2 -- "${flags[@]}"
+  [ "$(grep -c '^sweep.sh: skip' out)" = 4 ] || fail "finished runs should be skipped"
+  expect_no_out '^sweep.sh: start'
+  [ "$(stat -c %Y sweep/*/results.json | sort | tr '\n' ' ')" = "$before" ] || fail "a finished run was rerun"
+  [ "$(wc -l <sweep/summary.csv)" = 5 ] || fail "summary.csv changed size"
+  # A lost result is redone alone; --summary-only only reads.
+  rm -r sweep/head_lr3e-3_seed42
+  expect_rc 0 "$sw" "${grid[@]}" --summary-only
+  expect_out '\| head_lr3e-3_seed42 \| head \| 3e-3 \| - \| 42 \| - \| - \| - \| pending \|'
+  expect_rc 0 "$sw" "${grid[@]}" --slots 2 -- "${flags[@]}"
+  [ "$(grep -c '^sweep.sh: start' out)" = 1 ] || fail "only the missing run should start"
+  # A failing run is reported in the table and in the exit code.
+  expect_rc 1 "$sw" --methods head --learning-rates 1e-3 --sweep-dir "$work/bad" -- "${flags[@]}" --batch_size=0
+  grep -q ',exit 2$' bad/summary.csv || { cat bad/summary.csv; fail "failed run not in the summary"; }
+  ;;
+
+# ---- launch/sweep.sh: SIGUSR1 stops the runs at a checkpoint; the next sweep continues them -----
+sweep_sh_stop_and_continue)
+  skip_without_resume
+  make_synthetic_task "$task" "$FTUNE_BIN"
+  sw=$repo/launch/sweep.sh
+  grid=(--methods full --learning-rates 1e-3,3e-3 --sweep-dir "$work/sweep" --slots 2)
+  flags=(--model_config="$task/tiny.json" --train_data="$task/train.h5" --eval_data="$task/eval.h5"
+         --batch_size=8 --max_steps=1000 --logging_steps=1 --threads=1 --device=cpu)
+  "$sw" "${grid[@]}" -- "${flags[@]}" >stop.out 2>&1 &
+  pid=$!
+  m=sweep/full_lr1e-3_seed42/metrics.jsonl
+  for _ in $(seq 1 600); do
+    [ -f "$m" ] && [ "$(grep -c '"train"' "$m")" -ge 10 ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -USR1 "$pid"
+  rc=0
+  wait "$pid" || rc=$?
+  cat stop.out
+  [ "$rc" = 75 ] || fail "a stopped sweep should exit 75, got $rc"
+  compgen -G "sweep/full_lr1e-3_seed42/checkpoints/step-*" >/dev/null || fail "no checkpoint written"
+  [ ! -f sweep/full_lr1e-3_seed42/results.json ] || fail "the run finished before the signal (make it longer)"
+  grep -q 'preempted (resumable)' sweep/summary.md || fail "summary should show the stopped runs"
+  expect_rc 0 "$sw" "${grid[@]}" -- "${flags[@]}"
+  [ -f sweep/full_lr1e-3_seed42/results.json ] && [ -f sweep/full_lr3e-3_seed42/results.json ] || fail "runs not finished"
+  grep -q -- '--resume=auto' sweep/logs/full_lr1e-3_seed42.log || fail "the second sweep did not resume"
+  # The continued run equals an uninterrupted one, bit for bit.
+  expect_rc 0 env FTUNE_NP=1 "$repo/launch/train.sh" "${flags[@]}" --method=full --learning_rate=1e-3 \
+    --output_dir="$work/ref"
+  cmp sweep/full_lr1e-3_seed42/model/model.safetensors ref/model/model.safetensors ||
+    fail "resumed weights differ from an uninterrupted run"
+  ;;
+
+# ---- cluster/fetch-model.sh against a local stand-in for the hub (file://) -------------------------
+fetch_model)
+  mkdir hub
+  cp "$repo/tests/fixtures/hf/hf-tiny-cls/config.json" "$repo/tests/fixtures/hf/hf-tiny-cls/model.safetensors" hub/
+  cp "$repo/tests/fixtures/tokens/vocab.txt" hub/  # the real distilbert-base-uncased vocab
+  fm=$repo/cluster/fetch-model.sh
+  expect_rc 0 env FTUNE_HF_BASE="file://$work/hub" "$fm" "$work/model"
+  expect_out 'ftune loads'
+  cmp hub/model.safetensors model/model.safetensors || fail "model.safetensors differs"
+  expect_rc 0 env FTUNE_HF_BASE="file://$work/nowhere" "$fm" "$work/model"
+  [ "$(grep -c 'present and valid' out)" = 3 ] || fail "a complete model dir should not be fetched again"
+  # A vocab with the wrong hash is refused and not left behind.
+  echo extra >>hub/vocab.txt
+  rm model/vocab.txt
+  expect_rc 1 env FTUNE_HF_BASE="file://$work/hub" "$fm" "$work/model"
+  expect_out 'vocab.txt is not what was expected'
+  [ ! -e model/vocab.txt ] && [ ! -e model/vocab.txt.part ] || fail "bad vocab left behind"
+  expect_rc 1 env FTUNE_HF_BASE="file://$work/nowhere" "$fm" "$work/model2"
+  expect_out 'HINT'
+  ;;
+
+*) echo "unknown case $case_name" >&2; exit 2 ;;
+esac
+echo "PASS: $case_name"
