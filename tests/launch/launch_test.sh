@@ -218,6 +218,7 @@ sweep_sh_stop_and_continue)
 
 # ---- cluster/fetch-model.sh against a local stand-in for the hub (file://) -------------------------
 fetch_model)
+  command -v curl >/dev/null || { echo "SKIP: curl is not installed (fetch-model.sh downloads with it)"; exit 77; }
   mkdir hub
   cp "$repo/tests/fixtures/hf/hf-tiny-cls/config.json" "$repo/tests/fixtures/hf/hf-tiny-cls/model.safetensors" hub/
   cp "$repo/tests/fixtures/tokens/vocab.txt" hub/  # the real distilbert-base-uncased vocab
