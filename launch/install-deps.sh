@@ -16,6 +16,7 @@ pkgs=(
   nlohmann-json3-dev          # JSON (config.json, safetensors headers)
   libutf8proc-dev             # Unicode (tokenizer normalisation)
   libssl-dev                  # SHA-256 (vocab / source hashes)
+  curl                        # cluster/fetch-model.sh (and its test)
   gnuplot-nox                 # comparison plot
 )
 [[ " $* " == *" --slurm "* ]] && pkgs+=(slurm-wlm munge)

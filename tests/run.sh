@@ -10,6 +10,8 @@ extra=()
 if [ -f "${FTUNE_NCCL_ROOT:-/usr/local/cuda}/include/nccl.h" ]; then
   extra+=(-DFTUNE_WITH_NCCL=ON "-DFTUNE_NCCL_ROOT=${FTUNE_NCCL_ROOT:-/usr/local/cuda}")
 fi
+# slurm-wlm + munge let tests/slurm run a real one-node SLURM (they skip, saying why, without them).
+[ "${FTUNE_SKIP_DEPS:-0}" = 1 ] || launch/install-deps.sh --slurm
 launch/build.sh "${extra[@]}"
 # Open MPI refuses to run as root unless told; CI containers run as root.
 if [ "$(id -u)" -eq 0 ]; then

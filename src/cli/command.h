@@ -24,6 +24,7 @@ const Command& InspectCommand();
 const Command& TrainCommand();
 const Command& EvalCommand();
 const Command& PredictCommand();
+const Command& ReportCommand();
 
 // Status message that RunWithContext maps to kExitPreempted (75) instead of an error.
 inline constexpr char kPreemptedMarker[] = "preempted: checkpoint written";

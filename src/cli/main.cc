@@ -17,7 +17,8 @@
 namespace ftune::cli {
 namespace {
 
-std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand(), &EvalCommand(), &PredictCommand()}; }
+std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand(), &EvalCommand(), &PredictCommand(),
+          &ReportCommand()}; }
 
 void PrintTopHelp() {
   std::printf(

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The main job: fine-tune the same data three ways (full, head, lora) with the same seed and
+# schedule under mpirun, then write the comparison (compare.md, compare.csv, compare.svg).
+#
+#   launch/compare.sh                       # embedded default: the demo reviews in data-prep/demo
+#                                           # and a small random-init model (configs/tiny.json);
+#                                           # a few minutes on 2 CPU cores, on a fresh machine
+#   launch/compare.sh --model-dir models/distilbert-base-uncased \
+#       --train data/imdb/train.csv --eval data/imdb/eval.csv      # the assignment's answer
+#
+# Options (anything else is passed to every `ftune train`):
+#   --model-dir DIR   Hugging Face model directory (config.json, model.safetensors, vocab.txt)
+#   --train CSV       training CSV (review,label)    default: data-prep/demo/train.csv
+#   --eval CSV        evaluation CSV                 default: data-prep/demo/eval.csv
+#   --methods LIST    default full,head,lora
+#   --np N            ranks per run (default: GPUs, or 2 on CPU)
+#   --epochs N        default 3
+#   --max-length N    tokens per review (default 512; 128 for the embedded default)
+#   --out DIR         default results/<name>-<date>
+# Environment: FTUNE_BIN (skip the build and use this binary), FTUNE_BUILD_DIR.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+model_dir="" train="" eval="" methods="full,head,lora" np="" epochs=3 max_length="" out="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model-dir) model_dir=$2; shift 2 ;;
+    --train) train=$2; shift 2 ;;
+    --eval) eval=$2; shift 2 ;;
+    --methods) methods=$2; shift 2 ;;
+    --np) np=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --max-length) max_length=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --) shift; extra+=("$@"); break ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+
+if [ -z "${FTUNE_BIN:-}" ]; then
+  launch/build.sh
+  FTUNE_BIN="$root/${FTUNE_BUILD_DIR:-build}/ftune"
+fi
+export FTUNE_BIN
+
+demo=0
+if [ -z "$model_dir" ]; then
+  demo=1
+  model_args=(--flagfile=configs/tiny.flags)
+  vocab=tests/fixtures/tokens/vocab.txt   # bert-base-uncased's vocab (vendored)
+  : "${train:=data-prep/demo/train.csv}" "${eval:=data-prep/demo/eval.csv}" "${max_length:=128}"
+  name=demo
+else
+  model_args=(--model_dir="$model_dir")
+  vocab=$model_dir/vocab.txt
+  [ -f "$vocab" ] || { echo "compare: $vocab not found (the model directory needs vocab.txt)" >&2; exit 1; }
+  [ -n "$train" ] && [ -n "$eval" ] || { echo "compare: give --train and --eval CSVs with --model-dir" >&2; exit 2; }
+  name=$(basename "$model_dir")
+fi
+: "${max_length:=512}"
+out=${out:-results/$name-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$out/data"
+
+if [ -z "$np" ]; then
+  gpus=$(launch/train.sh --list-gpus | wc -l)
+  np=$(( gpus > 0 ? gpus : 2 ))
+fi
+
+echo "== compare: $methods on $(basename "$train") / $(basename "$eval"), $np rank(s), $epochs epochs -> $out"
+for split in train eval; do
+  csv=$train; [ "$split" = eval ] && csv=$eval
+  "$FTUNE_BIN" prep --input="$csv" --output="$out/data/$split.h5" --vocab="$vocab" --max_length="$max_length"
+done
+
+runs=()
+for m in ${methods//,/ }; do
+  echo "== $m"
+  # Method defaults first, then the model (tiny.flags carries the random-init learning rate),
+  # then the user's flags, which win.
+  FTUNE_NP=$np launch/train.sh --np "$np" --flagfile="configs/$m.flags" "${model_args[@]}" \
+    --train_data="$out/data/train.h5" --eval_data="$out/data/eval.h5" --output_dir="$out/$m" \
+    --epochs="$epochs" --overwrite "${extra[@]}"
+  runs+=("$out/$m")
+done
+
+title="ftune: full vs head vs LoRA"
+[ $demo = 1 ] && title="$title (embedded demo: tiny random-init model, synthetic reviews)"
+"$FTUNE_BIN" report --runs="$(IFS=,; echo "${runs[*]}")" --output="$out" --title="$title"
