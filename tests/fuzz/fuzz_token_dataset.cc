@@ -98,8 +98,11 @@ struct Attr {
 
 struct Spec {
   Array ids, offsets, labels;
-  Attr version, format, sha, vocab_size, label_names, max_length, num_examples, num_tokens;
+  Attr version, format, sha, vocab_size, label_names, max_length, num_examples, num_tokens, source_name;
 };
+
+// What a reader gets back from a string attribute: C strings end at the first NUL.
+std::string Eff(const std::string& s) { return s.substr(0, s.find('\0')); }
 
 Attr IntAttr(i128 v) {
   Attr a;
@@ -174,16 +177,17 @@ Spec Decode(FuzzedDataProvider& p) {
   s.max_length = IntAttr(Pick(p, {512, 512, 0, 4, 9}));
   s.num_examples = IntAttr(n);
   s.num_tokens = IntAttr(static_cast<int64_t>(s.ids.values.size()));
+  s.source_name = StrAttr({"train.csv"}, false);
   const bool fixed = p.ConsumeBool();
-  for (Attr* a : {&s.format, &s.sha, &s.label_names}) a->fixed = fixed;
+  for (Attr* a : {&s.format, &s.sha, &s.label_names, &s.source_name}) a->fixed = fixed;
 
   Array* arrays[] = {&s.ids, &s.offsets, &s.labels};
   Attr* attrs[] = {&s.version, &s.format, &s.sha, &s.vocab_size, &s.label_names,
-                   &s.max_length, &s.num_examples, &s.num_tokens};
+                   &s.max_length, &s.num_examples, &s.num_tokens, &s.source_name};
   const int mutations = p.ConsumeIntegralInRange(0, 12);
   for (int m = 0; m < mutations && p.remaining_bytes() > 0; ++m) {
     Array* a = arrays[p.ConsumeIntegralInRange(0, 2)];
-    Attr* at = attrs[p.ConsumeIntegralInRange(0, 7)];
+    Attr* at = attrs[p.ConsumeIntegralInRange(0, 8)];
     switch (p.ConsumeIntegralInRange(0, 12)) {
       case 0:
       case 1:
@@ -206,10 +210,13 @@ Spec Decode(FuzzedDataProvider& p) {
         if (p.ConsumeBool()) at->count = p.ConsumeIntegralInRange(1, 2);
         break;
       }
-      case 10:  // a string where an integer belongs, or another string
-        *at = StrAttr({p.ConsumeBool() ? "ftune.other" : "1"}, p.ConsumeBool());
+      case 10: {  // a string where an integer belongs, or another string (any bytes)
+        const int kind = p.ConsumeIntegralInRange(0, 2);
+        *at = StrAttr({kind == 0 ? "ftune.other" : kind == 1 ? "1" : p.ConsumeRandomLengthString(100)},
+                      p.ConsumeBool());
         at->fixed = p.ConsumeBool();
         break;
+      }
       case 11: at->two_d = true; break;
       case 12:  // remove or append a value
         if (p.ConsumeBool() && !a->values.empty()) {
@@ -239,7 +246,7 @@ absl::StatusCode Model(const Spec& s) {
   if (As64(AttrInt(s.version)) != fmt::kFormatVersion) return C::kFailedPrecondition;
   if (s.format.kind != Attr::kAbsent) {
     if (!IsSingleString(s.format)) return C::kDataLoss;
-    if (s.format.strings[0] != fmt::kFormatName) return C::kFailedPrecondition;
+    if (Eff(s.format.strings[0]) != fmt::kFormatName) return C::kFailedPrecondition;
   }
   if (!IsSingleString(s.sha)) return C::kDataLoss;
   if (!IsIntAttr(s.vocab_size)) return C::kDataLoss;
@@ -255,6 +262,7 @@ absl::StatusCode Model(const Spec& s) {
     max_length = As64(AttrInt(s.max_length));
     if (max_length < 0 || max_length > (int64_t{1} << 30)) return C::kDataLoss;
   }
+  if (s.source_name.kind != Attr::kAbsent && !IsSingleString(s.source_name)) return C::kDataLoss;
   for (const Array* a : {&s.ids, &s.offsets, &s.labels}) {
     if (!a->present || Types()[a->type].is_float || a->two_d) return C::kDataLoss;
   }
@@ -387,6 +395,7 @@ void WriteSpec(const Spec& s, const std::string& path) {
   WriteAttr(g, fmt::kAttrMaxLength, s.max_length);
   WriteAttr(g, fmt::kAttrNumExamples, s.num_examples);
   WriteAttr(g, fmt::kAttrNumTokens, s.num_tokens);
+  WriteAttr(g, fmt::kAttrSourceName, s.source_name);
   H5Gclose(g);
   H5Fclose(f);
 }
@@ -451,9 +460,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const data::DatasetInfo& info = d.info();
   FUZZ_CHECK(d.size() == n && info.num_examples == n && info.num_tokens == static_cast<int64_t>(s.ids.extent),
              "counts differ");
-  FUZZ_CHECK(info.vocab_size == As64(AttrInt(s.vocab_size)) && info.vocab_sha256 == s.sha.strings[0],
+  FUZZ_CHECK(info.vocab_size == As64(AttrInt(s.vocab_size)) && info.vocab_sha256 == Eff(s.sha.strings[0]),
              "vocab attributes differ");
-  FUZZ_CHECK(info.label_names == s.label_names.strings, "label_names differ");
+  FUZZ_CHECK(info.source_name == (s.source_name.kind == Attr::kAbsent ? "" : Eff(s.source_name.strings[0])),
+             "source_name differs");
+  std::vector<std::string> names;
+  for (const std::string& x : s.label_names.strings) names.push_back(Eff(x));
+  FUZZ_CHECK(info.label_names == names, "label_names differ");
   FUZZ_CHECK(info.token_type == Types()[s.ids.type].name, "token_type " + info.token_type);
   FUZZ_CHECK(info.max_length == (s.max_length.kind == Attr::kAbsent ? 0 : As64(AttrInt(s.max_length))),
              "max_length differs");
