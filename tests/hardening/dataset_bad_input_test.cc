@@ -184,6 +184,10 @@ INSTANTIATE_TEST_SUITE_P(
         Damage{"OtherFormatName", [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "h5py.something"); },
                absl::StatusCode::kFailedPrecondition,
                "attribute 'format' is 'h5py.something', expected 'ftune.token_dataset'"},
+        Damage{"FormatWithControlAndInvalidBytes",  // found by fuzz_token_dataset_file: echoed raw
+               [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "ftu\x01\n\x1b[2J\xff\xfe"); },
+               absl::StatusCode::kFailedPrecondition,
+               "attribute 'format' is 'ftu\\x01\\x0a\\x1b[2J\\xff\\xfe', expected"},
         Damage{"VersionZero", [](Edit& e) { e.IntAttr(fmt::kAttrFormatVersion, 0); },
                absl::StatusCode::kFailedPrecondition, "token dataset format version 0, but this ftune reads version 1"},
         Damage{"VersionAsString", [](Edit& e) { e.StringAttr(fmt::kAttrFormatVersion, "1"); },
@@ -221,6 +225,17 @@ INSTANTIATE_TEST_SUITE_P(
                },
                absl::StatusCode::kDataLoss, "example 0 has 2147483653 tokens"}),
     [](const ::testing::TestParamInfo<Damage>& info) { return std::string(info.param.name); });
+
+TEST(DatasetBadInput, CheckVocabQuotesFileStringsSafely) {
+  TempDir dir;
+  const std::string path = Prep(dir);
+  Edit(path).StringAttr(fmt::kAttrSourceName, "evil\n\x1b[2J" + std::string(1000, 'x') + ".csv");
+  auto ds = data::TokenDataset::Open(path);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_TRUE(IsOneLineError((*ds)->CheckVocab(std::string(64, 'a'), 30522), absl::StatusCode::kFailedPrecondition,
+                             {path, "was tokenized with a different vocabulary", "evil\\x0a\\x1b[2Jxxx",
+                              "...(1013 bytes)"}));
+}
 
 TEST(DatasetBadInput, NegativeTokenIdIsDataLossOnRead) {
   TempDir dir;

@@ -161,8 +161,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(SafetensorsBadWrite, UnwritableDirectoryLeavesNothing) {
   TempDir dir;
   absl::Status st = io::WriteSafetensors(dir / "missing/model.safetensors", {{"w", io::DType::kF32, {1}, kData}});
-  EXPECT_FALSE(st.ok());
-  EXPECT_TRUE(IsOneLineError(st, st.code(), {"missing/model.safetensors"}));
+  EXPECT_TRUE(IsOneLineError(st, absl::StatusCode::kNotFound, {"cannot create", "missing/model.safetensors"}));
   EXPECT_TRUE(Snapshot(dir.path()).empty());
 }
 
