@@ -2,6 +2,7 @@
 # Installs everything ftune needs to build and test on Debian 12 / Ubuntu 22.04+ (idempotent).
 #   launch/install-deps.sh            build + test dependencies
 #   launch/install-deps.sh --slurm    also slurm-wlm + munge (for the SLURM integration test)
+#   launch/install-deps.sh --fuzz     also clang + its libFuzzer runtime (tests/fuzz/run.sh)
 # Packages already present are skipped, so a second run is quick and changes nothing.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ pkgs=(
   gnuplot-nox                 # comparison plot
 )
 [[ " $* " == *" --slurm "* ]] && pkgs+=(slurm-wlm munge)
+[[ " $* " == *" --fuzz "* ]] && pkgs+=(clang libclang-rt-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -35,6 +35,10 @@ std::string DirName(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  struct stat sb;
+  if (stat(path.c_str(), &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s is not a regular file (a directory?)", path));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) return ErrnoError("cannot open", path);
   std::ostringstream ss;

@@ -50,6 +50,13 @@ TEST(Files, MakeDirsIsIdempotentAndRejectsFiles) {
   EXPECT_EQ(MakeDirs(dir + "/f").code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST(Files, ReadingADirectoryIsAnErrorNotAnEmptyFile) {
+  auto got = ReadFileToString(TestDir());
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(got.status().message().find("not a regular file"), std::string::npos);
+}
+
 TEST(Files, ReadMissingFileNamesThePath) {
   auto got = ReadFileToString("/nonexistent-ftune-file");
   ASSERT_FALSE(got.ok());
