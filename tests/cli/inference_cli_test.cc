@@ -44,10 +44,7 @@ void WriteReferenceBatch(const ScratchDir& dir, const std::string& io_path) {
     out << json({{"ids", row}, {"label", r % 2}}).dump() << "\n";
   }
   out.close();
-  std::ofstream vocab(dir / "vocab.txt");
-  vocab << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
-  for (int i = 5; i < 1000; ++i) vocab << "w" << i << "\n";
-  vocab.close();
+  ::ftune::testing::WriteTestVocab(dir / "vocab.txt", 1000);
   // --max_length above the reference length: JSONL ids are kept as given.
   CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir / "ref.jsonl" + " --output=" +
                                dir / "ref.h5" + " --vocab=" + dir / "vocab.txt" + " --max_length=64");
@@ -131,10 +128,7 @@ TEST(FeatureCache, HeadTrainingWithCacheEvaluatesExactlyAsTheFullForward) {
     data << json({{"ids", ids}, {"label", (i / 3) % 2}}).dump() << "\n";
   }
   data.close();
-  std::ofstream vocab(dir / "vocab.txt");
-  vocab << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
-  for (int i = 5; i < 64; ++i) vocab << "w" << i << "\n";
-  vocab.close();
+  ::ftune::testing::WriteTestVocab(dir / "vocab.txt", 64);
   ASSERT_EQ(RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir / "t.jsonl" + " --output=" + dir / "t.h5" +
                        " --vocab=" + dir / "vocab.txt").exit_code, 0);
   json c = {{"vocab_size", 64}, {"max_position_embeddings", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 2},

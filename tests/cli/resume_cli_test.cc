@@ -60,10 +60,7 @@ class ResumeTest : public ::testing::Test {
       data << json({{"ids", ids}, {"label", label}}).dump() << "\n";
     }
     data.close();
-    std::ofstream vocab(dir_ / "vocab.txt");
-    vocab << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
-    for (int i = 5; i < 64; ++i) vocab << "t" << i << "\n";
-    vocab.close();
+    ::ftune::testing::WriteTestVocab(dir_ / "vocab.txt", 64);
     CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "train.jsonl" +
                                  " --output=" + dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");
     ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 namespace ftune::testing {
@@ -29,11 +30,13 @@ inline CommandResult RunCommand(const std::string& command) {
 
 inline std::string Ftune() { return std::string(FTUNE_BINARY_DIR) + "/ftune"; }
 
+#ifdef FTUNE_MPIEXEC
 // mpirun with what CI needs: root allowed, oversubscription, no core binding (2 ranks, 2 cores).
 inline std::string Mpirun(int np, const std::string& extra = "") {
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + std::string(FTUNE_MPIEXEC) + " -np " +
          std::to_string(np) + " --oversubscribe --bind-to none " + extra + " ";
 }
+#endif
 
 class ScratchDir {
  public:
@@ -50,5 +53,14 @@ class ScratchDir {
  private:
   std::string path_;
 };
+
+// A WordPiece vocab.txt of `n` tokens ([PAD] [CLS] [SEP] [UNK] [MASK] then fillers) for datasets
+// given as token ids (`ftune prep --input_format=jsonl` still records a vocab and its hash).
+inline std::string WriteTestVocab(const std::string& path, int n) {
+  std::ofstream out(path);
+  out << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
+  for (int i = 5; i < n; ++i) out << "tok" << i << "\n";
+  return path;
+}
 
 }  // namespace ftune::testing

@@ -85,14 +85,7 @@ void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed) {
   }
 }
 
-// A vocab file of `n` tokens (the jsonl path still records a vocab hash and size).
-std::string WriteVocab(const ScratchDir& dir, int n) {
-  std::string path = dir / "vocab.txt";
-  std::ofstream out(path);
-  out << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
-  for (int i = 5; i < n; ++i) out << "tok" << i << "\n";
-  return path;
-}
+std::string WriteVocab(const ScratchDir& dir, int n) { return ::ftune::testing::WriteTestVocab(dir / "vocab.txt", n); }
 
 void Prep(const std::string& args) {
   CommandResult r = RunCommand(Ftune() + " prep " + args);

@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_util.h"
+#include "tests/cli/run_util.h"
 
 namespace ftune::prep {
 namespace {
@@ -21,23 +22,9 @@ using ::ftune::prep::testing::Truncate;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout + stderr
-};
+using Result = ::ftune::testing::CommandResult;
 
-Result RunFtune(const std::string& args) {
-  std::string cmd = std::string(FTUNE_BINARY_DIR) + "/ftune " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result RunFtune(const std::string& args) { return ::ftune::testing::RunCommand(::ftune::testing::Ftune() + " " + args); }
 
 TEST(FtunePrepCli, TokenizesTheVendoredCsvIntoAReadableDataset) {
   TempDir dir;
