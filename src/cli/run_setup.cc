@@ -37,7 +37,9 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
   if (run->device_.is_cuda() && dist::NcclCompiledIn() && run->ctx_.world_size() > 1) {
     FTUNE_ASSIGN_OR_RETURN(run->comm_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
   } else {
-    run->comm_ = dist::MakeMpiCommunicator(run->ctx_);
+    dist::MpiCommunicatorOptions mo;
+    mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
+    run->comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
   }
   LogInfo("ftune: %d rank(s) on %s, device %s, %d intra-op threads per rank, gradients over %s, LibTorch %s",
           run->ctx_.world_size(), run->ctx_.hostname(), run->device_.str(), at::get_num_threads(),

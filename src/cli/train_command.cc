@@ -52,6 +52,8 @@ ABSL_FLAG(bool, cache_frozen_features, false,
           "--method=head: run the frozen encoder once over the data (eval mode) and train the head on the cached "
           "[CLS] features. Much faster; note it drops the encoder's dropout noise, so results differ slightly from "
           "uncached head training.");
+ABSL_FLAG(bool, skip_nonfinite, false,
+          "Skip optimizer steps whose gradients are NaN/Inf (logged) instead of stopping the run.");
 ABSL_FLAG(int64_t, save_every_steps, 0, "Write a checkpoint every N optimizer steps (0 = only on preemption).");
 ABSL_FLAG(bool, save_every_epoch, false, "Write a checkpoint after every epoch's evaluation.");
 ABSL_FLAG(int32_t, keep_last, 2, "Checkpoints kept in <output_dir>/checkpoints (older ones are deleted; 0 = all).");
@@ -98,6 +100,7 @@ train::TrainOptions TrainOptionsFromFlags() {
   o.logging_steps = absl::GetFlag(FLAGS_logging_steps);
   o.bucket_bytes = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_bucket_mb))) << 20;
   o.cache_frozen_features = absl::GetFlag(FLAGS_cache_frozen_features);
+  o.skip_nonfinite = absl::GetFlag(FLAGS_skip_nonfinite);
   return o;
 }
 
@@ -264,7 +267,7 @@ const Command& TrainCommand() {
        "train_data", "eval_data", "output_dir", "epochs", "max_steps", "batch_size", "eval_batch_size",
        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
        "max_grad_norm", "seed", "group_by_length", "logging_steps", "bucket_mb", "merge", "overwrite",
-       "save_model", "cache_frozen_features", "save_every_steps", "save_every_epoch", "keep_last", "resume", "device", "threads"},
+       "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last", "resume", "comm_timeout", "device", "threads"},
       &Run};
   return c;
 }

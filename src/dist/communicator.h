@@ -87,8 +87,10 @@ struct MpiCommunicatorOptions {
   // Most elements handed to one MPI call (MPI counts are int). Larger buffers are split into
   // consecutive chunks; tests shrink this to exercise the split. Clamped to [1, INT_MAX].
   size_t max_elements_per_call = static_cast<size_t>(INT_MAX);
-  // Seam for collective timeouts (a later issue): a deadline per collective would live here and
-  // be enforced with non-blocking MPI_Iallreduce + MPI_Test polling, aborting the job on expiry.
+  // > 0: every collective must complete within this many seconds, else it returns
+  // DeadlineExceeded (the caller then aborts the job), so a stuck or dead peer becomes an error
+  // instead of a hang. Implemented with non-blocking collectives polled by MPI_Test.
+  double timeout_seconds = 0.0;
 };
 
 // MPI transport on a private duplicate of MPI_COMM_WORLD (so its traffic never matches anyone

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <memory>
 
@@ -46,8 +47,8 @@ MPI_Op ToMpiOp(ReduceOp op) {
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(int rank, int world_size, MPI_Comm comm, size_t max_elements_per_call)
-      : rank_(rank), world_size_(world_size), comm_(comm), chunk_(max_elements_per_call) {}
+  MpiCommunicator(int rank, int world_size, MPI_Comm comm, size_t max_elements_per_call, double timeout)
+      : rank_(rank), world_size_(world_size), comm_(comm), chunk_(max_elements_per_call), timeout_(timeout) {}
 
   ~MpiCommunicator() override {
     if (comm_ != MPI_COMM_NULL && !internal::MpiFinalized()) MPI_Comm_free(&comm_);
@@ -77,8 +78,15 @@ class MpiCommunicator final : public Communicator {
     char* p = static_cast<char*>(data);
     for (size_t done = 0; done < count;) {
       const size_t n = std::min(chunk_, count - done);
-      FTUNE_MPI_RETURN_IF_ERROR(
-          MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_));
+      if (timeout_ > 0) {
+        MPI_Request req;
+        FTUNE_MPI_RETURN_IF_ERROR(
+            MPI_Iallreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_, &req));
+        FTUNE_RETURN_IF_ERROR(Wait(&req, "AllReduce", n * DTypeSize(dtype)));
+      } else {
+        FTUNE_MPI_RETURN_IF_ERROR(
+            MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_));
+      }
       p += n * DTypeSize(dtype);
       done += n;
     }
@@ -95,7 +103,13 @@ class MpiCommunicator final : public Communicator {
     char* p = static_cast<char*>(data);
     for (size_t done = 0; done < count;) {
       const size_t n = std::min(chunk_, count - done);
-      FTUNE_MPI_RETURN_IF_ERROR(MPI_Bcast(p, static_cast<int>(n), type, root, comm_));
+      if (timeout_ > 0) {
+        MPI_Request req;
+        FTUNE_MPI_RETURN_IF_ERROR(MPI_Ibcast(p, static_cast<int>(n), type, root, comm_, &req));
+        FTUNE_RETURN_IF_ERROR(Wait(&req, "Broadcast", n * DTypeSize(dtype)));
+      } else {
+        FTUNE_MPI_RETURN_IF_ERROR(MPI_Bcast(p, static_cast<int>(n), type, root, comm_));
+      }
       p += n * DTypeSize(dtype);
       done += n;
     }
@@ -104,15 +118,40 @@ class MpiCommunicator final : public Communicator {
 
   absl::Status Barrier() override {
     if (world_size_ == 1) return absl::OkStatus();
+    if (timeout_ > 0) {
+      MPI_Request req;
+      FTUNE_MPI_RETURN_IF_ERROR(MPI_Ibarrier(comm_, &req));
+      return Wait(&req, "Barrier", 0);
+    }
     FTUNE_MPI_RETURN_IF_ERROR(MPI_Barrier(comm_));
     return absl::OkStatus();
   }
 
  private:
+  // Polls `req` until it completes or the timeout passes. Spins briefly (collectives on a node
+  // finish in microseconds), then sleeps between tests so a long wait does not burn a core.
+  absl::Status Wait(MPI_Request* req, const char* what, size_t bytes) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int spins = 0;; ++spins) {
+      int done = 0;
+      FTUNE_MPI_RETURN_IF_ERROR(MPI_Test(req, &done, MPI_STATUS_IGNORE));
+      if (done) return absl::OkStatus();
+      if (spins > 2000) std::this_thread::sleep_for(std::chrono::microseconds(spins > 100000 ? 1000 : 50));
+      const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+      if (waited.count() > timeout_) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "rank %d: %s of %d bytes did not complete within --comm_timeout=%gs; a peer is stuck, dead or "
+            "much slower (see the other ranks' messages)",
+            rank_, what, bytes, timeout_));
+      }
+    }
+  }
+
   const int rank_;
   const int world_size_;
   MPI_Comm comm_;  // MPI_COMM_NULL with one rank
   const size_t chunk_;
+  const double timeout_;
 };
 
 }  // namespace
@@ -131,7 +170,7 @@ std::unique_ptr<Communicator> MakeMpiCommunicator(const DistContext& ctx,
       ctx.Abort(1);
     }
   }
-  return std::make_unique<MpiCommunicator>(ctx.rank(), ctx.world_size(), comm, chunk);
+  return std::make_unique<MpiCommunicator>(ctx.rank(), ctx.world_size(), comm, chunk, options.timeout_seconds);
 }
 
 }  // namespace ftune::dist

@@ -98,6 +98,11 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(Trainer& trainer, const std::stri
 
 absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const RunState& state, const CheckpointOptions& o,
                                             int world_size) {
+  for (const auto& g : trainer.flat().groups()) {
+    if (!torch::isfinite(g.params).all().item<bool>()) {
+      return absl::InternalError("refusing to checkpoint non-finite weights (the previous checkpoint is kept)");
+    }
+  }
   FTUNE_RETURN_IF_ERROR(MakeDirs(o.dir));
   const std::string name = absl::StrFormat("step-%d", state.global_step);
   const std::string final_dir = o.dir + "/" + name;

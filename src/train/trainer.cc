@@ -100,13 +100,22 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   s.comm_bytes = after.allreduce_bytes - before.allreduce_bytes;
   s.comm_seconds = after.allreduce_seconds - before.allreduce_seconds;
   s.grad_norm = flat_->GradNorm();
-  if (!std::isfinite(s.grad_norm)) {
-    return absl::InternalError(absl::StrFormat(
-        "non-finite gradient norm (%g) at step %d; lower --learning_rate or check the data", s.grad_norm,
-        global_step_ + 1));
+  s.lr = schedule_->LearningRate(global_step_);
+  if (!std::isfinite(s.grad_norm) || !std::isfinite(s.loss_sum)) {
+    // Every rank sees the same all-reduced norm, so all take the same branch.
+    if (!options_.skip_nonfinite) {
+      return absl::InternalError(absl::StrFormat(
+          "non-finite gradient norm (%g) at step %d; stopping before it reaches the weights. Lower "
+          "--learning_rate, check the data, or pass --skip_nonfinite to skip such steps",
+          s.grad_norm, global_step_ + 1));
+    }
+    LogWarn("step %d: non-finite gradient norm (%g); update skipped (--skip_nonfinite)", global_step_ + 1,
+            s.grad_norm);
+    s.skipped = true;
+    ++global_step_;
+    return s;
   }
   if (options_.max_grad_norm > 0) flat_->ClipGradNorm(s.grad_norm, options_.max_grad_norm);
-  s.lr = schedule_->LearningRate(global_step_);
   optimizer_->Step(s.lr);
   ++global_step_;
   return s;

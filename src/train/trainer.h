@@ -53,6 +53,9 @@ struct TrainOptions {
   // head only: compute the frozen encoder's [CLS] features once (eval mode, so without the
   // encoder's dropout noise) and train the head on them; evaluation uses them too (exact).
   bool cache_frozen_features = false;
+  // A step whose gradient norm is NaN/Inf: false = stop with an error; true = skip the update
+  // (no parameter or optimizer-state change) and go on.
+  bool skip_nonfinite = false;
 };
 
 struct StepStats {
@@ -63,6 +66,7 @@ struct StepStats {
   double lr = 0.0;        // learning rate used for this step
   double comm_seconds = 0.0;
   uint64_t comm_bytes = 0;
+  bool skipped = false;   // non-finite gradients, update skipped (--skip_nonfinite)
 };
 
 struct EpochRecord {
