@@ -52,6 +52,25 @@ bool WantsHelp(int argc, char** argv) {
   return false;
 }
 
+// Abseil exits with 1 on an unknown flag; a bad command line is exit code 2 here, with a hint.
+// (Flags inside --flagfile files are still checked by Abseil itself.)
+bool CheckFlagNames(const char* command, int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) != 0 && !(a.size() > 1 && a[0] == '-' && a[1] != '-')) continue;
+    std::string name = a.substr(a.rfind("--", 0) == 0 ? 2 : 1);
+    name = name.substr(0, name.find('='));
+    if (name == "flagfile" || name == "fromenv" || name == "tryfromenv" || name == "undefok") continue;
+    if (absl::FindCommandLineFlag(name) != nullptr) continue;
+    if (name.rfind("no", 0) == 0 && absl::FindCommandLineFlag(name.substr(2)) != nullptr) continue;
+    std::fprintf(stderr, "ftune %s: unknown flag --%s (see `ftune %s --help`; flags use underscores)\n", command,
+                 name.c_str(), command);
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int ReportFailure(const absl::Status& status) {
@@ -84,6 +103,7 @@ int main(int argc, char** argv) {
     PrintCommandHelp(*cmd);
     return ftune::kExitOk;
   }
+  if (!CheckFlagNames(cmd->name, static_cast<int>(args.size()), args.data())) return ftune::kExitUsage;
   absl::SetProgramUsageMessage(absl::StrCat("ftune ", cmd->name, ": ", cmd->summary));
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   std::vector<std::string> positional(rest.begin() + 1, rest.end());

@@ -185,7 +185,6 @@ absl::Status RunTrain(RunContext& run) {
   ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
   ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
   ckpt.run_config = resolved;
-  train::InstallPreemptionHandlers();
   train::Trainer trainer(loaded.model, opts, &run.comm(), run.device());
   FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, &ckpt, resume_from));
   if (fit.preempted) return absl::AbortedError(kPreemptedMarker);
@@ -243,6 +242,9 @@ absl::Status RunTrain(RunContext& run) {
 
 int Run(const std::vector<std::string>& positional) {
   if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  // First thing: a SIGUSR1/SIGTERM that arrives while MPI starts or the model loads must not kill
+  // the process (their default action); the flag is honoured at the first step boundary.
+  train::InstallPreemptionHandlers();
   return RunWithContext([](RunContext& run) { return RunTrain(run); });
 }
 

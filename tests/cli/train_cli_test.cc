@@ -224,6 +224,9 @@ TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {
   CommandResult r = RunCommand(base + " --output_dir=" + dir / "o" + " --batch_size=0");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--batch_size must be > 0"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --model-dir=x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("unknown flag --model-dir"));
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=prefix");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("not one of full, head, lora"));
