@@ -37,17 +37,7 @@ using Clock = std::chrono::steady_clock;
 class Faults : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::mt19937 rng(5);
-    std::ofstream data(dir_ / "d.jsonl");
-    for (int i = 0; i < 800; ++i) {
-      int len = 4 + static_cast<int>(rng() % 24), label = static_cast<int>(rng() % 2);
-      std::vector<int> ids = {1};
-      for (int k = 0; k < len; ++k) ids.push_back(10 + static_cast<int>(rng() % 40));
-      if (label) ids[1 + rng() % len] = 7;
-      ids.push_back(2);
-      data << json({{"ids", ids}, {"label", label}}).dump() << "\n";
-    }
-    data.close();
+    ::ftune::testing::WriteSyntheticJsonl(dir_ / "d.jsonl", 800, 5, /*spread=*/24);
     ::ftune::testing::WriteTestVocab(dir_ / "vocab.txt", 64);
     CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "d.jsonl" + " --output=" +
                                  dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");

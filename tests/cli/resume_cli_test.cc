@@ -49,17 +49,7 @@ class ResumeTest : public ::testing::Test {
   void SetUp() override {
     // Synthetic data: label 1 iff token 7 occurs; a tiny model WITH dropout, so exact resume
     // also proves the dropout randomness is restored.
-    std::mt19937 rng(11);
-    std::ofstream data(dir_ / "train.jsonl");
-    for (int i = 0; i < 600; ++i) {
-      int len = 4 + static_cast<int>(rng() % 24), label = static_cast<int>(rng() % 2);
-      std::vector<int> ids = {1};
-      for (int k = 0; k < len; ++k) ids.push_back(10 + static_cast<int>(rng() % 40));
-      if (label) ids[1 + rng() % len] = 7;
-      ids.push_back(2);
-      data << json({{"ids", ids}, {"label", label}}).dump() << "\n";
-    }
-    data.close();
+    ::ftune::testing::WriteSyntheticJsonl(dir_ / "train.jsonl", 600, 11, /*spread=*/24);
     ::ftune::testing::WriteTestVocab(dir_ / "vocab.txt", 64);
     CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "train.jsonl" +
                                  " --output=" + dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");

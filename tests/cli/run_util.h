@@ -7,6 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <random>
+#include <vector>
+
+#include "nlohmann/json.hpp"
 #include <string>
 
 namespace ftune::testing {
@@ -61,6 +65,22 @@ inline std::string WriteTestVocab(const std::string& path, int n) {
   out << "[PAD]\n[CLS]\n[SEP]\n[UNK]\n[MASK]\n";
   for (int i = 5; i < n; ++i) out << "tok" << i << "\n";
   return path;
+}
+
+// The synthetic task the CLI tests train on, as JSONL token ids: [CLS]=1, 4..4+spread-1 words from
+// ids 10..49, [SEP]=2; label 1 iff token 7 occurs. Learnable to 100% by a tiny model; lengths vary.
+inline void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed, int spread = 20) {
+  std::mt19937 rng(seed);
+  std::ofstream out(path);
+  for (int i = 0; i < n; ++i) {
+    int len = 4 + static_cast<int>(rng() % spread);
+    int label = static_cast<int>(rng() % 2);
+    std::vector<int> ids = {1};
+    for (int k = 0; k < len; ++k) ids.push_back(10 + static_cast<int>(rng() % 40));
+    if (label) ids[1 + rng() % len] = 7;
+    ids.push_back(2);
+    out << nlohmann::json({{"ids", ids}, {"label", label}}).dump() << "\n";
+  }
 }
 
 }  // namespace ftune::testing

@@ -25,6 +25,7 @@ using ::ftune::testing::Ftune;
 using ::ftune::testing::Mpirun;
 using ::ftune::testing::RunCommand;
 using ::ftune::testing::ScratchDir;
+using ::ftune::testing::WriteSyntheticJsonl;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
@@ -68,21 +69,6 @@ std::string WriteTinyConfig(const ScratchDir& dir, int vocab, int dim = 32) {
   std::string path = dir / "tiny.json";
   std::ofstream(path) << c.dump();
   return path;
-}
-
-// Synthetic task in JSONL tokens: label 1 iff token 7 occurs. Lengths vary (dynamic padding).
-void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::ofstream out(path);
-  for (int i = 0; i < n; ++i) {
-    int len = 4 + static_cast<int>(rng() % 20);
-    int label = static_cast<int>(rng() % 2);
-    std::vector<int> ids = {1};
-    for (int k = 0; k < len; ++k) ids.push_back(10 + static_cast<int>(rng() % 40));
-    if (label) ids[1 + rng() % len] = 7;
-    ids.push_back(2);
-    out << json({{"ids", ids}, {"label", label}}).dump() << "\n";
-  }
 }
 
 std::string WriteVocab(const ScratchDir& dir, int n) { return ::ftune::testing::WriteTestVocab(dir / "vocab.txt", n); }
