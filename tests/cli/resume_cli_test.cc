@@ -88,8 +88,10 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(PathExists(out + "/checkpoints/latest")) << "no checkpoint before the kill";
-  if (WIFEXITED(status)) GTEST_SKIP() << "the run finished before the kill (" << delay_ms << " ms); nothing to test";
-  EXPECT_FALSE(PathExists(out + "/results.json"));
+  // (A kill that lands after results.json was written, e.g. during MPI_Finalize, is too late.)
+  if (WIFEXITED(status) || PathExists(out + "/results.json")) {
+    GTEST_SKIP() << "the run finished before the kill (" << delay_ms << " ms); nothing to test";
+  }
   auto latest = ReadFileToString(out + "/checkpoints/latest");
   ASSERT_TRUE(latest.ok());
 
