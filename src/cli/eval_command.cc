@@ -45,7 +45,7 @@ absl::StatusOr<model::LoadedModel> LoadForInference(RunContext& run) {
 absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenScored(const model::LoadedModel& m) {
   const std::string path = absl::GetFlag(FLAGS_data);
   if (path.empty()) return absl::InvalidArgumentError("--data is required (an HDF5 file from `ftune prep`)");
-  FTUNE_ASSIGN_OR_RETURN(auto ds, OpenDataset(path));
+  FTUNE_ASSIGN_OR_RETURN(auto ds, data::TokenDataset::Open(path));
   FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(m, *ds));
   return ds;
 }

@@ -106,10 +106,6 @@ int RunWithContext(const std::function<absl::Status(RunContext&)>& fn) {
   return st.ok() ? kExitOk : ReportFailure(st);
 }
 
-absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenDataset(const std::string& path) {
-  return data::TokenDataset::Open(path);
-}
-
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds) {
   const auto& info = ds.info();
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);

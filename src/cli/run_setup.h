@@ -49,8 +49,6 @@ class RunContext {
 // ranks run, ends the whole job with MPI_Abort so no peer waits forever. Returns the exit code.
 int RunWithContext(const std::function<absl::Status(RunContext&)>& fn);
 
-absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenDataset(const std::string& path);
-
 // Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
 // directory has one, ids below the model's vocab_size, labels below num_labels.
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);

@@ -134,10 +134,10 @@ absl::Status RunTrain(RunContext& run) {
     return absl::InvalidArgumentError("--merge applies to --method=lora only");
   }
 
-  FTUNE_ASSIGN_OR_RETURN(auto train_ds, OpenDataset(absl::GetFlag(FLAGS_train_data)));
+  FTUNE_ASSIGN_OR_RETURN(auto train_ds, data::TokenDataset::Open(absl::GetFlag(FLAGS_train_data)));
   std::unique_ptr<data::TokenDataset> eval_ds;
   if (!absl::GetFlag(FLAGS_eval_data).empty()) {
-    FTUNE_ASSIGN_OR_RETURN(eval_ds, OpenDataset(absl::GetFlag(FLAGS_eval_data)));
+    FTUNE_ASSIGN_OR_RETURN(eval_ds, data::TokenDataset::Open(absl::GetFlag(FLAGS_eval_data)));
   }
   const std::string resume_flag = absl::GetFlag(FLAGS_resume);
   if (!resume_flag.empty() && absl::GetFlag(FLAGS_overwrite)) {

@@ -15,6 +15,45 @@ torch::Tensor ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> sh
   return device.is_cpu() ? t.clone() : t.to(device);
 }
 
+// The batching every inference pass shares: eval mode and no autograd, `idx` longest first (less
+// padding; per-example results do not depend on the order), the stop check before each batch.
+// `read_tokens` false yields indices and labels only (the feature-cache path).
+absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
+                          std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
+                          const std::function<absl::Status(const data::HostBatch&)>& fn) {
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return ds.length(a) > ds.length(b); });
+  absl::Status st;
+  for (size_t off = 0; off < idx.size() && st.ok(); off += o.batch_size) {
+    if (o.should_stop) {
+      auto stop = o.should_stop();
+      if (!stop.ok() || *stop) {
+        st = stop.ok() ? absl::CancelledError("interrupted by a stop signal") : stop.status();
+        break;
+      }
+    }
+    std::vector<int64_t> chunk(idx.begin() + off, idx.begin() + std::min(idx.size(), off + o.batch_size));
+    data::HostBatch b;
+    if (read_tokens) {
+      auto examples = ds.Read(chunk);
+      if (!examples.ok()) {
+        st = examples.status();
+        break;
+      }
+      b = data::Collate(*examples, o.pad_token_id);
+    } else {
+      b.rows = static_cast<int64_t>(chunk.size());
+      b.indices = chunk;
+      for (int64_t i : chunk) b.labels.push_back(ds.label(i));
+    }
+    st = fn(b);
+  }
+  if (was_training) model->train();
+  return st;
+}
+
 }  // namespace
 
 torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels) {
@@ -26,45 +65,14 @@ torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels) 
 absl::Status ForEachLogits(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
                            std::vector<int64_t> idx, const InferenceOptions& o,
                            const std::function<absl::Status(const data::HostBatch&, const torch::Tensor&)>& sink) {
-  const bool was_training = model->is_training();
-  model->eval();
-  torch::NoGradGuard no_grad;
-  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return ds.length(a) > ds.length(b); });
-  absl::Status st;
-  for (size_t off = 0; off < idx.size() && st.ok(); off += o.batch_size) {
-    if (o.should_stop) {
-      auto stop = o.should_stop();
-      if (!stop.ok()) {
-        st = stop.status();
-        break;
-      }
-      if (*stop) {
-        st = absl::CancelledError("interrupted by a stop signal");
-        break;
-      }
-    }
-    std::vector<int64_t> chunk(idx.begin() + off, idx.begin() + std::min(idx.size(), off + o.batch_size));
-    data::HostBatch b;
-    torch::Tensor logits;
-    if (o.features.defined()) {
-      b.rows = static_cast<int64_t>(chunk.size());
-      b.indices = chunk;
-      for (int64_t i : chunk) b.labels.push_back(ds.label(i));
-      logits = model->ClassifyFeatures(o.features.index_select(0, ToDevice(chunk, {b.rows}, o.device)));
-    } else {
-      auto examples = ds.Read(chunk);
-      if (!examples.ok()) {
-        st = examples.status();
-        break;
-      }
-      b = data::Collate(*examples, o.pad_token_id);
-      logits = model(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
-                     ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device));
-    }
-    st = sink(b, logits);
-  }
-  if (was_training) model->train();
-  return st;
+  const bool cached = o.features.defined();
+  return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](const data::HostBatch& b) {
+    torch::Tensor logits =
+        cached ? model->ClassifyFeatures(o.features.index_select(0, ToDevice(b.indices, {b.rows}, o.device)))
+               : model(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
+                       ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device));
+    return sink(b, logits);
+  });
 }
 
 absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassification& model,
@@ -109,22 +117,13 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), world);
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
-  const bool was_training = model->is_training();
-  model->eval();
-  {
-    torch::NoGradGuard no_grad;
-    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return ds.length(a) > ds.length(b); });
-    for (size_t off = 0; off < idx.size(); off += o.batch_size) {
-      std::vector<int64_t> chunk(idx.begin() + off, idx.begin() + std::min(idx.size(), off + o.batch_size));
-      FTUNE_ASSIGN_OR_RETURN(std::vector<data::Example> examples, ds.Read(chunk));
-      data::HostBatch b = data::Collate(examples, o.pad_token_id);
-      torch::Tensor cls = model->distilbert(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
-                                            ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device))
-                              .select(1, 0);
-      features.index_copy_(0, ToDevice(chunk, {b.rows}, o.device), cls);
-    }
-  }
-  if (was_training) model->train();
+  FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](const data::HostBatch& b) {
+    torch::Tensor cls = model->distilbert(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
+                                          ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device))
+                            .select(1, 0);
+    features.index_copy_(0, ToDevice(b.indices, {b.rows}, o.device), cls);
+    return absl::OkStatus();
+  }));
   if (world > 1) {
     // Every rank contributes its share; a broadcast from each owner assembles the whole table.
     if (features.scalar_type() != torch::kFloat) {

@@ -36,14 +36,7 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
   FTUNE_RETURN_IF_ERROR(flat_->BroadcastParams(comm_, /*root=*/0));
   optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam);
-  frozen_fingerprint_ = dist::kFnv1a64Offset;
-  for (const auto& p : model_->named_parameters()) {
-    if (p.value().requires_grad()) continue;
-    torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
-    frozen_fingerprint_ = dist::Fnv1a64(p.key(), frozen_fingerprint_);
-    frozen_fingerprint_ = dist::Fnv1a64(
-        absl::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()), frozen_fingerprint_);
-  }
+  frozen_fingerprint_.reset();
   const int64_t warmup = ResolveWarmupSteps(options_.warmup_steps, options_.warmup_ratio, total_steps);
   schedule_ = std::make_unique<LinearSchedule>(options_.learning_rate, warmup, total_steps);
   global_step_ = 0;
@@ -131,6 +124,21 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   o.should_stop = [this]() { return AnyRankStopping(); };
   if (&eval == eval_features_of_) o.features = eval_features_;
   return EvaluateDataset(model_, eval, comm_, o);
+}
+
+uint64_t Trainer::FrozenFingerprint() {
+  // Only checkpoints need it, and hashing a frozen encoder reads ~270 MB: computed on first use.
+  if (!frozen_fingerprint_) {
+    uint64_t h = dist::kFnv1a64Offset;
+    for (const auto& p : model_->named_parameters()) {
+      if (p.value().requires_grad()) continue;
+      torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
+      h = dist::Fnv1a64(p.key(), h);
+      h = dist::Fnv1a64(absl::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()), h);
+    }
+    frozen_fingerprint_ = h;
+  }
+  return *frozen_fingerprint_;
 }
 
 absl::StatusOr<bool> Trainer::AnyRankStopping() {

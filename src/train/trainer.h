@@ -130,7 +130,7 @@ class Trainer {
                                 const CheckpointOptions* ckpt = nullptr, const std::string& resume_from = "");
 
   // Fingerprint of the frozen parameters (to refuse resuming onto different weights).
-  uint64_t FrozenFingerprint() const { return frozen_fingerprint_; }
+  uint64_t FrozenFingerprint();
   FlatAdamW& optimizer() { return *optimizer_; }
   void set_global_step(int64_t s) { global_step_ = s; }
   int rank() const { return comm_->rank(); }
@@ -157,7 +157,7 @@ class Trainer {
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<LinearSchedule> schedule_;
   int64_t global_step_ = 0;
-  uint64_t frozen_fingerprint_ = 0;
+  std::optional<uint64_t> frozen_fingerprint_;
   torch::Tensor train_features_, eval_features_;  // feature cache (head), [N, dim]
   const data::TokenDataset* eval_features_of_ = nullptr;
 };
