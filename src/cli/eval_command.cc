@@ -61,7 +61,7 @@ train::InferenceOptions Options(RunContext& run, const model::LoadedModel& m) {
 absl::Status RunEval(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
   FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
-  FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.comm(), Options(run, m)));
+  FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.host_comm(), Options(run, m)));
   LogInfo("%s: accuracy %.4f (%d/%d), loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct, e.total,
           e.loss(), e.total / std::max(e.seconds, 1e-9));
   return absl::OkStatus();
@@ -123,7 +123,7 @@ const Command& EvalCommand() {
                          "scores a share and the counts are summed.\n\n"
                          "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
                          "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
-                         {"model_dir", "adapter_dir", "data", "batch", "device", "threads"},
+                         {"model_dir", "adapter_dir", "data", "batch", "device", "precision", "threads"},
                          &RunEvalCmd};
   return c;
 }
@@ -133,7 +133,7 @@ const Command& PredictCommand() {
                          "Writes one CSV row per example of --data, in dataset order:\n"
                          "  row,label,pred,logit_0,logit_1[,...]\n\n"
                          "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",
-                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "threads"},
+                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "precision", "threads"},
                          &RunPredictCmd};
   return c;
 }

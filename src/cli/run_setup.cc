@@ -34,12 +34,18 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
     const int index = run->ctx_.local_rank() % static_cast<int>(torch::cuda::device_count());
     run->device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
+  const std::string precision = absl::GetFlag(FLAGS_precision);
+  if (precision == "bf16") {
+    run->model_options_.compute_dtype = torch::kBFloat16;
+  } else if (precision != "fp32") {
+    return absl::InvalidArgumentError(absl::StrFormat("--precision \"%s\" is not one of fp32, bf16", precision));
+  }
+  dist::MpiCommunicatorOptions mo;
+  mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
+  run->comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
   if (run->device_.is_cuda() && dist::NcclCompiledIn() && run->ctx_.world_size() > 1) {
+    run->host_comm_ = std::move(run->comm_);
     FTUNE_ASSIGN_OR_RETURN(run->comm_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
-  } else {
-    dist::MpiCommunicatorOptions mo;
-    mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
-    run->comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
   }
   LogInfo("ftune: %d rank(s) on %s, device %s, %d intra-op threads per rank, gradients over %s, LibTorch %s",
           run->ctx_.world_size(), run->ctx_.hostname(), run->device_.str(), at::get_num_threads(),
@@ -51,12 +57,13 @@ RunContext::~RunContext() = default;
 
 absl::Status RunContext::Finalize() {
   comm_.reset();
+  host_comm_.reset();
   return ctx_.Finalize();
 }
 
 absl::Status RunContext::Agree(const absl::Status& st) {
   int64_t failed = st.ok() ? 0 : 1;
-  FTUNE_RETURN_IF_ERROR(comm_->AllReduce(&failed, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
+  FTUNE_RETURN_IF_ERROR(host_comm().AllReduce(&failed, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
   if (!st.ok()) return st;
   if (failed) return absl::AbortedError("another rank failed (see its message)");
   return absl::OkStatus();

@@ -24,9 +24,13 @@ class RunContext {
   ~RunContext();
 
   dist::DistContext& ctx() { return ctx_; }
+  // Gradients: NCCL for several CUDA ranks (when compiled in), else MPI.
   dist::Communicator& comm() { return *comm_; }
+  // Host scalars (metrics, stop flags, agreement): always MPI. The same object as comm() in MPI runs.
+  dist::Communicator& host_comm() { return host_comm_ ? *host_comm_ : *comm_; }
   const torch::Device& device() const { return device_; }
-  model::ModelOptions model_options() const { return {}; }
+  // From --precision (validated at start-up).
+  model::ModelOptions model_options() const { return model_options_; }
 
   // OK on every rank only if `st` is OK on every rank (the first error is reported by its rank).
   absl::Status Agree(const absl::Status& st);
@@ -42,7 +46,9 @@ class RunContext {
   RunContext(dist::DistContext ctx) : ctx_(std::move(ctx)) {}
   dist::DistContext ctx_;
   std::unique_ptr<dist::Communicator> comm_;
+  std::unique_ptr<dist::Communicator> host_comm_;  // set only when comm_ is NCCL
   torch::Device device_ = torch::kCPU;
+  model::ModelOptions model_options_;
 };
 
 // Runs `fn` with a RunContext; any error is printed (tagged with the rank) and, when several

@@ -30,6 +30,10 @@ ABSL_FLAG(std::string, adapter_dir, "",
           "of --model_dir.");
 ABSL_FLAG(int32_t, num_labels, 0, "Number of classes (0 = from config.json, 2 when it says nothing).");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available, else CPU), cpu, or cuda.");
+ABSL_FLAG(std::string, precision, "fp32",
+          "fp32, or bf16: mixed precision (autocast) as HF's bf16=True: matmuls and attention in bfloat16, "
+          "parameters, optimizer state, LayerNorm and the loss in fp32. Fast on GPUs with bf16 units; slow on most "
+          "CPUs.");
 ABSL_FLAG(double, comm_timeout, 900,
           "Seconds any collective (gradient all-reduce, metric sums, checkpoint agreement) may take before the "
           "rank gives up and aborts the job, so a stuck or dead peer is an error, not a hang (0 = wait forever; "

@@ -21,4 +21,5 @@ ABSL_DECLARE_FLAG(std::vector<std::string>, lora_targets);
 ABSL_DECLARE_FLAG(std::string, adapter_dir);
 ABSL_DECLARE_FLAG(int32_t, num_labels);
 ABSL_DECLARE_FLAG(std::string, device);
+ABSL_DECLARE_FLAG(std::string, precision);
 ABSL_DECLARE_FLAG(double, comm_timeout);

@@ -53,7 +53,13 @@ ABSL_FLAG(bool, cache_frozen_features, false,
           "[CLS] features. Much faster; note it drops the encoder's dropout noise, so results differ slightly from "
           "uncached head training.");
 ABSL_FLAG(bool, skip_nonfinite, false,
-          "Skip optimizer steps whose gradients are NaN/Inf (logged) instead of stopping the run.");
+          "A step with NaN/Inf gradients never touches the weights (its update is skipped on the device); such steps "
+          "are noticed at the next log line, checkpoint or epoch end. false: the run then stops with an error; true: "
+          "a warning, and training goes on.");
+ABSL_FLAG(bool, fused_adamw, true, "Use LibTorch's fused AdamW kernel where it has one (LibTorch >= 2.4).");
+ABSL_FLAG(bool, time_phases, false,
+          "Time each step's phases (data, forward, backward, comm, optimizer) into results.json. Waits for the GPU "
+          "at every phase boundary, so it slows GPU training; for benchmarks.");
 ABSL_FLAG(int64_t, save_every_steps, 0, "Write a checkpoint every N optimizer steps (0 = only on preemption).");
 ABSL_FLAG(bool, save_every_epoch, false, "Write a checkpoint after every epoch's evaluation.");
 ABSL_FLAG(int32_t, keep_last, 2, "Checkpoints kept in <output_dir>/checkpoints (older ones are deleted; 0 = all).");
@@ -101,6 +107,8 @@ train::TrainOptions TrainOptionsFromFlags() {
   o.bucket_bytes = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_bucket_mb))) << 20;
   o.cache_frozen_features = absl::GetFlag(FLAGS_cache_frozen_features);
   o.skip_nonfinite = absl::GetFlag(FLAGS_skip_nonfinite);
+  o.fused_adamw = absl::GetFlag(FLAGS_fused_adamw);
+  o.time_phases = absl::GetFlag(FLAGS_time_phases);
   return o;
 }
 
@@ -185,7 +193,7 @@ absl::Status RunTrain(RunContext& run) {
   ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
   ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
   ckpt.run_config = resolved;
-  train::Trainer trainer(loaded.model, opts, &run.comm(), run.device());
+  train::Trainer trainer(loaded.model, opts, &run.comm(), run.device(), &run.host_comm());
   FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, &ckpt, resume_from));
   if (fit.preempted) return absl::AbortedError(kPreemptedMarker);
 
@@ -202,15 +210,28 @@ absl::Status RunTrain(RunContext& run) {
       {"tokens_per_second", fit.tokens_per_second},
       {"comm_bytes_per_step", fit.comm_bytes_per_step},
       {"feature_cache", opts.cache_frozen_features},
+      {"precision", absl::GetFlag(FLAGS_precision)},
+      {"fused_adamw", trainer.optimizer().fused()},
+      {"torch", compat::TorchVersion()},
+      {"gradient_comm", run.comm().name()},
+      {"padding_fraction", fit.padding_fraction},
+      {"skipped_steps", fit.skipped_steps},
       {"comm_seconds", fit.comm_seconds},
       {"comm_share", fit.train_seconds > 0 ? fit.comm_seconds / fit.train_seconds : 0.0},
       {"peak_memory_bytes", run.PeakMemoryBytes()},
       {"peak_memory_kind", run.device().is_cpu() ? "rss" : "cuda"},
   };
+  if (opts.time_phases && fit.phases.steps > 0) {
+    const double n = static_cast<double>(fit.phases.steps);
+    summary["step_seconds"] = {{"data", fit.phases.data / n},          {"forward", fit.phases.forward / n},
+                               {"backward", fit.phases.backward / n},  {"comm", fit.phases.comm / n},
+                               {"optimizer", fit.phases.optimizer / n}, {"steps", fit.phases.steps}};
+  }
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : fit.epochs) {
     nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
-                        {"seconds", e.seconds}, {"samples_per_second", e.samples_per_second}};
+                        {"seconds", e.seconds}, {"samples_per_second", e.samples_per_second},
+                        {"tokens_per_second", e.tokens_per_second}, {"padding_fraction", e.padding_fraction()}};
     if (e.eval) {
       j["eval_accuracy"] = e.eval->accuracy();
       j["eval_loss"] = e.eval->loss();
@@ -269,7 +290,8 @@ const Command& TrainCommand() {
        "train_data", "eval_data", "output_dir", "epochs", "max_steps", "batch_size", "eval_batch_size",
        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
        "max_grad_norm", "seed", "group_by_length", "logging_steps", "bucket_mb", "merge", "overwrite",
-       "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last", "resume", "comm_timeout", "device", "threads"},
+       "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last",
+       "resume", "comm_timeout", "device", "precision", "fused_adamw", "time_phases", "threads"},
       &Run};
   return c;
 }

@@ -2,6 +2,7 @@
 // Everything else includes this header instead of testing TORCH_VERSION_* itself.
 #pragma once
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -15,6 +16,12 @@
 
 // scaled_dot_product_attention arrived in 2.0; its `scale` argument in 2.1.
 #define FTUNE_HAS_SDPA FTUNE_TORCH_AT_LEAST(2, 1)
+// at::_fused_adamw_ (one multi-tensor kernel per step, with a device-side skip flag) runs on CUDA
+// since 2.0 and on CPU since 2.4; ftune uses it from 2.4 on, so every device shares one path.
+#define FTUNE_HAS_FUSED_ADAMW FTUNE_TORCH_AT_LEAST(2, 4)
+// The device-generic autocast API (set_autocast_enabled(device_type, ...)) replaced the per-device
+// functions in 2.4.
+#define FTUNE_HAS_GENERIC_AUTOCAST FTUNE_TORCH_AT_LEAST(2, 4)
 
 namespace ftune::compat {
 
@@ -43,6 +50,89 @@ inline int64_t CudaPeakAllocatedBytes(const torch::Device& device) {
 #endif
   (void)device;
   return 0;
+}
+
+// torch.autocast(device_type, dtype) as a scope: inside it, matmul-heavy ops (linear, matmul,
+// SDPA) run in `dtype` while parameters stay fp32 (they are cast per use, and the casts are cached
+// until the outermost scope ends); precision-sensitive ops (layer_norm, softmax on CUDA, the loss)
+// stay fp32. `dtype` kFloat/kDouble: the guard does nothing. Nested guards restore the previous state.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& device, torch::ScalarType dtype)
+      : type_(device.type()), active_(dtype == torch::kBFloat16 || dtype == torch::kHalf) {
+    if (!active_) return;
+    prev_enabled_ = IsEnabled(type_);
+    prev_dtype_ = GetDtype(type_);
+    Set(type_, true, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!active_) return;
+    // Like torch.autocast.__exit__: the cast cache lives until the outermost scope closes.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    Set(type_, prev_enabled_, prev_dtype_);
+  }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  static bool IsEnabled(c10::DeviceType t) {
+#if FTUNE_HAS_GENERIC_AUTOCAST
+    return at::autocast::is_autocast_enabled(t);
+#else
+    return t == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+#endif
+  }
+  static torch::ScalarType GetDtype(c10::DeviceType t) {
+#if FTUNE_HAS_GENERIC_AUTOCAST
+    return at::autocast::get_autocast_dtype(t);
+#else
+    return t == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+#endif
+  }
+  static void Set(c10::DeviceType t, bool enabled, torch::ScalarType dtype) {
+#if FTUNE_HAS_GENERIC_AUTOCAST
+    at::autocast::set_autocast_dtype(t, dtype);
+    at::autocast::set_autocast_enabled(t, enabled);
+#else
+    if (t == c10::DeviceType::CUDA) {
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(enabled);
+    } else {
+      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(enabled);
+    }
+#endif
+  }
+
+  c10::DeviceType type_;
+  bool active_;
+  bool prev_enabled_ = false;
+  torch::ScalarType prev_dtype_ = torch::kFloat;
+};
+
+// True when FusedAdamW below is available in this LibTorch.
+constexpr bool HasFusedAdamW() { return FTUNE_HAS_FUSED_ADAMW; }
+
+// One AdamW step over flat buffers with torch's fused kernel (torch.optim.AdamW(fused=True)):
+// `step` is a float32 scalar tensor on the parameters' device (steps taken so far; counted up here);
+// where `found_inf` (float32 scalar, same device) is non-zero the update is skipped on the device
+// and the step count restored, so the caller needs no host round-trip to decide. Returns false
+// (and does nothing) when this LibTorch has no fused AdamW.
+inline bool FusedAdamW(torch::Tensor param, torch::Tensor grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
+                       torch::Tensor step, double lr, double beta1, double beta2, double weight_decay, double eps,
+                       const torch::Tensor& found_inf) {
+#if FTUNE_HAS_FUSED_ADAMW
+  step.add_(1);  // as torch.optim's _fused_adamw: the kernel reads the already-counted step
+  at::_fused_adamw_({param}, {grad}, {exp_avg}, {exp_avg_sq}, {}, {step}, lr, beta1, beta2, weight_decay, eps,
+                    /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, found_inf);
+  step.sub_(found_inf);  // a skipped update does not count (torch.optim does the same)
+  return true;
+#else
+  (void)param, (void)grad, (void)exp_avg, (void)exp_avg_sq, (void)step, (void)lr, (void)beta1, (void)beta2,
+      (void)weight_decay, (void)eps, (void)found_inf;
+  return false;
+#endif
 }
 
 // torch.finfo(dtype).min: what Hugging Face fills masked attention scores with (finite, so a fully

@@ -89,7 +89,8 @@ torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& kee
   return x;
 }
 
-DistilBertModelImpl::DistilBertModelImpl(const DistilBertConfig& c, const ModelOptions& o) {
+DistilBertModelImpl::DistilBertModelImpl(const DistilBertConfig& c, const ModelOptions& o)
+    : compute_dtype_(o.compute_dtype) {
   embeddings = register_module("embeddings", Embeddings(c));
   transformer = register_module("transformer", Transformer(c, o));
 }
@@ -98,6 +99,7 @@ torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const
                                            std::vector<torch::Tensor>* hidden) {
   TORCH_CHECK(input_ids.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
               "input_ids and attention_mask must both be [batch, seq]");
+  compat::AutocastGuard autocast(input_ids.device(), compute_dtype_);
   torch::Tensor keep = attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, 1, T]
   torch::Tensor x = embeddings(input_ids);
   if (hidden) hidden->push_back(x);
@@ -106,7 +108,7 @@ torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const
 
 DistilBertForSequenceClassificationImpl::DistilBertForSequenceClassificationImpl(const DistilBertConfig& c,
                                                                                  const ModelOptions& o)
-    : config_(c) {
+    : config_(c), compute_dtype_(o.compute_dtype) {
   distilbert = register_module("distilbert", DistilBertModel(c, o));
   RegisterLinear(this, "pre_classifier", &pre_classifier, std::make_shared<DenseImpl>(c.dim, c.dim));
   RegisterLinear(this, "classifier", &classifier, std::make_shared<DenseImpl>(c.dim, c.num_labels));
@@ -115,6 +117,7 @@ DistilBertForSequenceClassificationImpl::DistilBertForSequenceClassificationImpl
 }
 
 torch::Tensor DistilBertForSequenceClassificationImpl::ClassifyFeatures(const torch::Tensor& cls) {
+  compat::AutocastGuard autocast(cls.device(), compute_dtype_);
   return classifier->forward(dropout(torch::relu(pre_classifier->forward(cls))));
 }
 

@@ -21,6 +21,9 @@ using io::DistilBertConfig;
 struct ModelOptions {
   // Use fused scaled_dot_product_attention where LibTorch has it (>= 2.1); eager math otherwise.
   bool fused_attention = true;
+  // kBFloat16 / kHalf: forward passes run under autocast to that type (mixed precision: matmuls
+  // in 16 bits, parameters, LayerNorm and the loss in fp32). kFloat: plain fp32.
+  torch::ScalarType compute_dtype = torch::kFloat;
 };
 
 class EmbeddingsImpl : public torch::nn::Module {
@@ -102,6 +105,9 @@ class DistilBertModelImpl : public torch::nn::Module {
 
   Embeddings embeddings{nullptr};
   Transformer transformer{nullptr};
+
+ private:
+  torch::ScalarType compute_dtype_;
 };
 TORCH_MODULE(DistilBertModel);
 
@@ -130,6 +136,7 @@ class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public
 
  private:
   DistilBertConfig config_;
+  torch::ScalarType compute_dtype_;
 };
 TORCH_MODULE(DistilBertForSequenceClassification);
 

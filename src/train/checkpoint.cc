@@ -27,7 +27,8 @@ using json = nlohmann::json;
 
 json EpochToJson(const EpochRecord& e) {
   json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {"seconds", e.seconds},
-            {"samples_per_second", e.samples_per_second}, {"tokens_per_second", e.tokens_per_second}};
+            {"samples_per_second", e.samples_per_second}, {"tokens_per_second", e.tokens_per_second},
+            {"tokens", e.tokens}, {"padded_tokens", e.padded_tokens}};
   if (e.eval) {
     j["eval"] = {{"correct", e.eval->correct}, {"total", e.eval->total}, {"loss_sum", e.eval->loss_sum},
                  {"seconds", e.eval->seconds}};
@@ -43,6 +44,8 @@ EpochRecord EpochFromJson(const json& j) {
   e.seconds = j.at("seconds");
   e.samples_per_second = j.at("samples_per_second");
   e.tokens_per_second = j.at("tokens_per_second");
+  e.tokens = j.value("tokens", 0.0);
+  e.padded_tokens = j.value("padded_tokens", 0.0);
   if (j.contains("eval")) {
     EvalStats s;
     s.correct = j["eval"].at("correct");
@@ -129,6 +132,7 @@ absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const RunState& st
       {"epoch_loss", state.epoch_loss},
       {"epoch_examples", state.epoch_examples},
       {"epoch_tokens", state.epoch_tokens},
+      {"epoch_padded_tokens", state.epoch_padded_tokens},
       {"window_loss", state.window_loss},
       {"window_examples", state.window_examples},
       {"epoch_seconds", state.epoch_seconds},
@@ -244,6 +248,7 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(Trainer& trainer, const std::stri
   s.epoch_loss = j.at("epoch_loss");
   s.epoch_examples = j.at("epoch_examples");
   s.epoch_tokens = j.at("epoch_tokens");
+  s.epoch_padded_tokens = j.value("epoch_padded_tokens", s.epoch_tokens);
   s.window_loss = j.at("window_loss");
   s.window_examples = j.at("window_examples");
   s.epoch_seconds = j.at("epoch_seconds");

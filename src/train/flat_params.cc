@@ -113,18 +113,19 @@ absl::Status FlatParameters::AllReduceGrads(dist::Communicator* comm, size_t buc
   return absl::OkStatus();
 }
 
-double FlatParameters::GradNorm() const {
-  double sq = 0.0;
-  for (const auto& g : groups_) {
-    double n = g.grads.norm().item<double>();
-    sq += n * n;
-  }
-  return std::sqrt(sq);
+torch::Tensor FlatParameters::GradNorm() const {
+  torch::NoGradGuard no_grad;
+  if (groups_.size() == 1) return groups_.front().grads.norm().to(torch::kFloat);
+  // torch.nn.utils.clip_grad_norm_: the norm of the per-tensor norms.
+  std::vector<torch::Tensor> norms;
+  for (const auto& g : groups_) norms.push_back(g.grads.norm().to(torch::kFloat));
+  return torch::stack(norms).norm();
 }
 
-void FlatParameters::ClipGradNorm(double norm, double max_norm) {
-  // torch.nn.utils.clip_grad_norm_: always multiplies by the clamped coefficient.
-  const double coef = std::min(1.0, max_norm / (norm + 1e-6));
+void FlatParameters::ClipGradNorm(const torch::Tensor& norm, double max_norm) {
+  torch::NoGradGuard no_grad;
+  // torch.nn.utils.clip_grad_norm_: always multiplies by the clamped coefficient (on the device).
+  torch::Tensor coef = (max_norm / (norm + 1e-6)).clamp_max(1.0);
   for (auto& g : groups_) g.grads.mul_(coef);
 }
 

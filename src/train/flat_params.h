@@ -39,10 +39,12 @@ class FlatParameters {
   void ZeroGrad();
   // Sums gradients over ranks in place, in buckets of at most `bucket_bytes`.
   absl::Status AllReduceGrads(dist::Communicator* comm, size_t bucket_bytes, void* stream = nullptr);
-  // L2 norm of all gradients (what clip_grad_norm_ returns).
-  double GradNorm() const;
-  // clip_grad_norm_(max_norm): scales gradients by min(1, max_norm / (norm + 1e-6)).
-  void ClipGradNorm(double norm, double max_norm);
+  // L2 norm of all gradients (what clip_grad_norm_ returns): a 0-dim float32 tensor on the
+  // gradients' device (nothing waits for the device).
+  torch::Tensor GradNorm() const;
+  // clip_grad_norm_(max_norm) given that norm: scales gradients by min(1, max_norm / (norm + 1e-6)),
+  // computed on the device.
+  void ClipGradNorm(const torch::Tensor& norm, double max_norm);
   // Broadcasts every trainable parameter from `root` so all ranks start identical.
   absl::Status BroadcastParams(dist::Communicator* comm, int root, void* stream = nullptr);
 

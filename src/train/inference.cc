@@ -121,7 +121,7 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
     torch::Tensor cls = model->distilbert(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
                                           ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device))
                             .select(1, 0);
-    features.index_copy_(0, ToDevice(b.indices, {b.rows}, o.device), cls);
+    features.index_copy_(0, ToDevice(b.indices, {b.rows}, o.device), cls.to(features.scalar_type()));
     return absl::OkStatus();
   }));
   if (world > 1) {

@@ -20,21 +20,30 @@ struct AdamWOptions {
 
 class FlatAdamW {
  public:
-  FlatAdamW(FlatParameters* params, const AdamWOptions& options);
-  // One update with learning rate `lr` (torch.optim.AdamW's arithmetic, in its order).
-  void Step(double lr);
-  int64_t step_count() const { return step_; }
+  // `fused`: use torch's fused AdamW kernel where this LibTorch has it (>= 2.4): one kernel per
+  // group and step, and a skipped step needs no host round-trip. Otherwise (or with false) the
+  // same arithmetic as a few tensor operations per group.
+  FlatAdamW(FlatParameters* params, const AdamWOptions& options, bool fused = true);
+  // One update with learning rate `lr` (torch.optim.AdamW's arithmetic, in its order), skipped
+  // entirely (parameters, moments and step count unchanged) where `found_inf`, a float32 scalar on
+  // the parameters' device, is non-zero. Undefined `found_inf`: never skipped.
+  void Step(double lr, const torch::Tensor& found_inf = {});
+  // Updates applied so far (reads the device counter on the fused path: waits for the device).
+  int64_t step_count() const;
+  bool fused() const { return fused_; }
 
   // State for checkpoints: exp_avg and exp_avg_sq per group, and the step count.
   std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
   std::vector<torch::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
-  void set_step_count(int64_t s) { step_ = s; }
+  void set_step_count(int64_t s);
 
  private:
   FlatParameters* params_;
   AdamWOptions options_;
+  bool fused_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
-  int64_t step_ = 0;
+  std::vector<torch::Tensor> steps_;  // fused: one float32 step counter per group, on the device
+  int64_t step_ = 0;                  // unfused: host step counter
 };
 
 // get_linear_schedule_with_warmup: lr(step) = base * step / warmup during warmup, then decays

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/torch_compat.h"
 #include "data/sampler.h"
 #include "dist/dist_context.h"
 #include "nlohmann/json.hpp"
@@ -18,11 +19,73 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+// Wall time per phase of a step. Device work is asynchronous, so with `enabled` each mark first
+// waits for the device (what a profiler's step breakdown costs); disabled, marks are free.
+class PhaseClock {
+ public:
+  PhaseClock(bool enabled, const torch::Device& device) : enabled_(enabled), cuda_(device.is_cuda()) {
+    if (enabled_) last_ = Now();
+  }
+  void Mark(double* bucket) {
+    if (!enabled_) return;
+    const Clock::time_point now = Now();
+    *bucket += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  Clock::time_point Now() const {
+    if (cuda_) torch::cuda::synchronize();
+    return Clock::now();
+  }
+  bool enabled_, cuda_;
+  Clock::time_point last_;
+};
+
+// Per-step numbers stay on the device between flushes (a log line, a checkpoint, the end of an
+// epoch): reading them every step would make the host wait for the device at every step, and at
+// batch 8 on a GPU the host's launch work is what bounds the step.
+class DeviceSums {
+ public:
+  explicit DeviceSums(const torch::Device& device)
+      : acc_(torch::zeros({3}, torch::TensorOptions().dtype(torch::kDouble).device(device))) {}
+  void Add(const StepStats& s) {
+    acc_.narrow(0, 0, 2).add_(s.loss_sum);  // [0] window loss, [1] epoch loss
+    acc_.narrow(0, 2, 1).add_(s.skipped);   // [2] skipped steps
+    ++steps_;
+  }
+  struct Host {
+    double window_loss = 0, epoch_loss = 0;
+    int64_t skipped = 0, steps = 0;
+  };
+  // Waits for the device, returns the sums since the last flush and restarts them.
+  Host Flush() {
+    Host h;
+    h.steps = steps_;
+    if (steps_ == 0) return h;
+    torch::Tensor a = acc_.to(torch::kCPU);
+    h.window_loss = a[0].item<double>();
+    h.epoch_loss = a[1].item<double>();
+    h.skipped = static_cast<int64_t>(a[2].item<double>());
+    acc_.zero_();
+    steps_ = 0;
+    return h;
+  }
+
+ private:
+  torch::Tensor acc_;
+  int64_t steps_ = 0;
+};
+
 }  // namespace
 
 Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* comm,
-                 torch::Device device)
-    : model_(std::move(model)), options_(options), comm_(comm), device_(device) {}
+                 torch::Device device, dist::Communicator* host_comm)
+    : model_(std::move(model)),
+      options_(options),
+      comm_(comm),
+      host_comm_(host_comm != nullptr ? host_comm : comm),
+      device_(device) {}
 
 absl::Status Trainer::Prepare(int64_t total_steps) {
   if (options_.batch_size <= 0 || options_.eval_batch_size <= 0) {
@@ -34,18 +97,22 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   FTUNE_ASSIGN_OR_RETURN(FlatParameters flat, FlatParameters::Build(*model_, options_.weight_decay));
   flat_.emplace(std::move(flat));
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
-  FTUNE_RETURN_IF_ERROR(flat_->BroadcastParams(comm_, /*root=*/0));
-  optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam);
+  FTUNE_RETURN_IF_ERROR(flat_->BroadcastParams(comm_, /*root=*/0, compat::CurrentCudaStream(device_)));
+  optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam, options_.fused_adamw);
   frozen_fingerprint_.reset();
   const int64_t warmup = ResolveWarmupSteps(options_.warmup_steps, options_.warmup_ratio, total_steps);
   schedule_ = std::make_unique<LinearSchedule>(options_.learning_rate, warmup, total_steps);
   global_step_ = 0;
+  phases_ = PhaseSeconds();
   return absl::OkStatus();
 }
 
 torch::Tensor Trainer::ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> shape) const {
   torch::Tensor t = torch::from_blob(const_cast<int64_t*>(host.data()), shape, torch::kLong);
-  return device_.is_cpu() ? t : t.to(device_, /*non_blocking=*/false);
+  if (device_.is_cpu()) return t;
+  // Through page-locked memory, asynchronously: a pageable copy would wait for the device to
+  // finish the previous step's work. The pinned block is recycled only after the copy completes.
+  return t.pin_memory().to(device_, /*non_blocking=*/true);
 }
 
 torch::Tensor Trainer::Forward(const torch::Tensor& ids, const torch::Tensor& mask) {
@@ -59,7 +126,7 @@ torch::Tensor Trainer::Forward(const torch::Tensor& ids, const torch::Tensor& ma
 }
 
 absl::Status Trainer::SumOverRanks(double* values, int n) {
-  return comm_->AllReduce(values, static_cast<size_t>(n), dist::DType::kFloat64, dist::ReduceOp::kSum);
+  return host_comm_->AllReduce(values, static_cast<size_t>(n), dist::DType::kFloat64, dist::ReduceOp::kSum);
 }
 
 absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
@@ -67,49 +134,51 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   if (batch.global_examples <= 0) return absl::InvalidArgumentError("empty global batch");
   StepStats s;
   model_->train();
+  PhaseClock clock(options_.time_phases, device_);
   // Dropout randomness is a pure function of (seed, rank, step): a resumed run draws the same masks.
   torch::manual_seed(data::SplitMix64(options_.seed ^ (0x9e3779b97f4a7c15ULL * (global_step_ + 1)) ^
                                       (0xbf58476d1ce4e5b9ULL * static_cast<uint64_t>(comm_->rank() + 1)))
                          .Next());
   flat_->ZeroGrad();
+  const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device_);
   if (batch.rows > 0) {
     torch::Tensor labels = ToDevice(batch.labels, {batch.rows});
     torch::Tensor logits;
     if (train_features_.defined()) {
       logits = model_->ClassifyFeatures(train_features_.index_select(0, ToDevice(batch.indices, {batch.rows})));
     } else {
-      logits = Forward(ToDevice(batch.input_ids, {batch.rows, batch.seq_len}),
-                       ToDevice(batch.attention_mask, {batch.rows, batch.seq_len}));
+      torch::Tensor ids = ToDevice(batch.input_ids, {batch.rows, batch.seq_len});
+      torch::Tensor mask = ToDevice(batch.attention_mask, {batch.rows, batch.seq_len});
+      clock.Mark(&phases_.data);
+      logits = Forward(ids, mask);
     }
     torch::Tensor loss_sum = LossSum(logits, labels);
+    clock.Mark(&phases_.forward);
     (loss_sum / static_cast<double>(batch.global_examples)).backward();
-    s.loss_sum = loss_sum.item<double>();
+    clock.Mark(&phases_.backward);
+    s.loss_sum = loss_sum.detach().to(torch::kDouble);
+  } else {
+    s.loss_sum = torch::zeros({}, f64);
   }
   s.examples = batch.rows;
   s.tokens = batch.real_tokens;
+  s.padded_tokens = batch.rows * batch.seq_len;
   const auto before = comm_->stats();
-  FTUNE_RETURN_IF_ERROR(flat_->AllReduceGrads(comm_, options_.bucket_bytes));
+  FTUNE_RETURN_IF_ERROR(flat_->AllReduceGrads(comm_, options_.bucket_bytes, compat::CurrentCudaStream(device_)));
   const auto after = comm_->stats();
   s.comm_bytes = after.allreduce_bytes - before.allreduce_bytes;
   s.comm_seconds = after.allreduce_seconds - before.allreduce_seconds;
+  clock.Mark(&phases_.comm);
+  // Everything below stays on the device: the norm, the skip decision (the all-reduced norm is the
+  // same on every rank, so all ranks skip together), the clip and the update.
   s.grad_norm = flat_->GradNorm();
   s.lr = schedule_->LearningRate(global_step_);
-  if (!std::isfinite(s.grad_norm) || !std::isfinite(s.loss_sum)) {
-    // Every rank sees the same all-reduced norm, so all take the same branch.
-    if (!options_.skip_nonfinite) {
-      return absl::InternalError(absl::StrFormat(
-          "non-finite gradient norm (%g) at step %d; stopping before it reaches the weights. Lower "
-          "--learning_rate, check the data, or pass --skip_nonfinite to skip such steps",
-          s.grad_norm, global_step_ + 1));
-    }
-    LogWarn("step %d: non-finite gradient norm (%g); update skipped (--skip_nonfinite)", global_step_ + 1,
-            s.grad_norm);
-    s.skipped = true;
-    ++global_step_;
-    return s;
-  }
+  torch::Tensor found_inf = s.grad_norm.isfinite().logical_not().to(torch::kFloat);
+  s.skipped = found_inf.to(torch::kDouble);
   if (options_.max_grad_norm > 0) flat_->ClipGradNorm(s.grad_norm, options_.max_grad_norm);
-  optimizer_->Step(s.lr);
+  optimizer_->Step(s.lr, found_inf);
+  clock.Mark(&phases_.optimizer);
+  ++phases_.steps;
   ++global_step_;
   return s;
 }
@@ -123,7 +192,7 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   // checkpoint is taken before the evaluation; a resumed run evaluates again).
   o.should_stop = [this]() { return AnyRankStopping(); };
   if (&eval == eval_features_of_) o.features = eval_features_;
-  return EvaluateDataset(model_, eval, comm_, o);
+  return EvaluateDataset(model_, eval, host_comm_, o);
 }
 
 uint64_t Trainer::FrozenFingerprint() {
@@ -143,7 +212,7 @@ uint64_t Trainer::FrozenFingerprint() {
 
 absl::StatusOr<bool> Trainer::AnyRankStopping() {
   int64_t stop = StopRequested() ? 1 : 0;
-  FTUNE_RETURN_IF_ERROR(comm_->AllReduce(&stop, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
+  FTUNE_RETURN_IF_ERROR(host_comm_->AllReduce(&stop, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
   return stop != 0;
 }
 
@@ -170,7 +239,7 @@ absl::StatusOr<std::string> Trainer::Checkpoint(RunState& state, const Checkpoin
   }
   // Every rank learns whether rank 0 managed (a failed write must not leave peers training on).
   int64_t failed = st.ok() ? 0 : 1;
-  FTUNE_RETURN_IF_ERROR(comm_->AllReduce(&failed, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
+  FTUNE_RETURN_IF_ERROR(host_comm_->AllReduce(&failed, 1, dist::DType::kInt64, dist::ReduceOp::kMax));
   if (!st.ok()) return st;
   if (failed) return absl::AbortedError("rank 0 could not write the checkpoint");
   return path;
@@ -191,7 +260,8 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
     FTUNE_ASSIGN_OR_RETURN(state, ReadCheckpoint(*this, resume_from, world));
     // Global sums were stored; rank 0 carries them, the others restart from zero.
     if (comm_->rank() != 0) {
-      state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.window_loss = state.window_examples = 0;
+      state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.epoch_padded_tokens = 0;
+      state.window_loss = state.window_examples = 0;
     }
     LogInfo("resumed from %s: epoch %d, step %d of the epoch, global step %d", resume_from, state.epoch + 1,
             state.step_in_epoch, state.global_step);
@@ -231,6 +301,30 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
           train.size(), epochs, steps_per_epoch, total, global_batch, options_.batch_size, world, flat_->numel(),
           absl::StrFormat("%.2f MB", flat_->bytes() / 1e6));
 
+  DeviceSums device_sums(device_);
+  int64_t flushed_step = global_step_;
+  // Moves the device-side sums into `st` and acts on skipped (non-finite) steps since the last flush.
+  auto flush = [&](RunState& st) -> absl::Status {
+    const DeviceSums::Host h = device_sums.Flush();
+    st.window_loss += h.window_loss;
+    st.epoch_loss += h.epoch_loss;
+    const int64_t first = flushed_step + 1;
+    flushed_step = global_step_;
+    if (h.skipped == 0) return absl::OkStatus();
+    result.skipped_steps += h.skipped;
+    const std::string where = h.steps == 1 ? absl::StrFormat("step %d", first)
+                                           : absl::StrFormat("%d of the steps %d..%d", h.skipped, first, global_step_);
+    if (!options_.skip_nonfinite) {
+      log->EndProgress();
+      return absl::InternalError(absl::StrFormat(
+          "non-finite gradient norm in %s: the update was skipped (the weights are intact) and the run stops. "
+          "Lower --learning_rate, check the data, or pass --skip_nonfinite to go on past such steps",
+          where));
+    }
+    LogWarn("non-finite gradient norm in %s; update skipped (--skip_nonfinite)", where);
+    return absl::OkStatus();
+  };
+
   auto stop_here = [&](RunState& st) -> absl::StatusOr<bool> {
     FTUNE_ASSIGN_OR_RETURN(bool stopping, AnyRankStopping());
     if (!stopping) return false;
@@ -238,6 +332,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
     if (ckpt == nullptr || ckpt->dir.empty()) {
       return absl::CancelledError("stopped by a signal, and checkpoints are off (no --output_dir)");
     }
+    FTUNE_RETURN_IF_ERROR(flush(st));
     FTUNE_ASSIGN_OR_RETURN(result.checkpoint, Checkpoint(st, *ckpt));
     result.preempted = true;
     result.stop_signal = StopSignal();
@@ -253,29 +348,36 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
       auto t_segment = Clock::now();
       const double seconds_before = state.epoch_seconds;
       while (global_step_ < total) {
+        const auto t_data = Clock::now();
         FTUNE_ASSIGN_OR_RETURN(std::optional<data::HostBatch> batch, loader.Next());
         if (!batch) break;
+        if (options_.time_phases) phases_.data += Since(t_data);
         FTUNE_ASSIGN_OR_RETURN(StepStats s, Step(*batch));
+        device_sums.Add(s);
         state.global_step = global_step_;
         state.step_in_epoch = batch->step + 1;
-        state.epoch_seconds = seconds_before + Since(t_segment);
         result.comm_bytes_per_step = s.comm_bytes;
         state.comm_seconds += s.comm_seconds;
-        state.window_loss += s.loss_sum;
         state.window_examples += static_cast<double>(s.examples);
-        state.epoch_loss += s.loss_sum;
         state.epoch_examples += static_cast<double>(s.examples);
         state.epoch_tokens += static_cast<double>(s.tokens);
+        state.epoch_padded_tokens += static_cast<double>(s.padded_tokens);
         const bool last = global_step_ == total || state.step_in_epoch == steps_per_epoch;
-        if (global_step_ % options_.logging_steps == 0 || last) {
+        const bool periodic = ckpt != nullptr && !ckpt->dir.empty() && ckpt->every_steps > 0 &&
+                              global_step_ % ckpt->every_steps == 0 && !last;
+        const bool logging = global_step_ % options_.logging_steps == 0 || last;
+        if (logging || periodic) FTUNE_RETURN_IF_ERROR(flush(state));  // waits for the device
+        state.epoch_seconds = seconds_before + Since(t_segment);
+        if (logging) {
           double w[3] = {state.window_loss, state.window_examples, state.epoch_examples};
           FTUNE_RETURN_IF_ERROR(SumOverRanks(w, 3));
+          const double grad_norm = s.GradNorm();
           nlohmann::json r = {{"type", "train"},
                               {"epoch", state.epoch + static_cast<double>(state.step_in_epoch) / steps_per_epoch},
                               {"step", global_step_},
                               {"loss", w[1] > 0 ? w[0] / w[1] : 0.0},
                               {"learning_rate", s.lr},
-                              {"grad_norm", s.grad_norm},
+                              {"grad_norm", grad_norm},
                               {"samples_per_second", w[2] / std::max(state.epoch_seconds, 1e-9)},
                               {"comm_bytes_per_step", s.comm_bytes},
                               {"comm_seconds", state.comm_seconds}};
@@ -285,19 +387,19 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
                                         r["samples_per_second"].get<double>()));
           state.window_loss = state.window_examples = 0;
         }
-        const bool periodic = ckpt != nullptr && !ckpt->dir.empty() && ckpt->every_steps > 0 &&
-                              global_step_ % ckpt->every_steps == 0 && !last;
         FTUNE_ASSIGN_OR_RETURN(bool stop, stop_here(state));
         if (stop) return result;
         if (periodic) FTUNE_RETURN_IF_ERROR(Checkpoint(state, *ckpt).status());
       }
+      FTUNE_RETURN_IF_ERROR(flush(state));
+      state.epoch_seconds = seconds_before + Since(t_segment);
       state.eval_pending = true;
     }
 
     // End of the epoch's training: global sums, the human line, evaluation.
     log->EndProgress();
-    double sums[3] = {state.epoch_loss, state.epoch_examples, state.epoch_tokens};
-    FTUNE_RETURN_IF_ERROR(SumOverRanks(sums, 3));
+    double sums[4] = {state.epoch_loss, state.epoch_examples, state.epoch_tokens, state.epoch_padded_tokens};
+    FTUNE_RETURN_IF_ERROR(SumOverRanks(sums, 4));
     EpochRecord rec;
     rec.epoch = state.epoch + 1;
     rec.step = global_step_;
@@ -305,6 +407,8 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
     rec.train_loss = sums[1] > 0 ? sums[0] / sums[1] : 0.0;
     rec.samples_per_second = sums[1] / std::max(rec.seconds, 1e-9);
     rec.tokens_per_second = sums[2] / std::max(rec.seconds, 1e-9);
+    rec.tokens = sums[2];
+    rec.padded_tokens = sums[3];
     std::string line = absl::StrFormat("epoch %d/%d: train loss %.4f, %.1f samples/s, %.0f tokens/s, %s", rec.epoch,
                                        epochs, rec.train_loss, rec.samples_per_second, rec.tokens_per_second,
                                        FormatDuration(rec.seconds));
@@ -334,7 +438,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
     state.tokens_total += sums[2];
     state.eval_pending = false;
     state.step_in_epoch = 0;
-    state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.epoch_seconds = 0;
+    state.epoch_loss = state.epoch_examples = state.epoch_tokens = state.epoch_padded_tokens = state.epoch_seconds = 0;
     if (ckpt != nullptr && !ckpt->dir.empty() && ckpt->every_epoch && global_step_ < total) {
       RunState next = state;
       ++next.epoch;
@@ -347,6 +451,10 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
   result.comm_seconds = state.comm_seconds;
   result.samples_per_second = state.examples_total / std::max(state.train_seconds, 1e-9);
   result.tokens_per_second = state.tokens_total / std::max(state.train_seconds, 1e-9);
+  double real = 0, padded = 0;
+  for (const auto& e : state.epochs) real += e.tokens, padded += e.padded_tokens;
+  result.padding_fraction = padded > 0 ? 1.0 - real / padded : 0.0;
+  result.phases = phases_;
   return result;
 }
 

@@ -53,20 +53,39 @@ struct TrainOptions {
   // head only: compute the frozen encoder's [CLS] features once (eval mode, so without the
   // encoder's dropout noise) and train the head on them; evaluation uses them too (exact).
   bool cache_frozen_features = false;
-  // A step whose gradient norm is NaN/Inf: false = stop with an error; true = skip the update
-  // (no parameter or optimizer-state change) and go on.
+  // A step whose gradient norm is NaN/Inf never changes the parameters or optimizer state (the
+  // update is skipped on the device). Such steps are counted and noticed at the next log line,
+  // checkpoint or epoch end: false = the run then stops with an error; true = a warning, go on.
   bool skip_nonfinite = false;
+  // Use torch's fused AdamW kernel where LibTorch has it (>= 2.4).
+  bool fused_adamw = true;
+  // Synchronise the device at phase boundaries and time each phase (data, forward, backward,
+  // comm, optimizer). Costs some speed on GPUs; for benchmarks.
+  bool time_phases = false;
 };
 
+// Seconds per phase, summed over steps (filled when TrainOptions::time_phases).
+struct PhaseSeconds {
+  double data = 0, forward = 0, backward = 0, comm = 0, optimizer = 0;
+  int64_t steps = 0;
+};
+
+// What one step produced. The tensors stay on the device (0-dim) so that a step never waits for
+// the device; the accessors read them (and wait).
 struct StepStats {
-  double loss_sum = 0.0;  // sum of this rank's per-example losses
-  int64_t examples = 0;   // this rank's examples
-  int64_t tokens = 0;     // this rank's real (non-padding) tokens
-  double grad_norm = 0.0; // global, before clipping
-  double lr = 0.0;        // learning rate used for this step
+  torch::Tensor loss_sum;   // float64: sum of this rank's per-example losses
+  torch::Tensor grad_norm;  // float32: global gradient norm, before clipping
+  torch::Tensor skipped;    // float64: 1 if the gradients were non-finite and the update skipped
+  int64_t examples = 0;     // this rank's examples
+  int64_t tokens = 0;       // this rank's real (non-padding) tokens
+  int64_t padded_tokens = 0;  // this rank's tokens including padding (rows x padded length)
+  double lr = 0.0;          // learning rate used for this step
   double comm_seconds = 0.0;
   uint64_t comm_bytes = 0;
-  bool skipped = false;   // non-finite gradients, update skipped (--skip_nonfinite)
+
+  double LossSum() const { return loss_sum.item<double>(); }
+  double GradNorm() const { return grad_norm.item<double>(); }
+  bool Skipped() const { return skipped.item<double>() != 0.0; }
 };
 
 struct EpochRecord {
@@ -76,6 +95,9 @@ struct EpochRecord {
   double seconds = 0;      // training time (eval excluded)
   double samples_per_second = 0;
   double tokens_per_second = 0;
+  double tokens = 0;            // real tokens, all ranks
+  double padded_tokens = 0;     // tokens fed to the model (padding included), all ranks
+  double padding_fraction() const { return padded_tokens > 0 ? 1.0 - tokens / padded_tokens : 0.0; }
   std::optional<EvalStats> eval;
 };
 
@@ -86,7 +108,7 @@ struct RunState {
   int64_t step_in_epoch = 0;  // steps of `epoch` already taken
   bool eval_pending = false;  // `epoch`'s training is done but its evaluation is not
   // Sums over all ranks: this epoch's loss/examples/tokens, and loss/examples since the last log.
-  double epoch_loss = 0, epoch_examples = 0, epoch_tokens = 0;
+  double epoch_loss = 0, epoch_examples = 0, epoch_tokens = 0, epoch_padded_tokens = 0;
   double window_loss = 0, window_examples = 0;
   double epoch_seconds = 0;   // training time of `epoch` so far
   double train_seconds = 0, comm_seconds = 0;
@@ -106,12 +128,17 @@ struct FitResult {
   uint64_t comm_bytes_per_step = 0;  // gradient bytes all-reduced per step, per rank
   double comm_seconds = 0;           // time in gradient all-reduce, this rank
   int64_t trainable_parameters = 0;
+  int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
+  double padding_fraction = 0;       // over all epochs of this session
+  PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
 };
 
 class Trainer {
  public:
+  // `comm` carries the gradients (NCCL or MPI); `host_comm` (MPI, host memory) the scalars: metrics,
+  // stop flags, agreement. nullptr: `comm` does both (MPI runs).
   Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* comm,
-          torch::Device device);
+          torch::Device device, dist::Communicator* host_comm = nullptr);
 
   // Builds the flat buffers (after the trainable set is chosen), makes every rank start from rank
   // 0's trainable values, and creates AdamW and the schedule for `total_steps`.
@@ -134,6 +161,7 @@ class Trainer {
   FlatAdamW& optimizer() { return *optimizer_; }
   void set_global_step(int64_t s) { global_step_ = s; }
   int rank() const { return comm_->rank(); }
+  const PhaseSeconds& phases() const { return phases_; }
 
   FlatParameters& flat() { return *flat_; }
   int64_t global_step() const { return global_step_; }
@@ -151,7 +179,9 @@ class Trainer {
   model::DistilBertForSequenceClassification model_;
   TrainOptions options_;
   dist::Communicator* comm_;
+  dist::Communicator* host_comm_;
   torch::Device device_;
+  PhaseSeconds phases_;
   bool encoder_frozen_ = false;
   std::optional<FlatParameters> flat_;
   std::unique_ptr<FlatAdamW> optimizer_;

@@ -98,7 +98,8 @@ TEST_F(Faults, KilledRankEndsTheJobQuicklyAndResumeIsBitIdentical) {
   if (PathExists(out + "/results.json")) GTEST_SKIP() << "the run finished before the kill";
   EXPECT_LT(seconds, 30.0) << "the surviving rank hung";
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0) << *log;
-  EXPECT_THAT(*log, AnyOf(HasSubstr("exited on signal 9"), HasSubstr("killed"))) << *log;
+  // Open MPI 4: "exited on signal 9 (Killed)"; Open MPI 5 wraps the line before "signal 9".
+  EXPECT_THAT(*log, AnyOf(HasSubstr("signal 9"), HasSubstr("killed"))) << *log;
   for (pid_t p : Ranks(out)) kill(p, SIGKILL);  // (none should be left)
 
   CommandResult resumed = RunCommand(Mpirun(2) + Args(out, "--epochs=4 --save_every_steps=20 --resume=auto"));
@@ -110,6 +111,9 @@ TEST_F(Faults, KilledRankEndsTheJobQuicklyAndResumeIsBitIdentical) {
 
 TEST_F(Faults, RanksWithDifferentSettingsAreRefusedAtStartup) {
   // MPMD launch: rank 0 and rank 1 get different --seed values.
+  if (RunCommand(Mpirun(1) + "true : -np 1 true").exit_code != 0) {
+    GTEST_SKIP() << "this mpirun cannot start an MPMD job at all (Open MPI 5.0's mpirun crashes on one)";
+  }
   const std::string out = dir_ / "m";
   CommandResult r = RunCommand(Mpirun(1) + Args(out, "--max_steps=5 --seed=1") + " : -np 1 " +
                                Args(out, "--max_steps=5 --seed=2"));

@@ -92,6 +92,59 @@ TEST_F(TinyCls, EveryParameterGradientMatchesHuggingFace) {
   EXPECT_EQ(checked, 40);
 }
 
+// The fused attention kernel (scaled_dot_product_attention, LibTorch >= 2.1; eager math on older
+// LibTorch) against the same HF reference: logits and every gradient, with padding in the batch.
+TEST(TinyClsFused, LogitsAndGradientsMatchHuggingFaceWithFusedAttention) {
+  auto m = LoadPretrained(HfFixture("hf-tiny-cls"), ModelOptions{/*fused_attention=*/true});
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
+  ASSERT_LT(io["attention_mask"].min().item<int64_t>(), 1) << "the reference batch should contain padding";
+  m->model->train();
+  torch::Tensor logits = m->model(io["input_ids"], io["attention_mask"]);
+  ClassificationLoss(logits, io["labels"]).backward();
+  int checked = 0;
+  for (const auto& p : m->model->named_parameters()) {
+    const torch::Tensor& ref = io.at("grad." + p.key());
+    EXPECT_LE(MaxAbsDiff(p.value().grad(), ref), std::max(1e-5 * ref.norm().item<double>(), 1e-7)) << p.key();
+    ++checked;
+  }
+  EXPECT_EQ(checked, 40);
+  m->model->eval();
+  torch::NoGradGuard g;
+  EXPECT_LT(MaxAbsDiff(m->model(io["input_ids"], io["attention_mask"]), io["logits"]), 1e-5);
+}
+
+// --precision=bf16: autocast runs the matmuls in bfloat16 while parameters and gradients stay fp32
+// (HF's bf16=True). The logits move by bf16 rounding only, and the loss is computed in fp32.
+TEST(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) {
+  ModelOptions bf16;
+  bf16.compute_dtype = torch::kBFloat16;
+  auto m = LoadPretrained(HfFixture("hf-tiny-cls"), bf16);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
+  m->model->train();  // dropout is 0 in this config
+  torch::Tensor logits = m->model(io["input_ids"], io["attention_mask"]);
+  EXPECT_EQ(logits.scalar_type(), torch::kBFloat16) << "autocast is not active";
+  const double diff = MaxAbsDiff(logits.to(torch::kFloat), io["logits"]);
+  EXPECT_GT(diff, 0.0) << "bf16 logits are bit-identical to fp32: autocast did nothing";
+  EXPECT_LT(diff, 0.03 * std::max(1.0, io["logits"].abs().max().item<double>()));
+  torch::Tensor loss = ClassificationLoss(logits, io["labels"]);
+  EXPECT_EQ(loss.scalar_type(), torch::kFloat);
+  loss.backward();
+  for (const auto& p : m->model->named_parameters()) {
+    EXPECT_EQ(p.value().scalar_type(), torch::kFloat) << p.key();
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat) << p.key();
+    const torch::Tensor& ref = io.at("grad." + p.key());
+    if (absl::EndsWith(p.key(), "k_lin.bias")) continue;  // exactly zero in exact arithmetic
+    // bf16 has 8 mantissa bits: gradients agree with fp32 HF to a few percent of their norm.
+    EXPECT_LE(MaxAbsDiff(p.value().grad(), ref), 0.1 * ref.norm().item<double>() + 1e-6) << p.key();
+  }
+  // The autocast state does not leak out of the forward pass.
+  torch::Tensor plain = torch::matmul(io["logits"], io["logits"].t());
+  EXPECT_EQ(plain.scalar_type(), torch::kFloat);
+}
+
 TEST_F(TinyCls, SaveLoadRoundTripIsBitExactAndHfShaped) {
   char tmpl[] = "/tmp/ftune_model_save.XXXXXX";
   std::string dir = std::string(mkdtemp(tmpl)) + "/saved";

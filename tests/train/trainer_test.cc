@@ -3,10 +3,13 @@
 // pieces it is made of.
 #include "train/trainer.h"
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/torch_compat.h"
 #include "model/hf_checkpoint.h"
 #include "model/methods.h"
 #include "model/repr.h"
@@ -52,19 +55,25 @@ class HfThreeSteps : public ::testing::Test {
   std::unique_ptr<dist::Communicator> comm_;
 };
 
-TEST_F(HfThreeSteps, ParametersNormsAndLearningRatesEqualHuggingFace) {
+// Both optimizer paths: the tensor-op AdamW (every LibTorch) and LibTorch's fused kernel (>= 2.4).
+class HfThreeStepsAdam : public HfThreeSteps, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
+  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   TrainOptions o;
   o.learning_rate = 1e-3;
   o.max_grad_norm = 1.0;
+  o.fused_adamw = GetParam();
   Trainer trainer(model_, o, comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(/*total_steps=*/4).ok());
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
     auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
     ASSERT_TRUE(st.ok()) << st.status();
-    EXPECT_NEAR(st->loss_sum / st->examples, ref_["step_losses"][s].get<double>(), 1e-6) << "step " << s;
-    EXPECT_NEAR(st->grad_norm, ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-5) << "step " << s;
+    EXPECT_NEAR(st->LossSum() / st->examples, ref_["step_losses"][s].get<double>(), 1e-6) << "step " << s;
+    EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-5) << "step " << s;
+    EXPECT_FALSE(st->Skipped());
     EXPECT_DOUBLE_EQ(st->lr, ref_["step_lrs"][s].get<double>()) << "step " << s;
     // Every parameter trains, so every parameter's gradient is all-reduced (fp32).
     EXPECT_EQ(st->comm_bytes, static_cast<uint64_t>(model::CountAllParameters(*model_)) * 4u);
@@ -83,6 +92,94 @@ TEST_F(HfThreeSteps, ParametersNormsAndLearningRatesEqualHuggingFace) {
     ++checked;
   }
   EXPECT_EQ(checked, 38);
+  EXPECT_EQ(trainer.optimizer().fused(), GetParam());
+  EXPECT_EQ(trainer.optimizer().step_count(), 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, HfThreeStepsAdam, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Fused" : "TensorOps"; });
+
+// A step whose gradients are not finite changes nothing (weights, moments, step count) on either
+// optimizer path, without the host having to look, and the next finite step proceeds normally.
+TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
+  if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
+  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  TrainOptions o;
+  o.learning_rate = 1e-3;
+  o.fused_adamw = GetParam();
+  Trainer trainer(model_, o, comm_.get(), torch::kCPU);
+  ASSERT_TRUE(trainer.Prepare(4).ok());
+  data::HostBatch b = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
+  ASSERT_TRUE(trainer.Step(b).ok());
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : model_->named_parameters()) before[p.key()] = p.value().detach().clone();
+  std::vector<torch::Tensor> m_before, v_before;
+  for (auto& t : trainer.optimizer().exp_avg()) m_before.push_back(t.clone());
+  for (auto& t : trainer.optimizer().exp_avg_sq()) v_before.push_back(t.clone());
+  // An infinite input to the classifier makes every head gradient NaN.
+  torch::Tensor w = model_->named_parameters()["pre_classifier.weight"];
+  const float saved = w[0][0].item<float>();
+  {
+    torch::NoGradGuard g;
+    w[0][0].fill_(std::numeric_limits<float>::infinity());
+  }
+  before["pre_classifier.weight"][0][0].fill_(std::numeric_limits<float>::infinity());
+  auto st = trainer.Step(b);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_FALSE(std::isfinite(st->GradNorm()));
+  EXPECT_TRUE(st->Skipped());
+  for (const auto& p : model_->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), before[p.key()])) << p.key();
+  for (size_t i = 0; i < m_before.size(); ++i) {
+    EXPECT_TRUE(torch::equal(trainer.optimizer().exp_avg()[i], m_before[i]));
+    EXPECT_TRUE(torch::equal(trainer.optimizer().exp_avg_sq()[i], v_before[i]));
+  }
+  EXPECT_EQ(trainer.optimizer().step_count(), 1);
+  {
+    torch::NoGradGuard g;
+    w[0][0].fill_(saved);
+  }
+  st = trainer.Step(b);
+  ASSERT_TRUE(st.ok());
+  EXPECT_FALSE(st->Skipped());
+  EXPECT_EQ(trainer.optimizer().step_count(), 2);
+}
+
+// The fused kernel and the tensor-op path are the same AdamW: with weight decay (two groups), many
+// steps, and a non-trivial schedule, they stay within float rounding of each other.
+TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
+  if (!compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  auto make = [](bool fused) {
+    torch::manual_seed(7);
+    auto m = torch::nn::Linear(torch::nn::LinearOptions(64, 32));
+    auto flat = FlatParameters::Build(*m, 0.01);
+    return std::make_pair(m, std::move(*flat));
+  };
+  auto [ma, fa] = make(false);
+  auto [mb, fb] = make(true);
+  (void)ma, (void)mb;  // keep the modules (and their parameter views) alive
+  ASSERT_EQ(fa.groups().size(), 2u);
+  FlatAdamW a(&fa, {}, /*fused=*/false), b(&fb, {}, /*fused=*/true);
+  ASSERT_FALSE(a.fused());
+  ASSERT_TRUE(b.fused());
+  LinearSchedule sched(1e-2, 3, 20);
+  const torch::Tensor start = fa.groups()[1].params.clone();
+  for (int step = 0; step < 20; ++step) {
+    torch::manual_seed(100 + step);
+    for (size_t i = 0; i < fa.groups().size(); ++i) {
+      torch::Tensor g = torch::randn_like(fa.groups()[i].grads);
+      fa.groups()[i].grads.copy_(g);
+      fb.groups()[i].grads.copy_(g);
+    }
+    a.Step(sched.LearningRate(step));
+    b.Step(sched.LearningRate(step));
+  }
+  for (size_t i = 0; i < fa.groups().size(); ++i) {
+    EXPECT_LT(MaxAbsDiff(fa.groups()[i].params, fb.groups()[i].params), 1e-6) << "group " << i;
+    EXPECT_LT(MaxAbsDiff(a.exp_avg_sq()[i], b.exp_avg_sq()[i]), 1e-9) << "group " << i;
+  }
+  EXPECT_GT(MaxAbsDiff(fa.groups()[1].params, start), 1e-3) << "the weights should have moved";
+  EXPECT_EQ(a.step_count(), 20);
+  EXPECT_EQ(b.step_count(), 20);
 }
 
 TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {

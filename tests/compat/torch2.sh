@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# ftune against LibTorch 2.x, on a machine that only has Debian 12's LibTorch 1.13:
+#   1. debootstraps Debian 13 (trixie, LibTorch 2.6 CPU, Open MPI 5, GCC 14) into a chroot,
+#      installs ftune's dependencies there with launch/install-deps.sh,
+#   2. builds the working tree there and runs the whole CTest suite except the SLURM tests
+#      (slurmd needs cgroups, which a chroot lacks), so the 2.x code paths (SDPA attention, fused
+#      AdamW, the generic autocast API) are built and tested against Hugging Face's references,
+#   3. compiles the CUDA-only code (tests/compat/cuda_paths.cc) with -fsyntax-only against
+#      LibTorch 2.6's CUDA headers and the CUDA toolkit in /usr/local/cuda, when present.
+#   tests/compat/torch2.sh [ctest args...]
+# Needs root (debootstrap, chroot, bind mounts) and Debian's mirror. Where those are missing it
+# prints why and exits 0 (SKIPPED); any build or test failure exits non-zero.
+# Environment: FTUNE_TORCH2_ROOT (chroot, default build-torch2/rootfs; kept between runs),
+# FTUNE_DEBIAN_MIRROR (http://deb.debian.org/debian).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+root=${FTUNE_TORCH2_ROOT:-$repo/build-torch2/rootfs}
+mirror=${FTUNE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+skip() { echo "torch2: SKIPPED: $*"; exit 0; }
+
+[ "$(id -u)" -eq 0 ] || skip "needs root for debootstrap/chroot"
+if ! command -v debootstrap >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; } ||
+    skip "cannot install debootstrap"
+fi
+if [ ! -x "$root/usr/bin/apt-get" ] || [ ! -f "$root/.ftune-bootstrapped" ]; then
+  echo "torch2: debootstrap trixie into $root"
+  rm -rf "$root"
+  mkdir -p "$root"
+  debootstrap --variant=minbase trixie "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+    skip "debootstrap failed (mirror unreachable?): see $root.debootstrap.log"
+  touch "$root/.ftune-bootstrapped"
+fi
+
+mounted=()
+cleanup() {
+  local i
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[$i]}" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+bind() {  # bind SRC DST [ro]
+  mkdir -p "$2"
+  mount --bind "$1" "$2" || skip "mount --bind is not permitted here"
+  mounted+=("$2")
+  [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2" 2>/dev/null || true
+}
+mount -t proc proc "$root/proc" 2>/dev/null && mounted+=("$root/proc") || bind /proc "$root/proc"
+bind /dev "$root/dev"
+bind /dev/shm "$root/dev/shm"   # Open MPI's shared-memory transport
+[ -d /usr/local/cuda/include ] && bind /usr/local/cuda "$root/usr/local/cuda" ro
+[ -d "$repo/../shared" ] && bind "$repo/../shared" "$root/src/shared" ro
+cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
+
+# The working tree as it is (tracked and untracked, not ignored files); the build dir survives.
+rm -rf "$root/src/ftune"
+mkdir -p "$root/src/ftune"
+git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$root/src/ftune"
+
+in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+in_root bash -c 'cd /src/ftune && launch/install-deps.sh' || skip "installing packages in the chroot failed (mirror?)"
+echo "torch2: LibTorch $(in_root dpkg-query -W -f='${Version}' libtorch-dev), $(in_root g++ --version | head -1)"
+
+cuda=()
+[ -f "$root/usr/local/cuda/include/nccl.h" ] && cuda=(-DFTUNE_WITH_NCCL=ON -DFTUNE_NCCL_ROOT=/usr/local/cuda)
+in_root bash -c "cd /src/ftune && FTUNE_SKIP_DEPS=1 FTUNE_BUILD_DIR=/src/build launch/build.sh ${cuda[*]}"
+in_root bash -c 'cd /src/ftune && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  ctest --test-dir /src/build --output-on-failure -j "${FTUNE_TEST_JOBS:-2}" -LE slurm "$@"' ctest "$@"
+
+if [ -f "$root/usr/local/cuda/include/cuda_runtime_api.h" ]; then
+  # Debian's CPU LibTorch ships c10/cuda headers but not the one CMake generates for CUDA builds.
+  mkdir -p "$root/tmp/ftune-cuda-stub/c10/cuda/impl"
+  printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' >"$root/tmp/ftune-cuda-stub/c10/cuda/impl/cuda_cmake_macros.h"
+  in_root g++ -std=c++17 -fsyntax-only -DFTUNE_TORCH_CUDA -I/src/ftune/src -I/tmp/ftune-cuda-stub \
+    -I/usr/include/torch/csrc/api/include -I/usr/local/cuda/include /src/ftune/tests/compat/cuda_paths.cc
+  echo "torch2: CUDA-only code compiles against LibTorch 2.6 + $(basename "$(readlink -f /usr/local/cuda)") headers"
+else
+  echo "torch2: no CUDA toolkit headers in /usr/local/cuda: CUDA-only code not compiled"
+fi
+echo "torch2: OK"
