@@ -3,7 +3,7 @@
 # NCCL from the nvidia.nccl wheel, Open MPI and HDF5, but not the Debian -dev packages ftune uses:
 # those come from .deps/root (made by launch/fetch-gpu-deps.sh on a machine with apt).
 #   launch/build-gpu.sh [extra cmake -D options]      -> build-gpu/ftune
-# Environment: FTUNE_GPU_BUILD_DIR (build-gpu), PYTHON (python3).
+# Environment: FTUNE_GPU_BUILD_DIR (build-gpu), FTUNE_GPU_TARGETS (ftune), PYTHON (python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
@@ -20,5 +20,6 @@ command -v ninja >/dev/null && [ ! -f "$build/Makefile" ] && gen=(-G Ninja)
 cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_PREFIX_PATH=$prefixes" -DFTUNE_WITH_NCCL=ON "-DFTUNE_NCCL_ROOT=$nccl_root" \
   "-DCMAKE_BUILD_RPATH=$nccl_root/lib;$PWD/.deps/root/usr/lib/x86_64-linux-gnu" "$@"
-cmake --build "$build" -j "$(nproc)" --target ftune
+# shellcheck disable=SC2086
+cmake --build "$build" -j "$(nproc)" --target ${FTUNE_GPU_TARGETS:-ftune}
 echo "build-gpu: $build/ftune (LibTorch from $torch_prefix, NCCL from $nccl_root)"

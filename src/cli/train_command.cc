@@ -210,6 +210,7 @@ absl::Status RunTrain(RunContext& run) {
       {"tokens_per_second", fit.tokens_per_second},
       {"comm_bytes_per_step", fit.comm_bytes_per_step},
       {"feature_cache", opts.cache_frozen_features},
+      {"feature_cache_seconds", fit.feature_cache_seconds},
       {"precision", absl::GetFlag(FLAGS_precision)},
       {"fused_adamw", trainer.optimizer().fused()},
       {"torch", compat::TorchVersion()},

@@ -267,6 +267,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
             state.step_in_epoch, state.global_step);
   }
 
+  double cache_seconds = 0;
   if (options_.cache_frozen_features) {
     if (!encoder_frozen_) {
       return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
@@ -281,12 +282,14 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
       FTUNE_ASSIGN_OR_RETURN(eval_features_, EncodeFeatures(model_, *eval, comm_, io));
       eval_features_of_ = eval;
     }
+    cache_seconds = Since(t0);
     LogInfo("feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
             "encoder dropout)",
-            train.size(), eval ? absl::StrFormat(" + %d eval", eval->size()) : "", FormatDuration(Since(t0)));
+            train.size(), eval ? absl::StrFormat(" + %d eval", eval->size()) : "", FormatDuration(cache_seconds));
   }
 
   FitResult result;
+  result.feature_cache_seconds = cache_seconds;
   result.trainable_parameters = flat_->numel();
   data::SamplerOptions so;
   so.batch_size = options_.batch_size;

@@ -131,6 +131,7 @@ struct FitResult {
   int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
   double padding_fraction = 0;       // over all epochs of this session
   PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
+  double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train_seconds)
 };
 
 class Trainer {

@@ -116,19 +116,25 @@ TEST(TinyClsFused, LogitsAndGradientsMatchHuggingFaceWithFusedAttention) {
 
 // --precision=bf16: autocast runs the matmuls in bfloat16 while parameters and gradients stay fp32
 // (HF's bf16=True). The logits move by bf16 rounding only, and the loss is computed in fp32.
-TEST(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) {
+// On the CPU, and on CUDA where a device is visible.
+class TinyClsBf16 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) {
+  const torch::Device device(GetParam());
+  if (device.is_cuda() && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   ModelOptions bf16;
   bf16.compute_dtype = torch::kBFloat16;
   auto m = LoadPretrained(HfFixture("hf-tiny-cls"), bf16);
   ASSERT_TRUE(m.ok()) << m.status();
   auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
+  m->model->to(device);
   m->model->train();  // dropout is 0 in this config
-  torch::Tensor logits = m->model(io["input_ids"], io["attention_mask"]);
+  torch::Tensor logits = m->model(io["input_ids"].to(device), io["attention_mask"].to(device));
   EXPECT_EQ(logits.scalar_type(), torch::kBFloat16) << "autocast is not active";
-  const double diff = MaxAbsDiff(logits.to(torch::kFloat), io["logits"]);
+  const double diff = MaxAbsDiff(logits.to(torch::kFloat).cpu(), io["logits"]);
   EXPECT_GT(diff, 0.0) << "bf16 logits are bit-identical to fp32: autocast did nothing";
   EXPECT_LT(diff, 0.03 * std::max(1.0, io["logits"].abs().max().item<double>()));
-  torch::Tensor loss = ClassificationLoss(logits, io["labels"]);
+  torch::Tensor loss = ClassificationLoss(logits, io["labels"].to(device));
   EXPECT_EQ(loss.scalar_type(), torch::kFloat);
   loss.backward();
   for (const auto& p : m->model->named_parameters()) {
@@ -138,12 +144,15 @@ TEST(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) {
     const torch::Tensor& ref = io.at("grad." + p.key());
     if (absl::EndsWith(p.key(), "k_lin.bias")) continue;  // exactly zero in exact arithmetic
     // bf16 has 8 mantissa bits: gradients agree with fp32 HF to a few percent of their norm.
-    EXPECT_LE(MaxAbsDiff(p.value().grad(), ref), 0.1 * ref.norm().item<double>() + 1e-6) << p.key();
+    EXPECT_LE(MaxAbsDiff(p.value().grad().cpu(), ref), 0.1 * ref.norm().item<double>() + 1e-6) << p.key();
   }
   // The autocast state does not leak out of the forward pass.
-  torch::Tensor plain = torch::matmul(io["logits"], io["logits"].t());
-  EXPECT_EQ(plain.scalar_type(), torch::kFloat);
+  torch::Tensor x = io["logits"].to(device);
+  EXPECT_EQ(torch::matmul(x, x.t()).scalar_type(), torch::kFloat);
 }
+
+INSTANTIATE_TEST_SUITE_P(Devices, TinyClsBf16, ::testing::Values("cpu", "cuda"),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
 TEST_F(TinyCls, SaveLoadRoundTripIsBitExactAndHfShaped) {
   char tmpl[] = "/tmp/ftune_model_save.XXXXXX";

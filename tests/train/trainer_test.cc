@@ -96,6 +96,33 @@ TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
   EXPECT_EQ(trainer.optimizer().step_count(), 3);
 }
 
+// The same three steps on a CUDA device (only where one is visible: the GPU machine's check,
+// launch/device-check.sh): pinned asynchronous uploads, device-side clip and skip, fused kernel.
+TEST_P(HfThreeStepsAdam, SameThreeStepsOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
+  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  const torch::Device cuda(torch::kCUDA, 0);
+  model_->to(cuda);
+  TrainOptions o;
+  o.learning_rate = 1e-3;
+  o.max_grad_norm = 1.0;
+  o.fused_adamw = GetParam();
+  Trainer trainer(model_, o, comm_.get(), cuda);
+  ASSERT_TRUE(trainer.Prepare(4).ok());
+  for (int s = 0; s < 3; ++s) {
+    std::string p = "step" + std::to_string(s) + ".";
+    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_NEAR(st->LossSum() / st->examples, ref_["step_losses"][s].get<double>(), 1e-5) << "step " << s;
+    EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-4) << "step " << s;
+  }
+  for (const auto& p : model_->named_parameters()) {
+    if (p.key().find("k_lin.bias") != std::string::npos) continue;  // see the CPU test
+    EXPECT_LT(MaxAbsDiff(p.value().cpu(), io_.at("after3." + p.key())), 2e-5) << p.key();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Optimizers, HfThreeStepsAdam, ::testing::Bool(),
                          [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Fused" : "TensorOps"; });
 

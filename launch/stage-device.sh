@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run HERE (a machine with apt and ../shared) before a session's one call to the GPU machine:
+# gathers what that machine lacks into two git-ignored folders the call must carry:
+#   .deps     Debian's Abseil, nlohmann-json, utf8proc, GoogleTest, OpenSSL headers (fetch-gpu-deps.sh)
+#   .devdata  the IMDB subset, vocab.txt and the HF Trainer anchor script from ../shared
+# Then, on the device:  launch/device-check.sh      (carry: .deps .devdata)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${FTUNE_SHARED:-../shared}
+[ -d .deps/root/usr ] || launch/fetch-gpu-deps.sh
+rm -rf .devdata && mkdir -p .devdata/imdb .devdata/generate
+cp "$shared"/data/imdb/{train,eval}.csv .devdata/imdb/
+cp "$shared"/vocab/bert-base-uncased-vocab.txt .devdata/vocab.txt
+cp "$shared"/reference/generate/{hfbench.py,tok.py} .devdata/generate/
+grep -qx '/.devdata/' .gitignore || echo '/.devdata/' >> .gitignore
+du -sh .deps .devdata | sed 's/^/stage-device: /'
