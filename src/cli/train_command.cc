@@ -44,7 +44,7 @@ ABSL_FLAG(int64_t, seed, 42, "Seed for initialisation, data order and dropout.")
 ABSL_FLAG(bool, group_by_length, false,
           "Order batches by length like HF's group_by_length (less padding, faster; still shuffled).");
 ABSL_FLAG(int64_t, logging_steps, 50, "Write a train record to metrics.jsonl every this many steps.");
-ABSL_FLAG(int64_t, bucket_mb, 25, "Gradient all-reduce bucket size in MB.");
+ABSL_FLAG(double, bucket_mb, 25, "Gradient all-reduce bucket size in MiB (fractions allowed).");
 ABSL_FLAG(bool, merge, false, "--method=lora: save merged full weights (HF model) instead of a PEFT adapter.");
 ABSL_FLAG(bool, overwrite, false, "Reuse an --output_dir that already holds a run.");
 ABSL_FLAG(bool, save_model, true, "Save the trained model (or adapter) into --output_dir.");
@@ -56,6 +56,9 @@ ABSL_FLAG(bool, skip_nonfinite, false,
           "A step with NaN/Inf gradients never touches the weights (its update is skipped on the device); such steps "
           "are noticed at the next log line, checkpoint or epoch end. false: the run then stops with an error; true: "
           "a warning, and training goes on.");
+ABSL_FLAG(bool, overlap_comm, true,
+          "CPU ranks (MPI): start each gradient bucket's all-reduce during the backward pass, as soon as its "
+          "gradients are ready, instead of after it (like PyTorch DDP).");
 ABSL_FLAG(bool, fused_adamw, true, "Use LibTorch's fused AdamW kernel where it has one (LibTorch >= 2.4).");
 ABSL_FLAG(bool, time_phases, false,
           "Time each step's phases (data, forward, backward, comm, optimizer) into results.json. Waits for the GPU "
@@ -104,10 +107,11 @@ train::TrainOptions TrainOptionsFromFlags() {
   o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
   o.group_by_length = absl::GetFlag(FLAGS_group_by_length);
   o.logging_steps = absl::GetFlag(FLAGS_logging_steps);
-  o.bucket_bytes = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_bucket_mb))) << 20;
+  o.bucket_bytes = static_cast<size_t>(std::max(1024.0, absl::GetFlag(FLAGS_bucket_mb) * (1 << 20)));
   o.cache_frozen_features = absl::GetFlag(FLAGS_cache_frozen_features);
   o.skip_nonfinite = absl::GetFlag(FLAGS_skip_nonfinite);
   o.fused_adamw = absl::GetFlag(FLAGS_fused_adamw);
+  o.overlap_comm = absl::GetFlag(FLAGS_overlap_comm);
   o.time_phases = absl::GetFlag(FLAGS_time_phases);
   return o;
 }
@@ -201,6 +205,8 @@ absl::Status RunTrain(RunContext& run) {
       {"type", "summary"},
       {"method", model::MethodName(method)},
       {"trainable_parameters", trainable},
+      {"model", {{"dim", loaded.config.dim}, {"n_layers", loaded.config.n_layers},
+                 {"hidden_dim", loaded.config.hidden_dim}, {"n_heads", loaded.config.n_heads}}},
       {"all_parameters", total_params},
       {"world_size", run.ctx().world_size()},
       {"device", run.device().str()},
@@ -215,6 +221,10 @@ absl::Status RunTrain(RunContext& run) {
       {"fused_adamw", trainer.optimizer().fused()},
       {"torch", compat::TorchVersion()},
       {"gradient_comm", run.comm().name()},
+      {"overlap_comm", trainer.flat().overlap_enabled()},
+      {"gradient_buckets", trainer.flat().num_buckets()},
+      {"buckets_started_in_backward",
+       fit.steps > 0 ? static_cast<double>(trainer.flat().buckets_started_in_backward()) / fit.steps : 0.0},
       {"padding_fraction", fit.padding_fraction},
       {"skipped_steps", fit.skipped_steps},
       {"comm_seconds", fit.comm_seconds},
@@ -292,7 +302,7 @@ const Command& TrainCommand() {
        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
        "max_grad_norm", "seed", "group_by_length", "logging_steps", "bucket_mb", "merge", "overwrite",
        "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last",
-       "resume", "comm_timeout", "device", "precision", "fused_adamw", "time_phases", "threads"},
+       "resume", "comm_timeout", "device", "precision", "fused_adamw", "overlap_comm", "time_phases", "threads"},
       &Run};
   return c;
 }

@@ -65,6 +65,21 @@ class Communicator {
   // Host-side barrier: returns once every rank has entered it. Does not synchronise CUDA streams.
   virtual absl::Status Barrier() = 0;
 
+  // Asynchronous all-reduce, for overlapping gradient buckets with the backward pass: starts an
+  // in-place all-reduce and returns; `data` must stay untouched until WaitAll() returns. Every
+  // rank must start the same operations in the same order. Default: the blocking AllReduce (NCCL
+  // is asynchronous on its stream anyway).
+  virtual absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op,
+                                      void* stream = nullptr) {
+    return AllReduce(data, count, dtype, op, stream);
+  }
+  // Lets started operations advance without blocking (MPI moves non-blocking collectives forward
+  // only inside MPI calls).
+  virtual absl::Status Progress() { return absl::OkStatus(); }
+  // Blocks until every started operation has completed (MPI: within the timeout). The statistics
+  // count each operation's bytes, and as seconds only the time spent blocked here.
+  virtual absl::Status WaitAll() { return absl::OkStatus(); }
+
   // AllReduce totals since construction or the last ResetStats().
   Stats stats() const { return stats_; }
   void ResetStats() { stats_ = Stats(); }

@@ -98,6 +98,10 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   flat_.emplace(std::move(flat));
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
   FTUNE_RETURN_IF_ERROR(flat_->BroadcastParams(comm_, /*root=*/0, compat::CurrentCudaStream(device_)));
+  // Overlap needs host gradients on a host transport; NCCL already runs asynchronously on its stream.
+  if (options_.overlap_comm && device_.is_cpu() && comm_->world_size() > 1 && std::string(comm_->name()) == "mpi") {
+    flat_->EnableOverlap(comm_, options_.bucket_bytes);
+  }
   optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam, options_.fused_adamw);
   frozen_fingerprint_.reset();
   const int64_t warmup = ResolveWarmupSteps(options_.warmup_steps, options_.warmup_ratio, total_steps);
@@ -140,6 +144,7 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
                                       (0xbf58476d1ce4e5b9ULL * static_cast<uint64_t>(comm_->rank() + 1)))
                          .Next());
   flat_->ZeroGrad();
+  if (flat_->overlap_enabled()) flat_->BeginOverlappedStep();
   const auto f64 = torch::TensorOptions().dtype(torch::kDouble).device(device_);
   if (batch.rows > 0) {
     torch::Tensor labels = ToDevice(batch.labels, {batch.rows});
@@ -164,7 +169,11 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   s.tokens = batch.real_tokens;
   s.padded_tokens = batch.rows * batch.seq_len;
   const auto before = comm_->stats();
-  FTUNE_RETURN_IF_ERROR(flat_->AllReduceGrads(comm_, options_.bucket_bytes, compat::CurrentCudaStream(device_)));
+  if (flat_->overlap_enabled()) {
+    FTUNE_RETURN_IF_ERROR(flat_->FinishOverlapped());
+  } else {
+    FTUNE_RETURN_IF_ERROR(flat_->AllReduceGrads(comm_, options_.bucket_bytes, compat::CurrentCudaStream(device_)));
+  }
   const auto after = comm_->stats();
   s.comm_bytes = after.allreduce_bytes - before.allreduce_bytes;
   s.comm_seconds = after.allreduce_seconds - before.allreduce_seconds;

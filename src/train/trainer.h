@@ -59,6 +59,9 @@ struct TrainOptions {
   bool skip_nonfinite = false;
   // Use torch's fused AdamW kernel where LibTorch has it (>= 2.4).
   bool fused_adamw = true;
+  // CPU ranks over MPI: start each gradient bucket's all-reduce during the backward pass, as soon
+  // as its gradients are in (FlatParameters::EnableOverlap), instead of all after it.
+  bool overlap_comm = true;
   // Synchronise the device at phase boundaries and time each phase (data, forward, backward,
   // comm, optimizer). Costs some speed on GPUs; for benchmarks.
   bool time_phases = false;

@@ -140,6 +140,29 @@ TEST_F(SyntheticTask, OneAndTwoRanksGiveTheSameRunAtEqualGlobalBatch) {
   EXPECT_EQ(summary[0]["world_size"], 2);
 }
 
+// Overlap (--overlap_comm, the default on CPU ranks): buckets start their all-reduce from the
+// gradient hooks during the backward pass. With tiny buckets (many per step) the weights must be
+// bit-identical to all-reducing everything after the backward pass (a sum of two ranks does not
+// depend on how the buffer is cut), and the hooks must really have started buckets early.
+TEST_F(SyntheticTask, OverlappedBucketsGiveTheSameWeightsAsAllReduceAfterBackward) {
+  const std::string common = " --batch_size=4 --max_steps=12 --learning_rate=2e-3 --seed=3 --bucket_mb=0.004";
+  Train(Mpirun(2), dir_ / "overlap", "--overlap_comm=true" + common);
+  Train(Mpirun(2), dir_ / "after", "--overlap_comm=false" + common);
+  auto on = Records(dir_ / "overlap/metrics.jsonl", "summary"), off = Records(dir_ / "after/metrics.jsonl", "summary");
+  ASSERT_EQ(on.size(), 1u);
+  ASSERT_EQ(off.size(), 1u);
+  EXPECT_EQ(on[0]["overlap_comm"], true);
+  EXPECT_EQ(off[0]["overlap_comm"], false);
+  EXPECT_GT(on[0]["gradient_buckets"].get<int64_t>(), 3);
+  // All but the bucket holding the embeddings (finished last) can start inside the backward pass.
+  EXPECT_GE(on[0]["buckets_started_in_backward"].get<double>(), on[0]["gradient_buckets"].get<double>() - 1);
+  EXPECT_EQ(on[0]["comm_bytes_per_step"], off[0]["comm_bytes_per_step"]);
+  auto a = ReadFileToString(dir_ / "overlap/model/model.safetensors"),
+       b = ReadFileToString(dir_ / "after/model/model.safetensors");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(*a == *b) << "overlapped all-reduce changed the weights";
+}
+
 TEST_F(SyntheticTask, ASmallModelLearnsItToFullAccuracy) {
   std::string out = Train("", dir_ / "learn", "--epochs=12 --batch_size=16 --learning_rate=3e-3");
   auto evals = Records(dir_ / "learn/metrics.jsonl", "eval");
