@@ -6,7 +6,7 @@
 #   3. runs launch/bench.sh on the real IMDB subset with the HF Trainer anchor on the same GPU.
 # Everything it prints and writes lands in $OUT (the device tool's folder) or results/device.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-results/device}
 mkdir -p "$out"
 exec > >(tee "$out/device-check.log") 2>&1

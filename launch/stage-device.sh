@@ -12,5 +12,4 @@ rm -rf .devdata && mkdir -p .devdata/imdb .devdata/generate
 cp "$shared"/data/imdb/{train,eval}.csv .devdata/imdb/
 cp "$shared"/vocab/bert-base-uncased-vocab.txt .devdata/vocab.txt
 cp "$shared"/reference/generate/{hfbench.py,tok.py} .devdata/generate/
-grep -qx '/.devdata/' .gitignore || echo '/.devdata/' >> .gitignore
 du -sh .deps .devdata | sed 's/^/stage-device: /'

@@ -3,7 +3,7 @@
 # with the real ftune binary:
 #   tests/launch/launch_test.sh CASE FTUNE_BIN
 # CASE: train_sh_options | train_sh_two_cpu_ranks | sweep_sh_grid | sweep_sh_stop_and_continue |
-#       fetch_model. Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
+#       fetch_model | bench_sh_report. Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
 # FTUNE_KEEP_TEST_DIRS=1 keeps the scratch directory.
 set -euo pipefail
 
@@ -236,6 +236,29 @@ fetch_model)
   [ ! -e model/vocab.txt ] && [ ! -e model/vocab.txt.part ] || fail "bad vocab left behind"
   expect_rc 1 env FTUNE_HF_BASE="file://$work/nowhere" "$fm" "$work/model2"
   expect_out 'HINT'
+  ;;
+
+# ---- launch/bench.sh end to end on the demo reviews with the tiny model (no timing asserted) --
+bench_sh_report)
+  b=$repo/launch/bench.sh
+  expect_rc 2 "$b" --data "$work/none"
+  expect_out 'train.csv not found'
+  expect_rc 2 "$b" --bogus
+  expect_out 'unknown option'
+  expect_rc 0 "$b" --data "$repo/data-prep/demo" --max-steps 4 --phase-steps 3 --no-hf --out "$work/b/bench.md" \
+    -- --model_config="$repo/configs/tiny.json" --threads=1
+  md=$work/b/bench.md
+  [ -f "$md" ] || fail "no report"
+  # One row per method with a number of samples/s, a padding share and a five-phase breakdown.
+  for m in full lora head head-cache; do
+    row=$(grep -E "^\| $m \| fp32 \|" "$md") || { cat "$md"; fail "no row for $m"; }
+    [[ "$row" =~ ^\|\ $m\ \|\ fp32\ \|\ [0-9][0-9.]*[\ \(] ]] || fail "no samples/s in: $row"
+    [[ "$row" =~ \|\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ \| ]] || fail "no step breakdown in: $row"
+  done
+  # Every run's results.json is kept beside the report, with the method's trainable count.
+  [ "$(json_num "$work/b/bench-runs/lora-fp32/results.json" padding_fraction | cut -c1-2)" = "0." ] ||
+    fail "lora run lacks padding_fraction"
+  grep -q '"feature_cache": true' "$work/b/bench-runs/head-cache-fp32/results.json" || fail "head-cache run without the cache"
   ;;
 
 *) echo "unknown case $case_name" >&2; exit 2 ;;
