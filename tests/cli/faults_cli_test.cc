@@ -3,7 +3,8 @@
 //    finishes with weights bit-identical to an uninterrupted run;
 //  - ranks started with different settings are refused at start-up;
 //  - a stuck peer (SIGSTOP) becomes a --comm_timeout error instead of a hang;
-//  - NaN/Inf gradients stop the run before they reach the weights (or are skipped);
+//  - NaN/Inf gradients never reach the weights (the update is skipped on the device); the run then
+//    stops, or with --skip_nonfinite counts the skipped steps and goes on;
 //  - a full disk while checkpointing is an error that leaves the previous checkpoint intact.
 #include <signal.h>
 #include <sys/mount.h>
@@ -164,6 +165,12 @@ TEST_F(Faults, NonFiniteGradientsStopTheRunOrAreSkipped) {
   r = RunCommand(Args(dir_ / "skip", "--max_steps=40 --learning_rate=1e30 --skip_nonfinite"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("update skipped (--skip_nonfinite)"));
+  // Every skipped step is counted in the run's results.
+  auto results = ReadFileToString(dir_ / "skip/results.json");
+  ASSERT_TRUE(results.ok());
+  const int64_t skipped = nlohmann::json::parse(*results).value("skipped_steps", int64_t{0});
+  EXPECT_GT(skipped, 0) << *results;
+  EXPECT_LE(skipped, 40);
 }
 
 TEST_F(Faults, FullDiskWhileCheckpointingKeepsThePreviousCheckpoint) {
