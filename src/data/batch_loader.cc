@@ -4,10 +4,16 @@
 
 namespace ftune::data {
 
-HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id) {
+HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t pad_to_multiple_of,
+                  int64_t max_length) {
   HostBatch b;
   b.rows = static_cast<int64_t>(examples.size());
   for (const auto& e : examples) b.seq_len = std::max<int64_t>(b.seq_len, static_cast<int64_t>(e.ids.size()));
+  if (pad_to_multiple_of > 1 && b.seq_len > 0) {
+    const int64_t longest = b.seq_len;
+    b.seq_len = (b.seq_len + pad_to_multiple_of - 1) / pad_to_multiple_of * pad_to_multiple_of;
+    if (max_length > 0) b.seq_len = std::max(longest, std::min(b.seq_len, max_length));
+  }
   b.input_ids.assign(b.rows * b.seq_len, pad_id);
   b.attention_mask.assign(b.rows * b.seq_len, 0);
   for (int64_t r = 0; r < b.rows; ++r) {
@@ -80,7 +86,7 @@ void BatchLoader::Run(int64_t epoch, int64_t start_step) {
         error_ = examples.status();
         break;
       }
-      b = Collate(*examples, pad_id_);
+      b = Collate(*examples, pad_id_, pad_multiple_, pad_cap_);
     } else {
       b.rows = static_cast<int64_t>(slice.size());
       for (int64_t i : slice) b.labels.push_back(dataset_->label(i));

@@ -35,8 +35,12 @@ struct HostBatch {
   std::vector<int64_t> indices;         // dataset indices, rows
 };
 
-// Pads `examples` into a HostBatch (also used for evaluation batches).
-HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id);
+// Pads `examples` into a HostBatch (also used for evaluation batches): to the longest example,
+// rounded up to a multiple of `pad_to_multiple_of` (1 = no rounding; GPU kernels prefer aligned
+// lengths and fewer distinct shapes) but never beyond `max_length` (0 = no cap; the model's
+// max_position_embeddings), and never below the longest example.
+HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t pad_to_multiple_of = 1,
+                  int64_t max_length = 0);
 
 class BatchLoader {
  public:
@@ -47,6 +51,11 @@ class BatchLoader {
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
 
+  // Collate's rounding for the batches of the next epoch (see Collate).
+  void set_padding(int64_t pad_to_multiple_of, int64_t max_length) {
+    pad_multiple_ = pad_to_multiple_of;
+    pad_cap_ = max_length;
+  }
   // Begins producing `epoch`'s batches from `start_step` (resume), stopping any epoch in flight.
   void StartEpoch(int64_t epoch, int64_t start_step = 0);
   // The next batch, std::nullopt after the epoch's last one, or the read error.
@@ -63,6 +72,7 @@ class BatchLoader {
   SamplerOptions options_;
   int rank_;
   int64_t pad_id_;
+  int64_t pad_multiple_ = 1, pad_cap_ = 0;
   size_t prefetch_;
   bool read_tokens_;
   std::vector<int32_t> lengths_;

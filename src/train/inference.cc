@@ -42,7 +42,7 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
         st = examples.status();
         break;
       }
-      b = data::Collate(*examples, o.pad_token_id);
+      b = data::Collate(*examples, o.pad_token_id, o.pad_to_multiple_of, model->config().max_position_embeddings);
     } else {
       b.rows = static_cast<int64_t>(chunk.size());
       b.indices = chunk;

@@ -26,6 +26,7 @@ struct EvalStats {
 struct InferenceOptions {
   int64_t batch_size = 8;
   int64_t pad_token_id = 0;
+  int64_t pad_to_multiple_of = 1;  // see data::Collate (capped at the model's max_position_embeddings)
   torch::Device device = torch::kCPU;
   // Checked before every batch; returning true abandons the pass with a Cancelled status.
   std::function<absl::StatusOr<bool>()> should_stop;

@@ -196,6 +196,7 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   InferenceOptions o;
   o.batch_size = options_.eval_batch_size;
   o.pad_token_id = options_.pad_token_id;
+  o.pad_to_multiple_of = options_.pad_to_multiple_of;
   o.device = device_;
   // A stop signal during evaluation: all ranks agree at a batch boundary and abandon it (the
   // checkpoint is taken before the evaluation; a resumed run evaluates again).
@@ -285,6 +286,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
     InferenceOptions io;
     io.batch_size = options_.eval_batch_size;
     io.pad_token_id = options_.pad_token_id;
+    io.pad_to_multiple_of = options_.pad_to_multiple_of;
     io.device = device_;
     FTUNE_ASSIGN_OR_RETURN(train_features_, EncodeFeatures(model_, train, comm_, io));
     if (eval != nullptr) {
@@ -307,6 +309,7 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
   so.group_by_length = options_.group_by_length;
   data::BatchLoader loader(&train, so, comm_->rank(), options_.pad_token_id, options_.prefetch,
                           /*read_tokens=*/!train_features_.defined());
+  loader.set_padding(options_.pad_to_multiple_of, model_->config().max_position_embeddings);
 
   LogInfo("training: %d examples, %d epochs x %d steps = %d steps, global batch %d (%d per rank x %d ranks), "
           "%d trainable parameters (%s per step all-reduced)",

@@ -50,6 +50,9 @@ struct TrainOptions {
   int prefetch = 4;
   bool eval_each_epoch = true;
   int64_t pad_token_id = 0;
+  // Round every batch's padded length up to a multiple of this (1 = off), never beyond the
+  // model's max_position_embeddings: fewer distinct shapes and aligned lengths for GPU kernels.
+  int64_t pad_to_multiple_of = 1;
   // head only: compute the frozen encoder's [CLS] features once (eval mode, so without the
   // encoder's dropout noise) and train the head on them; evaluation uses them too (exact).
   bool cache_frozen_features = false;

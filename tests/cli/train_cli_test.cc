@@ -163,6 +163,30 @@ TEST_F(SyntheticTask, OverlappedBucketsGiveTheSameWeightsAsAllReduceAfterBackwar
   EXPECT_TRUE(*a == *b) << "overlapped all-reduce changed the weights";
 }
 
+// --pad_to_multiple_of adds masked padding only: the run is the same (losses, grad norms, eval)
+// up to float rounding, with more padding recorded.
+TEST_F(SyntheticTask, PaddingToAMultipleChangesNothingButThePadding) {
+  const std::string common = " --batch_size=8 --max_steps=10 --learning_rate=2e-3 --logging_steps=1 --seed=5";
+  Train("", dir_ / "plain", "--pad_to_multiple_of=1" + common);
+  Train("", dir_ / "m16", "--pad_to_multiple_of=16" + common);
+  auto a = Records(dir_ / "plain/metrics.jsonl", "train"), b = Records(dir_ / "m16/metrics.jsonl", "train");
+  ASSERT_EQ(a.size(), 10u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(),
+                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7) << "step " << i + 1;
+  }
+  auto ea = Records(dir_ / "plain/metrics.jsonl", "eval"), eb = Records(dir_ / "m16/metrics.jsonl", "eval");
+  ASSERT_EQ(ea.size(), 1u);
+  ASSERT_EQ(eb.size(), 1u);
+  EXPECT_EQ(ea[0]["eval_correct"], eb[0]["eval_correct"]);
+  auto sa = Records(dir_ / "plain/metrics.jsonl", "summary"), sb = Records(dir_ / "m16/metrics.jsonl", "summary");
+  ASSERT_EQ(sa.size(), 1u);
+  ASSERT_EQ(sb.size(), 1u);
+  EXPECT_GT(sb[0]["padding_fraction"].get<double>(), sa[0]["padding_fraction"].get<double>());
+}
+
 TEST_F(SyntheticTask, ASmallModelLearnsItToFullAccuracy) {
   std::string out = Train("", dir_ / "learn", "--epochs=12 --batch_size=16 --learning_rate=3e-3");
   auto evals = Records(dir_ / "learn/metrics.jsonl", "eval");
