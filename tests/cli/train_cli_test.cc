@@ -269,6 +269,12 @@ TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=lora --lora_targets=query");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("\"query\" matches no Linear layer"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --precision=fp8");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--precision \"fp8\" is not one of fp32, bf16"));
+  r = RunCommand(base + " --output_dir=" + dir / "o" + " --pad_to_multiple_of=0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--pad_to_multiple_of must be in [1, 512]"));
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --max_steps=2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --max_steps=2");

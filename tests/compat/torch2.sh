@@ -47,6 +47,7 @@ bind() {  # bind SRC DST [ro]
   [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2" 2>/dev/null || true
 }
 mount -t proc proc "$root/proc" 2>/dev/null && mounted+=("$root/proc") || bind /proc "$root/proc"
+mount -t sysfs sysfs "$root/sys" 2>/dev/null && mounted+=("$root/sys") || true  # hwloc (Open MPI) reads it
 bind /dev "$root/dev"
 bind /dev/shm "$root/dev/shm"   # Open MPI's shared-memory transport
 [ -d /usr/local/cuda/include ] && bind /usr/local/cuda "$root/usr/local/cuda" ro
