@@ -48,14 +48,14 @@ class PhaseClock {
 class DeviceSums {
  public:
   explicit DeviceSums(const torch::Device& device)
-      : acc_(torch::zeros({3}, torch::TensorOptions().dtype(torch::kDouble).device(device))) {}
+      : acc_(torch::zeros({2}, torch::TensorOptions().dtype(torch::kDouble).device(device))) {}
   void Add(const StepStats& s) {
-    acc_.narrow(0, 0, 2).add_(s.loss_sum);  // [0] window loss, [1] epoch loss
-    acc_.narrow(0, 2, 1).add_(s.skipped);   // [2] skipped steps
+    acc_.narrow(0, 0, 1).add_(s.loss_sum);  // [0] loss
+    acc_.narrow(0, 1, 1).add_(s.skipped);   // [1] skipped steps
     ++steps_;
   }
   struct Host {
-    double window_loss = 0, epoch_loss = 0;
+    double loss = 0;
     int64_t skipped = 0, steps = 0;
   };
   // Waits for the device, returns the sums since the last flush and restarts them.
@@ -64,9 +64,8 @@ class DeviceSums {
     h.steps = steps_;
     if (steps_ == 0) return h;
     torch::Tensor a = acc_.to(torch::kCPU);
-    h.window_loss = a[0].item<double>();
-    h.epoch_loss = a[1].item<double>();
-    h.skipped = static_cast<int64_t>(a[2].item<double>());
+    h.loss = a[0].item<double>();
+    h.skipped = static_cast<int64_t>(a[1].item<double>());
     acc_.zero_();
     steps_ = 0;
     return h;
@@ -321,8 +320,8 @@ absl::StatusOr<FitResult> Trainer::Fit(const data::TokenDataset& train, const da
   // Moves the device-side sums into `st` and acts on skipped (non-finite) steps since the last flush.
   auto flush = [&](RunState& st) -> absl::Status {
     const DeviceSums::Host h = device_sums.Flush();
-    st.window_loss += h.window_loss;
-    st.epoch_loss += h.epoch_loss;
+    st.window_loss += h.loss;
+    st.epoch_loss += h.loss;
     const int64_t first = flushed_step + 1;
     flushed_step = global_step_;
     if (h.skipped == 0) return absl::OkStatus();
