@@ -117,9 +117,9 @@ constexpr bool HasFusedAdamW() { return FTUNE_HAS_FUSED_ADAMW; }
 // One AdamW step over flat buffers with torch's fused kernel (torch.optim.AdamW(fused=True)):
 // `step` is a float32 scalar tensor on the parameters' device (steps taken so far; counted up here);
 // where `found_inf` (float32 scalar, same device) is non-zero the update is skipped on the device
-// and the step count restored, so the caller needs no host round-trip to decide. Returns false
-// (and does nothing) when this LibTorch has no fused AdamW.
-inline bool FusedAdamW(torch::Tensor param, torch::Tensor grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
+// and the step count restored, so the caller needs no host round-trip to decide. Only where
+// HasFusedAdamW(); elsewhere it does nothing.
+inline void FusedAdamW(torch::Tensor param, torch::Tensor grad, torch::Tensor exp_avg, torch::Tensor exp_avg_sq,
                        torch::Tensor step, double lr, double beta1, double beta2, double weight_decay, double eps,
                        const torch::Tensor& found_inf) {
 #if FTUNE_HAS_FUSED_ADAMW
@@ -127,11 +127,9 @@ inline bool FusedAdamW(torch::Tensor param, torch::Tensor grad, torch::Tensor ex
   at::_fused_adamw_({param}, {grad}, {exp_avg}, {exp_avg_sq}, {}, {step}, lr, beta1, beta2, weight_decay, eps,
                     /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/{}, found_inf);
   step.sub_(found_inf);  // a skipped update does not count (torch.optim does the same)
-  return true;
 #else
   (void)param, (void)grad, (void)exp_avg, (void)exp_avg_sq, (void)step, (void)lr, (void)beta1, (void)beta2,
       (void)weight_decay, (void)eps, (void)found_inf;
-  return false;
 #endif
 }
 

@@ -76,21 +76,15 @@ class MpiCommunicator final : public Communicator {
       return absl::OkStatus();
     }
     const auto start = std::chrono::steady_clock::now();
-    char* p = static_cast<char*>(data);
-    for (size_t done = 0; done < count;) {
-      const size_t n = std::min(chunk_, count - done);
+    FTUNE_RETURN_IF_ERROR(ForEachChunk(data, count, dtype, [&](char* p, int n) -> absl::Status {
       if (timeout_ > 0) {
         MPI_Request req;
-        FTUNE_MPI_RETURN_IF_ERROR(
-            MPI_Iallreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_, &req));
-        FTUNE_RETURN_IF_ERROR(Wait(&req, "AllReduce", n * DTypeSize(dtype)));
-      } else {
-        FTUNE_MPI_RETURN_IF_ERROR(
-            MPI_Allreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_));
+        FTUNE_MPI_RETURN_IF_ERROR(MPI_Iallreduce(MPI_IN_PLACE, p, n, type, ToMpiOp(op), comm_, &req));
+        return Wait(&req, "AllReduce", n * DTypeSize(dtype));
       }
-      p += n * DTypeSize(dtype);
-      done += n;
-    }
+      FTUNE_MPI_RETURN_IF_ERROR(MPI_Allreduce(MPI_IN_PLACE, p, n, type, ToMpiOp(op), comm_));
+      return absl::OkStatus();
+    }));
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     RecordAllReduce(bytes, took.count());
     return absl::OkStatus();
@@ -101,20 +95,15 @@ class MpiCommunicator final : public Communicator {
     FTUNE_RETURN_IF_ERROR(ValidateBroadcastArgs(data, count, dtype, root, world_size_));
     if (world_size_ == 1 || count == 0) return absl::OkStatus();
     const MPI_Datatype type = CopyType(dtype);
-    char* p = static_cast<char*>(data);
-    for (size_t done = 0; done < count;) {
-      const size_t n = std::min(chunk_, count - done);
+    return ForEachChunk(data, count, dtype, [&](char* p, int n) -> absl::Status {
       if (timeout_ > 0) {
         MPI_Request req;
-        FTUNE_MPI_RETURN_IF_ERROR(MPI_Ibcast(p, static_cast<int>(n), type, root, comm_, &req));
-        FTUNE_RETURN_IF_ERROR(Wait(&req, "Broadcast", n * DTypeSize(dtype)));
-      } else {
-        FTUNE_MPI_RETURN_IF_ERROR(MPI_Bcast(p, static_cast<int>(n), type, root, comm_));
+        FTUNE_MPI_RETURN_IF_ERROR(MPI_Ibcast(p, n, type, root, comm_, &req));
+        return Wait(&req, "Broadcast", n * DTypeSize(dtype));
       }
-      p += n * DTypeSize(dtype);
-      done += n;
-    }
-    return absl::OkStatus();
+      FTUNE_MPI_RETURN_IF_ERROR(MPI_Bcast(p, n, type, root, comm_));
+      return absl::OkStatus();
+    });
   }
 
   absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op,
@@ -129,16 +118,11 @@ class MpiCommunicator final : public Communicator {
     }
     pending_bytes_ += bytes;
     ++pending_calls_;
-    char* p = static_cast<char*>(data);
-    for (size_t done = 0; done < count;) {
-      const size_t n = std::min(chunk_, count - done);
+    return ForEachChunk(data, count, dtype, [&](char* p, int n) -> absl::Status {
       pending_.emplace_back();
-      FTUNE_MPI_RETURN_IF_ERROR(
-          MPI_Iallreduce(MPI_IN_PLACE, p, static_cast<int>(n), type, ToMpiOp(op), comm_, &pending_.back()));
-      p += n * DTypeSize(dtype);
-      done += n;
-    }
-    return absl::OkStatus();
+      FTUNE_MPI_RETURN_IF_ERROR(MPI_Iallreduce(MPI_IN_PLACE, p, n, type, ToMpiOp(op), comm_, &pending_.back()));
+      return absl::OkStatus();
+    });
   }
 
   absl::Status Progress() override {
@@ -181,6 +165,19 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
+  // Calls fn(pointer, n) for consecutive chunks of at most chunk_ elements (MPI counts are int).
+  template <typename Fn>
+  absl::Status ForEachChunk(void* data, size_t count, DType dtype, Fn fn) {
+    char* p = static_cast<char*>(data);
+    for (size_t done = 0; done < count;) {
+      const size_t n = std::min(chunk_, count - done);
+      FTUNE_RETURN_IF_ERROR(fn(p, static_cast<int>(n)));
+      p += n * DTypeSize(dtype);
+      done += n;
+    }
+    return absl::OkStatus();
+  }
+
   // Polls `req` until it completes or the timeout passes. Spins briefly (collectives on a node
   // finish in microseconds), then sleeps between tests so a long wait does not burn a core.
   absl::Status Wait(MPI_Request* req, const char* what, size_t bytes) {

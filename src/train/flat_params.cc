@@ -57,7 +57,7 @@ struct OverlapState {
   absl::Status Start(size_t b) {
     const Bucket& k = buckets[b];
     torch::Tensor t = grads[k.group].narrow(0, k.begin, k.numel);
-    const dist::DType dt = t.scalar_type() == torch::kDouble ? dist::DType::kFloat64 : dist::DType::kFloat32;
+    FTUNE_ASSIGN_OR_RETURN(dist::DType dt, CommDType(t));
     return comm->StartAllReduce(t.data_ptr(), static_cast<size_t>(k.numel), dt, dist::ReduceOp::kSum);
   }
   // A parameter's gradient has been accumulated (the hook).
@@ -145,7 +145,6 @@ void FlatParameters::EnableOverlap(dist::Communicator* comm, size_t bucket_bytes
   st->owner = std::this_thread::get_id();
   // Buckets of whole parameters, from the last parameter of the last group backwards: the order in
   // which the backward pass produces gradients.
-  std::vector<std::pair<int, int>> owner_of;  // per hooked parameter: (group, index in group)
   for (size_t gi = groups_.size(); gi-- > 0;) {
     const ParamGroup& g = groups_[gi];
     st->grads.push_back(g.grads);
@@ -160,7 +159,7 @@ void FlatParameters::EnableOverlap(dist::Communicator* comm, size_t bucket_bytes
         has_open = false;
       }
       if (!has_open) {
-        open = OverlapState::Bucket{flat_index, g.offsets[pi] + n, 0, 0};
+        open = OverlapState::Bucket{flat_index, 0, 0, 0};
         has_open = true;
       }
       open.begin = g.offsets[pi];

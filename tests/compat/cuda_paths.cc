@@ -11,6 +11,6 @@ int main() {
   ftune::compat::AutocastGuard autocast(gpu, torch::kBFloat16);
   torch::Tensor p = torch::zeros({4}, torch::TensorOptions().device(gpu));
   torch::Tensor step = torch::zeros({}, p.options());
-  const bool fused = ftune::compat::FusedAdamW(p, p, p, p, step, 1e-3, 0.9, 0.999, 0.0, 1e-8, step);
-  return (stream == nullptr) + (peak == 0) + fused;
+  ftune::compat::FusedAdamW(p, p, p, p, step, 1e-3, 0.9, 0.999, 0.0, 1e-8, step);
+  return (stream == nullptr) + (peak == 0);
 }
