@@ -347,10 +347,16 @@ start_run() {  # start_run SLOT INDEX
 finish_run() {  # finish_run SLOT EXIT_CODE
   local s=$1 rc=$2 name=${g_name[${slot_run[$1]}]}
   unset "slot_pid[$s]" "slot_run[$s]"
+  if [ "$stopping" = 1 ] && [ "$rc" -eq $((128 + $(kill -l USR1))) ]; then
+    # Our own stop signal reached the run while it was still starting (before its handlers were
+    # installed): nothing was lost, and the next sweep starts it over. Resumable, not failed.
+    echo "sweep.sh: $name was stopped while starting (before its first checkpoint); it will start over"
+    rc=75
+  fi
   [ "$rc" -eq 0 ] || echo "$rc" >"$logs/$name.exit"  # read by the summary while results.json is missing
   case "$rc" in
     0) echo "sweep.sh: done  $name" ;;
-    75) preempted=$((preempted + 1)); echo "sweep.sh: $name stopped after a checkpoint (exit 75); run the sweep again to continue it" ;;
+    75) preempted=$((preempted + 1)); echo "sweep.sh: $name stopped (exit 75); run the sweep again to continue it" ;;
     *) failed=$((failed + 1)); echo "sweep.sh: FAILED $name (exit $rc); see $logs/$name.log" >&2 ;;
   esac
 }
