@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sanitizer run of the torch-free code (CI calls this): configure build-asan with -DFTUNE_SANITIZE=ON
-# (ASan + UBSan on ftune_common, ftune_io, ftune_data, ftune_prep, ftune_dist and their tests),
+# (ASan + UBSan on ftune_common, ftune_io, ftune_data, ftune_prep, ftune_distributed and their tests),
 # build only the torch-free test binaries (no LibTorch code is compiled), and run them with CTest.
 # Any ASan report, UBSan report (halt_on_error) or leak fails the run.
 #   tests/sanitize.sh [extra ctest args...]     e.g. tests/sanitize.sh -L hardening
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FTUNE_ASAN_BUILD_DIR:-build-asan}
 targets=(ftune_common_test ftune_io_test ftune_data_test ftune_prep_test ftune_hardening_test
-         ftune_dist_test ftune_dist_abort_probe)
+         ftune_distributed_test ftune_distributed_abort_probe)
 
 [ "${FTUNE_SKIP_DEPS:-0}" = 1 ] || launch/install-deps.sh
 gen=()
@@ -19,7 +19,7 @@ cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFTUNE_SAN
 cmake --build "$build" -j "${FTUNE_JOBS:-$(nproc)}" --target "${targets[@]}"
 
 # UBSan only reports by default; halt so a report fails the test. LeakSanitizer is on by default
-# (ASAN_OPTIONS is left alone: ftune_dist_test turns leak detection off for Open MPI's own
+# (ASAN_OPTIONS is left alone: ftune_distributed_test turns leak detection off for Open MPI's own
 # allocations through __asan_default_options, which the environment would override). libhdf5 leaks
 # inside H5Fopen on some malformed files (its own error path, see tests/hardening/lsan.supp).
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

@@ -11,8 +11,8 @@
 
 #include "common/status.h"
 #include "data/token_dataset.h"
-#include "dist/communicator.h"
-#include "dist/dist_context.h"
+#include "distributed/communicator.h"
+#include "distributed/dist_context.h"
 #include "model/hf_checkpoint.h"
 #include "nlohmann/json.hpp"
 

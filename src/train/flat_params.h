@@ -16,7 +16,7 @@
 #include <torch/torch.h>
 
 #include "common/status.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 namespace ftune::train {
 

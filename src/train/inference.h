@@ -9,7 +9,7 @@
 #include "common/status.h"
 #include "data/batch_loader.h"
 #include "data/token_dataset.h"
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 #include "model/distilbert.h"
 
 namespace ftune::train {

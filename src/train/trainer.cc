@@ -8,7 +8,7 @@
 #include "common/log.h"
 #include "common/torch_compat.h"
 #include "data/sampler.h"
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 #include "nlohmann/json.hpp"
 #include "train/checkpoint.h"
 #include "train/preemption.h"

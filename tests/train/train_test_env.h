@@ -1,5 +1,5 @@
 #pragma once
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 namespace ftune::train::testing {
 const dist::DistContext& Context();
 }  // namespace ftune::train::testing

@@ -2,7 +2,7 @@
 // unless run under mpirun) and finalized after all tests.
 #include <cstdlib>
 
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 #include "gtest/gtest.h"
 #include "tests/train/train_test_env.h"
 

@@ -2,7 +2,7 @@
 // from a non-zero root (every dtype, bf16/f16 included), chunking of buffers larger than one MPI
 // call, byte accounting, argument errors, and the NCCL entry point. Expected values are written
 // in terms of world_size, so the same test checks the one-rank shortcut and real MPI traffic.
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 #include <cstdint>
 #include <vector>

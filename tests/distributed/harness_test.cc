@@ -1,5 +1,5 @@
 // Checks on the test harness itself (mpi_test_main.cc), driven by environment variables that
-// tests/dist/CMakeLists.txt sets for the mpirun runs:
+// tests/distributed/CMakeLists.txt sets for the mpirun runs:
 //   FTUNE_DIST_EXPECT_WORLD_SIZE=n   the launcher really started n ranks (not n singletons)
 //   FTUNE_DIST_FAIL_ON_RANK=r        this test fails on rank r only; the run must then fail
 //                                    on every rank, with rank r's failure printed

@@ -13,7 +13,7 @@
 //     been destroyed. The destructor never finalizes: a rank that fails must call Abort() instead,
 //     so its peers are killed rather than left waiting in a collective.
 //
-// This header is MPI-free on purpose (only src/dist/*.cc include mpi.h).
+// This header is MPI-free on purpose (only src/distributed/*.cc include mpi.h).
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,6 @@
 // DistContext: MPI bootstrap (init, rank discovery, node-local split), job-wide agreement checks
 // and the intra-op thread rule. See dist_context.h for the contract.
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 
 #include <sched.h>
 #include <unistd.h>
@@ -19,7 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "dist/mpi_check.h"
+#include "distributed/mpi_check.h"
 
 namespace ftune::dist {
 namespace {

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "common/log.h"
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 
 int main(int argc, char** argv) {
   absl::StatusOr<ftune::dist::DistContext> ctx = ftune::dist::DistContext::Init(&argc, &argv);

@@ -1,4 +1,4 @@
-// Private to src/dist: turns an MPI return code into an absl::Status carrying file:line, the call
+// Private to src/distributed: turns an MPI return code into an absl::Status carrying file:line, the call
 // and MPI's own message. (MPI_COMM_WORLD keeps MPI_ERRORS_ARE_FATAL, so in practice MPI aborts the
 // job itself on a communication error; the checks still keep every return code honest.)
 #pragma once

@@ -1,6 +1,6 @@
 // Communicator base: dtype/op tables, shared argument checks, statistics, and the NCCL stand-in
 // for builds without NCCL.
-#include "dist/communicator.h"
+#include "distributed/communicator.h"
 
 #include "absl/strings/str_format.h"
 

@@ -12,8 +12,8 @@
 #include "absl/strings/str_format.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "dist/communicator.h"
-#include "dist/mpi_check.h"
+#include "distributed/communicator.h"
+#include "distributed/mpi_check.h"
 
 namespace ftune::dist {
 namespace {

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <memory>
 
-#include "dist/communicator.h"
-#include "dist/dist_context.h"
+#include "distributed/communicator.h"
+#include "distributed/dist_context.h"
 #include "gtest/gtest.h"
 #include "mpi_test_env.h"
 
@@ -42,7 +42,7 @@ const DistContext& TestContext() { return *g_context; }
 
 }  // namespace ftune::dist::testing
 
-#if defined(FTUNE_DIST_TEST_UNDER_ASAN)
+#if defined(FTUNE_DISTRIBUTED_TEST_UNDER_ASAN)
 // Open MPI never frees part of what MPI_Init allocates (some of it from plugins it has unloaded,
 // so suppressions cannot name them); LeakSanitizer would fail every run, including CTest's test
 // discovery, which no ENVIRONMENT property reaches. Address and UB checks stay on.

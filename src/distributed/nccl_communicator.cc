@@ -18,8 +18,8 @@
 #include "absl/strings/str_join.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "dist/communicator.h"
-#include "dist/mpi_check.h"
+#include "distributed/communicator.h"
+#include "distributed/mpi_check.h"
 
 #if !NCCL_VERSION_CODE || NCCL_VERSION_CODE < NCCL_VERSION(2, 10, 0)
 #error "ftune's NCCL backend needs NCCL >= 2.10 (bfloat16, ncclGetLastError)"

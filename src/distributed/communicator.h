@@ -28,7 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 
 namespace ftune::dist {
 

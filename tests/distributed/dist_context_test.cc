@@ -1,6 +1,6 @@
 // DistContext: identity (rank, node-local split, host), adopting a running MPI, the cross-rank
 // agreement check, FNV-1a and the intra-op thread rule. Holds as one process and under mpirun.
-#include "dist/dist_context.h"
+#include "distributed/dist_context.h"
 
 #include <thread>
 
