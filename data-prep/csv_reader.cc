@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 
 namespace ftune::prep {
 

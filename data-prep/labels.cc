@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::prep {

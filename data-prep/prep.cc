@@ -14,7 +14,7 @@
 #include "data-prep/dataset_writer.h"
 #include "data-prep/labels.h"
 #include "data-prep/parallel.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 #include "data-prep/wordpiece_tokenizer.h"
 #include "nlohmann/json.hpp"
 

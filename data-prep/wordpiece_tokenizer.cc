@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::prep {

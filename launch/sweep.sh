@@ -155,77 +155,17 @@ fi
 
 logs=$sweep_dir/logs
 
-# ---- Summary: one row per grid point, read from each run's results.json -----------------------
-# results.json is JSON written by ftune; this scanner reads its top-level scalars and the last
-# eval_accuracy (the final epoch's) without needing jq or python.
-read_results() {
-  awk '
-    { buf = buf $0 "\n" }
-    function put(v) {
-      if (depth == 1) top[key] = v
-      if (key == "eval_accuracy") acc = v
-    }
-    END {
-      n = length(buf); depth = 0; acc = "-"; key = ""
-      for (i = 1; i <= n; i++) {
-        c = substr(buf, i, 1)
-        if (c == "\"") {
-          s = ""
-          for (i++; i <= n; i++) {
-            c = substr(buf, i, 1)
-            if (c == "\\") { s = s substr(buf, i, 2); i++; continue }
-            if (c == "\"") break
-            s = s c
-          }
-          j = i + 1
-          while (substr(buf, j, 1) ~ /[ \t\r\n]/) j++
-          if (substr(buf, j, 1) == ":") { key = s; i = j } else put(s)
-        } else if (c == "{" || c == "[") depth++
-        else if (c == "}" || c == "]") depth--
-        else if (c ~ /[-0-9tfn]/) {
-          v = c
-          while (i < n && substr(buf, i + 1, 1) !~ /[,}\] \t\r\n]/) { i++; v = v substr(buf, i, 1) }
-          put(v)
-        }
-      }
-      sps = top["samples_per_second"]
-      if (sps != "") sps = sprintf("%.1f", sps); else sps = "-"
-      if (acc != "-" && acc != "null") acc = sprintf("%.4f", acc)
-      tp = top["trainable_parameters"]; if (tp == "") tp = "-"
-      printf "%s\t%s\t%s\n", tp, acc, sps
-    }' "$1"
-}
-
+# ---- Summary: grid.csv names every grid point; `ftune report --sweep` joins it with the results --
+bin=${FTUNE_BIN:-$root/${FTUNE_BUILD_DIR:-build}/ftune}
 write_summary() {
   mkdir -p "$sweep_dir"
-  local csv=$sweep_dir/summary.csv md=$sweep_dir/summary.md i name status tp acc sps rank
   {
-    echo "run,method,learning_rate,lora_rank,seed,trainable_parameters,eval_accuracy,samples_per_second,status"
-  } >"$csv.tmp"
-  {
-    echo "| run | method | lr | rank | seed | trainable params | eval accuracy | samples/s | status |"
-    echo "|---|---|---|---|---|---:|---:|---:|---|"
-  } >"$md.tmp"
-  for ((i = 0; i < n; i++)); do
-    name=${g_name[i]}
-    tp=- acc=- sps=-
-    if [ -f "$sweep_dir/$name/results.json" ]; then
-      status="done"
-      IFS=$'\t' read -r tp acc sps < <(read_results "$sweep_dir/$name/results.json")
-    elif [ -f "$logs/$name.exit" ]; then
-      status="exit $(cat "$logs/$name.exit")"
-      [ "$status" = "exit 75" ] && status="preempted (resumable)"
-    else
-      status=pending
-    fi
-    rank=${g_rank[i]}
-    echo "$name,${g_method[i]},${g_lr[i]},$([ "$rank" = - ] || echo "$rank"),${g_seed[i]},$([ "$tp" = - ] || echo "$tp"),$([ "$acc" = - ] || echo "$acc"),$([ "$sps" = - ] || echo "$sps"),$status" >>"$csv.tmp"
-    echo "| $name | ${g_method[i]} | ${g_lr[i]} | $rank | ${g_seed[i]} | $tp | $acc | $sps | $status |" >>"$md.tmp"
-  done
-  mv "$csv.tmp" "$csv"
-  mv "$md.tmp" "$md"
-  echo "sweep.sh: summary of $n run(s) in $md and $csv"
-  cat "$md"
+    echo "run,method,learning_rate,lora_rank,seed"
+    for ((i = 0; i < n; i++)); do
+      echo "${g_name[i]},${g_method[i]},${g_lr[i]},$([ "${g_rank[i]}" = - ] || echo "${g_rank[i]}"),${g_seed[i]}"
+    done
+  } >"$sweep_dir/grid.csv.tmp" && mv "$sweep_dir/grid.csv.tmp" "$sweep_dir/grid.csv"
+  "$bin" report --sweep="$sweep_dir"
 }
 
 if [ "$mode" = summary ]; then
@@ -292,7 +232,6 @@ slot_gpus() {  # CUDA_VISIBLE_DEVICES of slot $1
 
 resume_supported=0
 if [ "$dry_run" = 0 ]; then
-  bin=${FTUNE_BIN:-$root/${FTUNE_BUILD_DIR:-build}/ftune}
   [ -x "$bin" ] || { echo "sweep.sh: no ftune binary at $bin (build it with launch/build.sh, or set FTUNE_BIN)" >&2; exit 1; }
   help=$("$bin" train --help 2>&1 || true)
   [[ "$help" == *--resume* ]] && resume_supported=1

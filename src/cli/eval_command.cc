@@ -8,7 +8,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
-#include "cli/model_flags.h"
 #include "cli/run_setup.h"
 #include "cli/shared_flags.h"
 #include "common/files.h"
@@ -80,7 +79,7 @@ absl::Status RunPredict(RunContext& run) {
   for (int64_t i = 0; i < ds->size(); ++i) all[i] = i;
   int64_t correct = 0;
   FTUNE_RETURN_IF_ERROR(train::ForEachLogits(
-      m.model, *ds, all, Options(run, m), [&](const data::HostBatch& b, const torch::Tensor& logits) {
+      m.model, *ds, all, Options(run, m), [&](const data::HostBatch& b, const train::DeviceBatch&, const torch::Tensor& logits) {
         torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
         for (int64_t r = 0; r < b.rows; ++r) {
           const float* v = l[r].data_ptr<float>();
@@ -107,11 +106,17 @@ absl::Status RunPredict(RunContext& run) {
 
 int RunEvalCmd(const std::vector<std::string>& positional) {
   if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
-  return RunWithContext(RunEval);
+  return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
+    FTUNE_RETURN_IF_ERROR(RunEval(run));
+    return Outcome::kDone;
+  });
 }
 int RunPredictCmd(const std::vector<std::string>& positional) {
   if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
-  return RunWithContext(RunPredict);
+  return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
+    FTUNE_RETURN_IF_ERROR(RunPredict(run));
+    return Outcome::kDone;
+  });
 }
 
 }  // namespace
@@ -123,7 +128,9 @@ const Command& EvalCommand() {
                          "scores a share and the counts are summed.\n\n"
                          "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
                          "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
-                         {"model_dir", "adapter_dir", "data", "batch", "device", "precision", "threads"},
+                         {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
+                          {"speed", {"device", "precision", "threads"}}},
+                         __FILE__,
                          &RunEvalCmd};
   return c;
 }
@@ -133,7 +140,9 @@ const Command& PredictCommand() {
                          "Writes one CSV row per example of --data, in dataset order:\n"
                          "  row,label,pred,logit_0,logit_1[,...]\n\n"
                          "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",
-                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "precision", "threads"},
+                         {{"model and data", {"model_dir", "adapter_dir", "data", "output", "batch"}},
+                          {"speed", {"device", "precision", "threads"}}},
+                         __FILE__,
                          &RunPredictCmd};
   return c;
 }

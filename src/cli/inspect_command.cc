@@ -5,7 +5,6 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_join.h"
 #include "cli/command.h"
-#include "cli/model_flags.h"
 #include "cli/shared_flags.h"
 #include "common/torch_compat.h"
 #include "model/peft_adapter.h"
@@ -64,8 +63,9 @@ const Command& InspectCommand() {
       "  ftune inspect --method=head                    # 592130\n"
       "  ftune inspect --method=lora --lora_rank=12     # 813314\n"
       "  ftune inspect --model_dir=DIR --adapter_dir=A  # a saved PEFT adapter on its base",
-      {"model_dir", "model_config", "method", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
-       "adapter_dir", "num_labels"},
+      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "lora_rank", "lora_alpha",
+                             "lora_dropout", "lora_targets", "adapter_dir"}}},
+      __FILE__,
       &Run};
   return c;
 }

@@ -2,6 +2,7 @@
 // exit code. Everything else lives in the libraries under src/ and data-prep/.
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,15 +33,35 @@ void PrintTopHelp() {
       "Exit codes: 0 ok, 1 error, 2 bad command line, 75 preempted after checkpointing.\n");
 }
 
+void PrintFlag(const absl::CommandLineFlag& f) {
+  std::printf("  --%s (default: %s)\n      %s\n", std::string(f.Name()).c_str(),
+              f.DefaultValue().empty() ? "\"\"" : f.DefaultValue().c_str(), f.Help().c_str());
+}
+
 void PrintCommandHelp(const Command& c) {
-  std::printf("usage: ftune %s [flags]\n\n%s\n\nflags:\n", c.name, c.usage);
-  for (const char* name : c.flags) {
-    absl::CommandLineFlag* f = absl::FindCommandLineFlag(name);
-    if (f == nullptr) continue;
-    std::printf("  --%s (default: %s)\n      %s\n", name,
-                f->DefaultValue().empty() ? "\"\"" : f->DefaultValue().c_str(), f->Help().c_str());
+  std::printf("usage: ftune %s [flags]\n\n%s\n", c.name, c.usage);
+  std::set<std::string> shown;
+  for (const FlagGroup& g : c.flag_groups) {
+    std::printf("\n%s:\n", g.title);
+    for (const char* name : g.flags) {
+      const absl::CommandLineFlag* f = absl::FindCommandLineFlag(name);
+      if (f == nullptr) {
+        std::fprintf(stderr, "ftune %s --help: internal error: no flag --%s\n", c.name, name);
+        continue;
+      }
+      PrintFlag(*f);
+      shown.insert(name);
+    }
   }
-  std::printf("  --flagfile=FILE\n      read flags from FILE, one --name=value per line\n");
+  // The command's own flags that no group lists (a CLI test keeps this empty).
+  bool header = false;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (flag->Filename() != c.source || shown.count(std::string(name))) continue;
+    if (!header) std::printf("\nother flags:\n");
+    header = true;
+    PrintFlag(*flag);
+  }
+  std::printf("\n  --flagfile=FILE\n      read flags from FILE, one --name=value per line\n");
 }
 
 bool WantsHelp(int argc, char** argv) {

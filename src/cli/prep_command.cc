@@ -112,8 +112,10 @@ const Command& PrepCommand() {
   static const Command c{"prep",
                          "tokenize CSV/JSONL text into an HDF5 dataset",
                          kUsage,
-                         {"input", "output", "vocab", "model_dir", "input_format", "text_column", "label_column",
-                          "labels", "max_length", "threads", "progress_every"},
+                         {{"input", {"input", "input_format", "text_column", "label_column", "labels"}},
+                          {"tokenizer", {"vocab", "model_dir", "max_length"}},
+                          {"output", {"output", "threads", "progress_every"}}},
+                         __FILE__,
                          &Run};
   return c;
 }

@@ -7,6 +7,8 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cli/command.h"
 #include "cli/shared_flags.h"
 #include "common/files.h"
@@ -14,6 +16,9 @@
 #include "nlohmann/json.hpp"
 
 ABSL_FLAG(std::vector<std::string>, runs, {}, "Comma-separated run directories (each with results.json).");
+ABSL_FLAG(std::string, sweep, "",
+          "A launch/sweep.sh directory: writes its summary.md/summary.csv, one row per grid point of its grid.csv "
+          "(done runs with their numbers, failed, stopped or pending ones with their status).");
 ABSL_FLAG(std::string, title, "ftune: full vs head vs LoRA", "Title of the report.");
 
 namespace ftune::cli {
@@ -27,7 +32,67 @@ std::string Mib(double bytes) {
   return absl::StrFormat("%.1f KiB", bytes / 1024);
 }
 
+// A run's results.json, or NotFound when the run has not finished.
+absl::StatusOr<json> ReadResults(const std::string& dir) {
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(dir + "/results.json"));
+  json r = json::parse(text, nullptr, false);
+  if (!r.is_object() || !r.contains("method") || !r.contains("epochs")) {
+    return absl::DataLossError(absl::StrFormat("%s/results.json is not an ftune results file", dir));
+  }
+  return r;
+}
+
+// The final epoch's eval accuracy, or a negative value when the run evaluated nothing.
+double FinalAccuracy(const json& r) {
+  double acc = -1;
+  for (const auto& e : r["epochs"]) acc = e.value("eval_accuracy", acc);
+  return acc;
+}
+
+// summary.md + summary.csv of a sweep: <dir>/grid.csv (run,method,learning_rate,lora_rank,seed, as
+// launch/sweep.sh wrote it) joined with each run's results.json or its exit code in logs/.
+absl::Status RunSweepSummary(const std::string& dir) {
+  FTUNE_ASSIGN_OR_RETURN(std::string grid, ReadFileToString(dir + "/grid.csv"));
+  std::string csv = "run,method,learning_rate,lora_rank,seed,trainable_parameters,eval_accuracy,samples_per_second,status\n";
+  std::string md = "| run | method | lr | rank | seed | trainable params | eval accuracy | samples/s | status |\n"
+                   "|---|---|---|---|---|---:|---:|---:|---|\n";
+  int rows = 0, line_no = 0;
+  for (absl::string_view line : absl::StrSplit(grid, '\n', absl::SkipEmpty())) {
+    if (++line_no == 1) continue;  // header
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    if (f.size() != 5) {
+      return absl::DataLossError(absl::StrFormat("%s/grid.csv:%d: expected 5 fields (run,method,learning_rate,"
+                                                 "lora_rank,seed), got %d", dir, line_no, f.size()));
+    }
+    std::string trainable, acc, sps, status = "pending";
+    auto r = ReadResults(dir + "/" + f[0]);
+    if (r.ok()) {
+      status = "done";
+      trainable = absl::StrFormat("%.0f", r->value("trainable_parameters", 0.0));
+      const double a = FinalAccuracy(*r);
+      if (a >= 0) acc = absl::StrFormat("%.4f", a);
+      sps = absl::StrFormat("%.1f", r->value("samples_per_second", 0.0));
+    } else if (!absl::IsNotFound(r.status())) {
+      return r.status();
+    } else if (auto code = ReadFileToString(dir + "/logs/" + f[0] + ".exit"); code.ok()) {
+      const std::string c(absl::StripAsciiWhitespace(*code));
+      status = c == "75" ? "preempted (resumable)" : "exit " + c;
+    }
+    absl::StrAppend(&csv, absl::StrJoin(f, ","), ",", trainable, ",", acc, ",", sps, ",", status, "\n");
+    auto dash = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
+    absl::StrAppend(&md, "| ", f[0], " | ", f[1], " | ", f[2], " | ", dash(f[3]), " | ", f[4], " | ", dash(trainable),
+                    " | ", dash(acc), " | ", dash(sps), " | ", status, " |\n");
+    ++rows;
+  }
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/summary.csv", csv));
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomic(dir + "/summary.md", md));
+  std::printf("%s", md.c_str());
+  LogInfo("summary of %d run(s) in %s/summary.md and summary.csv", rows, dir);
+  return absl::OkStatus();
+}
+
 absl::Status RunReport() {
+  if (!absl::GetFlag(FLAGS_sweep).empty()) return RunSweepSummary(absl::GetFlag(FLAGS_sweep));
   const auto runs = absl::GetFlag(FLAGS_runs);
   const std::string out = absl::GetFlag(FLAGS_output);
   if (runs.empty()) return absl::InvalidArgumentError("--runs is required (run directories with results.json)");
@@ -36,11 +101,7 @@ absl::Status RunReport() {
   std::vector<json> results;
   size_t max_epochs = 0;
   for (const auto& dir : runs) {
-    FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(dir + "/results.json"));
-    json r = json::parse(text, nullptr, false);
-    if (!r.is_object() || !r.contains("method")) {
-      return absl::DataLossError(absl::StrFormat("%s/results.json is not an ftune results file", dir));
-    }
+    FTUNE_ASSIGN_OR_RETURN(json r, ReadResults(dir));
     r["dir"] = dir;
     max_epochs = std::max(max_epochs, r["epochs"].size());
     results.push_back(r);
@@ -148,8 +209,10 @@ const Command& ReportCommand() {
                          "parameters (and share of all), eval accuracy per epoch, training time, samples/s,\n"
                          "tokens/s, peak memory, gradient bytes all-reduced per step and the share of time spent\n"
                          "communicating, plus a plot (gnuplot).\n\n"
-                         "  ftune report --runs=runs/full,runs/head,runs/lora --output=results/compare",
-                         {"runs", "output", "title"},
+                         "  ftune report --runs=runs/full,runs/head,runs/lora --output=results/compare\n"
+                         "  ftune report --sweep=runs/sweep    # summary.md/csv of a launch/sweep.sh grid",
+                         {{"comparison", {"runs", "output", "title"}}, {"sweep summary", {"sweep"}}},
+                         __FILE__,
                          &Run};
   return c;
 }

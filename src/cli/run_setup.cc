@@ -11,6 +11,7 @@
 #include "cli/command.h"
 #include "cli/shared_flags.h"
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/torch_compat.h"
 
@@ -42,21 +43,35 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
   }
   dist::MpiCommunicatorOptions mo;
   mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
-  run->comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
-  if (run->device_.is_cuda() && dist::NcclCompiledIn() && run->ctx_.world_size() > 1) {
-    run->host_comm_ = std::move(run->comm_);
-    FTUNE_ASSIGN_OR_RETURN(run->comm_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
+  run->host_comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
+  const std::string gradient_comm = absl::GetFlag(FLAGS_gradient_comm);
+  const bool nccl = gradient_comm == "nccl" ||
+                    (gradient_comm == "auto" && run->ctx_.world_size() > 1 && run->device_.is_cuda() &&
+                     dist::NcclCompiledIn());
+  if (nccl) {
+    if (!run->device_.is_cuda()) return absl::InvalidArgumentError("--gradient_comm=nccl needs CUDA ranks");
+    FTUNE_ASSIGN_OR_RETURN(run->nccl_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
+    run->gradient_comm_ = run->nccl_.get();
+  } else if (gradient_comm == "mpi" || (gradient_comm == "auto" && run->ctx_.world_size() > 1)) {
+    run->gradient_comm_ = run->host_comm_.get();
+  } else if (gradient_comm != "auto" && gradient_comm != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--gradient_comm \"%s\" is not one of auto, none, mpi, nccl", gradient_comm));
+  } else if (run->ctx_.world_size() > 1) {
+    return absl::InvalidArgumentError("--gradient_comm=none with several ranks would train them apart");
   }
-  LogInfo("ftune: %d rank(s) on %s, device %s, %d intra-op threads per rank, gradients over %s, LibTorch %s",
+  LogInfo("ftune: %d rank(s) on %s, device %s, %d intra-op threads per rank, gradients %s, LibTorch %s",
           run->ctx_.world_size(), run->ctx_.hostname(), run->device_.str(), at::get_num_threads(),
-          run->comm_->name(), compat::TorchVersion());
+          run->gradient_comm_ == nullptr ? "stay local (one rank)" : absl::StrCat("over ", run->gradient_comm_->name()),
+          compat::TorchVersion());
   return run;
 }
 
 RunContext::~RunContext() = default;
 
 absl::Status RunContext::Finalize() {
-  comm_.reset();
+  gradient_comm_ = nullptr;
+  nccl_.reset();
   host_comm_.reset();
   return ctx_.Finalize();
 }
@@ -73,7 +88,7 @@ absl::Status RunContext::CheckRanksAgree(model::DistilBertForSequenceClassificat
                                          const nlohmann::json& config, const data::TokenDataset& train) {
   nlohmann::json c = config;
   c.erase("device");  // differs legitimately (cuda:0 vs cuda:1)
-  FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(dist::Fnv1a64(c.dump()), "configuration (flags)"));
+  FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(c.dump()), "configuration (flags)"));
   std::string shapes;
   for (const auto& p : model->named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -81,10 +96,10 @@ absl::Status RunContext::CheckRanksAgree(model::DistilBertForSequenceClassificat
     for (int64_t d : p.value().sizes()) absl::StrAppend(&shapes, ",", d);
     shapes += ";";
   }
-  FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(dist::Fnv1a64(shapes), "trainable parameters (names/shapes/dtypes)"));
+  FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(shapes), "trainable parameters (names/shapes/dtypes)"));
   const auto& i = train.info();
   return ctx_.CheckSameOnAllRanks(
-      dist::Fnv1a64(absl::StrFormat("%d/%d/%s/%s", i.num_examples, i.num_tokens, i.vocab_sha256, i.source_sha256)),
+      Fnv1a64(absl::StrFormat("%d/%d/%s/%s", i.num_examples, i.num_tokens, i.vocab_sha256, i.source_sha256)),
       "training data (" + train.path() + ")");
 }
 
@@ -95,22 +110,19 @@ int64_t RunContext::PeakMemoryBytes() const {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
-int RunWithContext(const std::function<absl::Status(RunContext&)>& fn) {
+int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn) {
   auto run = RunContext::Create();
   if (!run.ok()) return ReportFailure(run.status());
-  absl::Status st = fn(**run);
-  if (absl::IsAborted(st) && st.message() == kPreemptedMarker) {
-    // Every rank stopped at the same step and rank 0 wrote the checkpoint: a clean, resumable exit.
-    absl::Status fin = (*run)->Finalize();
-    return fin.ok() ? kExitPreempted : ReportFailure(fin);
-  }
-  if (!st.ok()) {
-    int code = ReportFailure(st);
+  absl::StatusOr<Outcome> outcome = fn(**run);
+  if (!outcome.ok()) {
+    int code = ReportFailure(outcome.status());
     if ((*run)->ctx().world_size() > 1) (*run)->ctx().Abort(code);
     return code;
   }
-  st = (*run)->Finalize();
-  return st.ok() ? kExitOk : ReportFailure(st);
+  absl::Status st = (*run)->Finalize();
+  if (!st.ok()) return ReportFailure(st);
+  // Preempted: every rank stopped at the same step and rank 0 wrote the checkpoint.
+  return *outcome == Outcome::kPreempted ? kExitPreempted : kExitOk;
 }
 
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds) {

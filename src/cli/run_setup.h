@@ -24,10 +24,11 @@ class RunContext {
   ~RunContext();
 
   dist::DistContext& ctx() { return ctx_; }
-  // Gradients: NCCL for several CUDA ranks (when compiled in), else MPI.
-  dist::Communicator& comm() { return *comm_; }
-  // Host scalars (metrics, stop flags, agreement): always MPI. The same object as comm() in MPI runs.
-  dist::Communicator& host_comm() { return host_comm_ ? *host_comm_ : *comm_; }
+  // Host scalars (metrics, stop flags, agreement) and host-side collectives: always MPI.
+  dist::Communicator& host_comm() { return *host_comm_; }
+  // Gradients (--gradient_comm): nullptr with one rank (nothing to sum), NCCL for CUDA ranks when
+  // compiled in, else MPI (then the same object as host_comm()).
+  dist::Communicator* gradient_comm() { return gradient_comm_; }
   const torch::Device& device() const { return device_; }
   // From --precision (validated at start-up).
   model::ModelOptions model_options() const { return model_options_; }
@@ -45,15 +46,20 @@ class RunContext {
  private:
   RunContext(dist::DistContext ctx) : ctx_(std::move(ctx)) {}
   dist::DistContext ctx_;
-  std::unique_ptr<dist::Communicator> comm_;
-  std::unique_ptr<dist::Communicator> host_comm_;  // set only when comm_ is NCCL
+  std::unique_ptr<dist::Communicator> host_comm_;
+  std::unique_ptr<dist::Communicator> nccl_;     // when gradients go over NCCL
+  dist::Communicator* gradient_comm_ = nullptr;  // host_comm_, nccl_ or none
   torch::Device device_ = torch::kCPU;
   model::ModelOptions model_options_;
 };
 
+// How a command that ran to its end finished: done, or stopped by a signal after writing a
+// checkpoint (every rank at the same step; exit code kExitPreempted, resumable).
+enum class Outcome { kDone, kPreempted };
+
 // Runs `fn` with a RunContext; any error is printed (tagged with the rank) and, when several
 // ranks run, ends the whole job with MPI_Abort so no peer waits forever. Returns the exit code.
-int RunWithContext(const std::function<absl::Status(RunContext&)>& fn);
+int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn);
 
 // Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
 // directory has one, ids below the model's vocab_size, labels below num_labels.

@@ -38,3 +38,42 @@ ABSL_FLAG(double, comm_timeout, 900,
           "Seconds any collective (gradient all-reduce, metric sums, checkpoint agreement) may take before the "
           "rank gives up and aborts the job, so a stuck or dead peer is an error, not a hang (0 = wait forever; "
           "MPI backend).");
+ABSL_FLAG(std::string, gradient_comm, "auto",
+          "How gradients are summed over ranks: auto (none with one rank; NCCL between CUDA ranks when built with "
+          "it; else MPI), none (one rank only), mpi, or nccl. Forcing mpi/nccl on one rank exercises that path.");
+
+namespace ftune::cli {
+
+model::LoraOptions LoraOptionsFromFlags() {
+  model::LoraOptions o;
+  o.rank = absl::GetFlag(FLAGS_lora_rank);
+  o.alpha = absl::GetFlag(FLAGS_lora_alpha);
+  o.dropout = absl::GetFlag(FLAGS_lora_dropout);
+  o.targets = absl::GetFlag(FLAGS_lora_targets);
+  return o;
+}
+
+absl::StatusOr<model::Method> MethodFromFlags() { return model::ParseMethod(absl::GetFlag(FLAGS_method)); }
+
+absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options) {
+  const std::string dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string config = absl::GetFlag(FLAGS_model_config);
+  const int64_t num_labels = absl::GetFlag(FLAGS_num_labels);
+  if (num_labels < 0) return absl::InvalidArgumentError("--num_labels must be >= 0");
+  if (!dir.empty() && !config.empty()) {
+    return absl::InvalidArgumentError("give --model_dir (pretrained weights) or --model_config (random init), not both");
+  }
+  if (!dir.empty()) return model::LoadPretrained(dir, options, num_labels);
+  if (!config.empty()) return model::BuildFromConfigFile(config, options, num_labels);
+  io::DistilBertConfig c = io::DefaultDistilBertConfig();
+  if (num_labels > 0) {
+    c.num_labels = num_labels;
+    c.id2label.clear();
+    for (int64_t i = 0; i < num_labels; ++i) c.id2label.push_back("LABEL_" + std::to_string(i));
+  }
+  model::LoadedModel m = model::BuildFromConfig(c, options);
+  m.source = "distilbert-base-uncased architecture (random init; pass --model_dir for pretrained weights)";
+  return m;
+}
+
+}  // namespace ftune::cli

@@ -1,4 +1,5 @@
-// Flags read by more than one subcommand. Each is defined once, in shared_flags.cc.
+// Flags read by more than one subcommand, each defined once (shared_flags.cc), and their
+// conversion into the option structs the libraries take.
 #pragma once
 
 #include <cstdint>
@@ -6,6 +7,10 @@
 #include <vector>
 
 #include "absl/flags/declare.h"
+#include "common/status.h"
+#include "model/hf_checkpoint.h"
+#include "model/lora.h"
+#include "model/methods.h"
 
 ABSL_DECLARE_FLAG(std::string, model_dir);
 ABSL_DECLARE_FLAG(std::string, model_config);
@@ -23,3 +28,15 @@ ABSL_DECLARE_FLAG(int32_t, num_labels);
 ABSL_DECLARE_FLAG(std::string, device);
 ABSL_DECLARE_FLAG(std::string, precision);
 ABSL_DECLARE_FLAG(double, comm_timeout);
+ABSL_DECLARE_FLAG(std::string, gradient_comm);
+
+namespace ftune::cli {
+
+model::LoraOptions LoraOptionsFromFlags();
+absl::StatusOr<model::Method> MethodFromFlags();
+
+// Loads/builds the model named by the flags (no method applied). With neither --model_dir nor
+// --model_config: distilbert-base-uncased's architecture, randomly initialised.
+absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options);
+
+}  // namespace ftune::cli

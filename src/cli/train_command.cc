@@ -11,7 +11,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/command.h"
-#include "cli/model_flags.h"
 #include "cli/run_setup.h"
 #include "cli/shared_flags.h"
 #include "common/files.h"
@@ -77,22 +76,6 @@ ABSL_FLAG(std::string, resume, "",
 namespace ftune::cli {
 namespace {
 
-// Drops metrics records written after `checkpoint` (a killed run may have logged past it), so the
-// resumed run's log reads as if it had never stopped.
-absl::Status TruncateMetricsForResume(const std::string& path, const std::string& checkpoint) {
-  if (!PathExists(path)) return absl::OkStatus();
-  FTUNE_ASSIGN_OR_RETURN(std::string state_text, ReadFileToString(checkpoint + "/state.json"));
-  const int64_t step = nlohmann::json::parse(state_text, nullptr, false).value("global_step", int64_t{-1});
-  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::string kept;
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    nlohmann::json r = nlohmann::json::parse(line, nullptr, false);
-    if (!r.is_object() || r.value("type", "") == "summary" || r.value("step", int64_t{0}) > step) continue;
-    absl::StrAppend(&kept, line, "\n");
-  }
-  return WriteFileAtomic(path, kept);
-}
-
 train::TrainOptions TrainOptionsFromFlags() {
   train::TrainOptions o;
   o.epochs = absl::GetFlag(FLAGS_epochs);
@@ -138,7 +121,7 @@ absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
   return absl::OkStatus();
 }
 
-absl::Status RunTrain(RunContext& run) {
+absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   train::TrainOptions opts = TrainOptionsFromFlags();
   FTUNE_RETURN_IF_ERROR(ValidateTrainOptions(opts));
   const std::string out = absl::GetFlag(FLAGS_output_dir);
@@ -164,7 +147,7 @@ absl::Status RunTrain(RunContext& run) {
   }
   if (resume_flag == "auto" && PathExists(out + "/results.json")) {
     LogInfo("%s/results.json exists: this run already finished (nothing to resume)", out);
-    return absl::OkStatus();
+    return Outcome::kDone;
   }
   FTUNE_ASSIGN_OR_RETURN(std::string resume_from, train::ResolveResume(resume_flag, out + "/checkpoints"));
   FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite), !resume_from.empty()));
@@ -182,8 +165,6 @@ absl::Status RunTrain(RunContext& run) {
           100.0 * trainable / total_params);
 
   loaded.model->to(run.device());
-  // Dropout masks differ per rank (as with one seed per process in torchrun jobs).
-  torch::manual_seed(static_cast<uint64_t>(opts.seed) + 1000003ULL * static_cast<uint64_t>(run.ctx().rank()));
 
   nlohmann::json resolved = ResolvedFlags();
   resolved["world_size"] = run.ctx().world_size();
@@ -193,7 +174,7 @@ absl::Status RunTrain(RunContext& run) {
   if (run.ctx().is_root()) FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/run_config.json", resolved.dump(2) + "\n"));
 
   if (!resume_from.empty() && run.ctx().is_root()) {
-    FTUNE_RETURN_IF_ERROR(TruncateMetricsForResume(out + "/metrics.jsonl", resume_from));
+    FTUNE_RETURN_IF_ERROR(train::TruncateMetricsForResume(out + "/metrics.jsonl", resume_from));
   }
   FTUNE_RETURN_IF_ERROR(run.Agree(absl::OkStatus()));
   FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
@@ -204,10 +185,12 @@ absl::Status RunTrain(RunContext& run) {
   ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
   ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
   ckpt.run_config = resolved;
-  train::Trainer trainer(loaded.model, opts, &run.comm(), run.device(), &run.host_comm());
-  FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, &ckpt, resume_from));
-  if (fit.preempted) return absl::AbortedError(kPreemptedMarker);
+  train::Trainer trainer(loaded.model, opts, &run.host_comm(), run.gradient_comm(), run.device());
+  FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, ckpt, resume_from));
+  if (fit.outcome == train::Outcome::kPreempted) return Outcome::kPreempted;
 
+  const train::RunState& state = fit.state;
+  const train::GradientReducer& reducer = trainer.reducer();
   nlohmann::json summary = {
       {"type", "summary"},
       {"method", model::MethodName(method)},
@@ -217,25 +200,25 @@ absl::Status RunTrain(RunContext& run) {
       {"all_parameters", total_params},
       {"world_size", run.ctx().world_size()},
       {"device", run.device().str()},
-      {"steps", fit.steps},
-      {"train_seconds", fit.train_seconds},
-      {"samples_per_second", fit.samples_per_second},
-      {"tokens_per_second", fit.tokens_per_second},
-      {"comm_bytes_per_step", fit.comm_bytes_per_step},
+      {"steps", fit.steps()},
+      {"train_seconds", state.train_seconds},
+      {"samples_per_second", fit.samples_per_second()},
+      {"tokens_per_second", fit.tokens_per_second()},
+      {"comm_bytes_per_step", reducer.bytes_per_step()},
       {"feature_cache", opts.cache_frozen_features},
       {"feature_cache_seconds", fit.feature_cache_seconds},
       {"precision", absl::GetFlag(FLAGS_precision)},
       {"fused_adamw", trainer.optimizer().fused()},
       {"torch", compat::TorchVersion()},
-      {"gradient_comm", run.comm().name()},
-      {"overlap_comm", trainer.flat().overlap_enabled()},
-      {"gradient_buckets", trainer.flat().num_buckets()},
+      {"gradient_comm", reducer.transport()},
+      {"overlap_comm", reducer.overlapped()},
+      {"gradient_buckets", reducer.num_buckets()},
       {"buckets_started_in_backward",
-       fit.steps > 0 ? static_cast<double>(trainer.flat().buckets_started_in_backward()) / fit.steps : 0.0},
-      {"padding_fraction", fit.padding_fraction},
+       fit.steps() > 0 ? static_cast<double>(reducer.buckets_started_in_backward()) / fit.steps() : 0.0},
+      {"padding_fraction", state.PaddingFraction()},
       {"skipped_steps", fit.skipped_steps},
-      {"comm_seconds", fit.comm_seconds},
-      {"comm_share", fit.train_seconds > 0 ? fit.comm_seconds / fit.train_seconds : 0.0},
+      {"comm_seconds", state.comm_seconds},
+      {"comm_share", state.train_seconds > 0 ? state.comm_seconds / state.train_seconds : 0.0},
       {"peak_memory_bytes", run.PeakMemoryBytes()},
       {"peak_memory_kind", run.device().is_cpu() ? "rss" : "cuda"},
   };
@@ -246,16 +229,7 @@ absl::Status RunTrain(RunContext& run) {
                                {"optimizer", fit.phases.optimizer / n}, {"steps", fit.phases.steps}};
   }
   nlohmann::json epochs = nlohmann::json::array();
-  for (const auto& e : fit.epochs) {
-    nlohmann::json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
-                        {"seconds", e.seconds}, {"samples_per_second", e.samples_per_second},
-                        {"tokens_per_second", e.tokens_per_second}, {"padding_fraction", e.padding_fraction()}};
-    if (e.eval) {
-      j["eval_accuracy"] = e.eval->accuracy();
-      j["eval_loss"] = e.eval->loss();
-    }
-    epochs.push_back(j);
-  }
+  for (const auto& e : state.epochs) epochs.push_back(e.ToJson());
   summary["epochs"] = epochs;
   log.Write(summary);
 
@@ -273,10 +247,10 @@ absl::Status RunTrain(RunContext& run) {
               model_dir);
     }
     FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/results.json", summary.dump(2) + "\n"));
-    LogInfo("done: %d steps in %s, %.1f samples/s; results in %s/results.json", fit.steps,
-            train::FormatDuration(fit.train_seconds), fit.samples_per_second, out);
+    LogInfo("done: %d steps in %s, %.1f samples/s; results in %s/results.json", fit.steps(),
+            train::FormatDuration(state.train_seconds), fit.samples_per_second(), out);
   }
-  return absl::OkStatus();
+  return Outcome::kDone;
 }
 
 int Run(const std::vector<std::string>& positional) {
@@ -284,7 +258,7 @@ int Run(const std::vector<std::string>& positional) {
   // First thing: a SIGUSR1/SIGTERM that arrives while MPI starts or the model loads must not kill
   // the process (their default action); the flag is honoured at the first step boundary.
   train::InstallPreemptionHandlers();
-  return RunWithContext([](RunContext& run) { return RunTrain(run); });
+  return RunWithContext(RunTrain);
 }
 
 }  // namespace
@@ -304,12 +278,18 @@ const Command& TrainCommand() {
       "model.safetensors, or a PEFT adapter for lora without --merge).\n\n"
       "Preemption: SIGTERM/SIGUSR1 (and a first SIGINT) stop every rank at the next step, write a\n"
       "checkpoint to <output_dir>/checkpoints and exit 75; run again with --resume=auto to continue.",
-      {"model_dir", "model_config", "method", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "num_labels",
-       "train_data", "eval_data", "output_dir", "epochs", "max_steps", "batch_size", "eval_batch_size",
-       "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
-       "max_grad_norm", "seed", "group_by_length", "pad_to_multiple_of", "logging_steps", "bucket_mb", "merge", "overwrite",
-       "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last",
-       "resume", "comm_timeout", "device", "precision", "fused_adamw", "overlap_comm", "time_phases", "threads"},
+      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "lora_rank", "lora_alpha",
+                             "lora_dropout", "lora_targets"}},
+       {"data and output", {"train_data", "eval_data", "output_dir", "overwrite", "save_model", "merge"}},
+       {"optimization (HF TrainingArguments names)",
+        {"epochs", "max_steps", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",
+         "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio", "max_grad_norm", "seed"}},
+       {"logging", {"logging_steps", "time_phases"}},
+       {"checkpoints and preemption", {"save_every_steps", "save_every_epoch", "keep_last", "resume", "skip_nonfinite"}},
+       {"speed", {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
+                  "fused_adamw"}},
+       {"distributed", {"gradient_comm", "overlap_comm", "bucket_mb", "comm_timeout"}}},
+      __FILE__,
       &Run};
   return c;
 }

@@ -5,23 +5,6 @@
 
 namespace ftune::data {
 
-uint64_t SplitMix64::Next() {
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t SplitMix64::Below(uint64_t bound) {
-  // Reject the top sliver so every residue is equally likely.
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
-  uint64_t x;
-  do {
-    x = Next();
-  } while (x >= limit);
-  return x % bound;
-}
-
 namespace {
 uint64_t EpochSeed(uint64_t seed, int64_t epoch) {
   SplitMix64 mix(seed ^ (0x632be59bd9b4e019ULL * static_cast<uint64_t>(epoch + 1)));

@@ -15,19 +15,9 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "common/random.h"
 
 namespace ftune::data {
-
-// splitmix64: the stream behind every permutation (stable across compilers, unlike std::shuffle).
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next();
-  uint64_t Below(uint64_t bound);  // uniform in [0, bound), unbiased (rejection)
-
- private:
-  uint64_t state_;
-};
 
 // Permutation of [0, n) for (seed, epoch).
 std::vector<int64_t> EpochPermutation(int64_t n, uint64_t seed, int64_t epoch);

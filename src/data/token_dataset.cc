@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "data/dataset_format.h"
 #include "data/hdf5_util.h"
 
@@ -38,44 +39,6 @@ constexpr size_t kChunkCacheSlots = 10007;  // prime, ~10x the chunks that fit
 // (4 MiB read at once; real reviews are a few thousand, and the model sees 512).
 constexpr int64_t kMaxExamples = int64_t{1} << 26;
 constexpr int64_t kMaxExampleTokens = int64_t{1} << 20;
-
-// Length of the valid UTF-8 sequence at s[i] (RFC 3629: no overlong forms, surrogates or code
-// points above U+10FFFF), 0 if there is none.
-size_t Utf8Length(absl::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-  if (len == 0 || i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-  }
-  const unsigned char d = b(i + 1);
-  if ((c == 0xE0 && d < 0xA0) || (c == 0xED && d >= 0xA0) || (c == 0xF0 && d < 0x90) || (c == 0xF4 && d >= 0x90)) {
-    return 0;
-  }
-  return len;
-}
-
-// A string attribute from the file, safe to quote in a one-line message: valid UTF-8 is kept,
-// control characters and invalid bytes become \xNN, and it is cut after 64 bytes.
-std::string Printable(absl::string_view s) {
-  constexpr size_t kMaxEcho = 64;
-  std::string out;
-  size_t i = 0;
-  while (i < s.size() && i < kMaxEcho) {
-    const size_t len = Utf8Length(s, i);
-    if (len > 1 || (len == 1 && static_cast<unsigned char>(s[i]) >= 0x20)) {
-      out.append(s.data() + i, len);
-      i += len;
-    } else {
-      absl::StrAppendFormat(&out, "\\x%02x", static_cast<unsigned char>(s[i]));
-      ++i;
-    }
-  }
-  if (i < s.size()) absl::StrAppend(&out, "...(", s.size(), " bytes)");
-  return out;
-}
 
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(path, ": ", what,
@@ -176,7 +139,7 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrFormat, path, &format_name));
   if (format_name != fmt::kFormatName) {
     return absl::FailedPreconditionError(absl::StrCat(path, ": attribute '", fmt::kAttrFormat, "' is '",
-                                                      Printable(format_name), "', expected '", fmt::kFormatName,
+                                                      utf8::Printable(format_name), "', expected '", fmt::kFormatName,
                                                       "'"));
   }
 
@@ -363,8 +326,8 @@ absl::Status TokenDataset::CheckVocab(absl::string_view vocab_sha256, int64_t vo
   return absl::FailedPreconditionError(absl::StrFormat(
       "%s was tokenized with a different vocabulary: the file's vocab has sha256 %s (%d tokens), the model's has "
       "sha256 %s (%d tokens). Re-run `ftune prep --vocab <model_dir>/vocab.txt` on the source data (%s)",
-      path_, Printable(info_.vocab_sha256), info_.vocab_size, Printable(vocab_sha256), vocab_size,
-      info_.source_name.empty() ? "the original CSV" : Printable(info_.source_name)));
+      path_, utf8::Printable(info_.vocab_sha256), info_.vocab_size, utf8::Printable(vocab_sha256), vocab_size,
+      info_.source_name.empty() ? "the original CSV" : utf8::Printable(info_.source_name)));
 }
 
 }  // namespace ftune::data

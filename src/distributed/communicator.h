@@ -50,7 +50,12 @@ class Communicator {
 
   virtual ~Communicator();
 
-  virtual const char* name() const = 0;  // "mpi" | "nccl"
+  // For logs and results.json only ("mpi" | "nccl"); code asks for capabilities below, never names.
+  virtual const char* name() const = 0;
+  // Where the buffers handed to this transport must live: host memory (MPI) or the CUDA device
+  // the communicator was made for (NCCL). Callers with data elsewhere stage it through a copy.
+  enum class Memory { kHost, kDevice };
+  virtual Memory memory() const = 0;
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
 

@@ -40,16 +40,6 @@ int AllowedCpus() {
 
 }  // namespace
 
-uint64_t Fnv1a64(absl::string_view bytes, uint64_t seed) {
-  constexpr uint64_t kPrime = 0x100000001b3ULL;
-  uint64_t h = seed;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= kPrime;
-  }
-  return h;
-}
-
 int ComputeIntraOpThreads(int node_cpus, int allowed_cpus, int local_size) {
   node_cpus = std::max(node_cpus, 1);
   allowed_cpus = std::max(allowed_cpus, 1);

@@ -77,11 +77,6 @@ class DistContext {
   bool owns_mpi_ = false;  // this context called MPI_Init_thread, so it calls MPI_Finalize
 };
 
-// FNV-1a, 64 bit, over raw bytes: a cheap, stable (across hosts and builds) hash for
-// CheckSameOnAllRanks. Chain calls by passing the previous result as `seed`.
-inline constexpr uint64_t kFnv1a64Offset = 0xcbf29ce484222325ULL;
-uint64_t Fnv1a64(absl::string_view bytes, uint64_t seed = kFnv1a64Offset);
-
 // The rule behind DefaultIntraOpThreads(), exposed for tests:
 // max(1, min(node_cpus / local_size, allowed_cpus)); non-positive inputs count as 1.
 int ComputeIntraOpThreads(int node_cpus, int allowed_cpus, int local_size);

@@ -56,6 +56,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   const char* name() const override { return "mpi"; }
+  Memory memory() const override { return Memory::kHost; }
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 

@@ -90,6 +90,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   const char* name() const override { return "nccl"; }
+  Memory memory() const override { return Memory::kDevice; }
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::io {
@@ -19,16 +20,10 @@ constexpr int64_t kMaxPositions = 1 << 20;
 constexpr int64_t kMaxLabels = 100'000;
 constexpr double kMaxParams = 20e9;
 
-// A value from the file for a one-line error message: `value` as JSON (strings quoted, control
-// characters escaped, invalid UTF-8 replaced), at most `max_bytes` of it.
+// A value from the file for a one-line error message: `value` as JSON (strings quoted, invalid
+// UTF-8 replaced), then escaped and cut like every echo of input.
 std::string Printable(const json& value, size_t max_bytes = 80) {
-  std::string out = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (out.size() > max_bytes) {
-    size_t cut = max_bytes;
-    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;  // a character boundary
-    out = absl::StrCat(out.substr(0, cut), "...(", out.size(), " bytes)");
-  }
-  return out;
+  return utf8::Printable(value.dump(-1, ' ', false, json::error_handler_t::replace), max_bytes);
 }
 
 absl::Status FieldError(absl::string_view source, absl::string_view field, absl::string_view what) {

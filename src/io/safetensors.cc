@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::io {
@@ -36,17 +37,6 @@ constexpr DTypeEntry kDTypes[] = {
 constexpr size_t kMaxRank = 16;
 constexpr uint64_t kMaxElements = uint64_t{1} << 48;
 
-// Text from the file (names, dtypes, the JSON parser's own message) for a one-line error message:
-// JSON string escapes instead of raw control characters, invalid UTF-8 replaced by U+FFFD, and at
-// most kMaxEcho bytes (a header may hold a 100 MB name).
-std::string Printable(absl::string_view s) {
-  constexpr size_t kMaxEcho = 200;
-  std::string out = json(std::string(s.substr(0, kMaxEcho))).dump(-1, ' ', false, json::error_handler_t::replace);
-  out = out.substr(1, out.size() - 2);  // the quotes dump() adds
-  if (s.size() > kMaxEcho) absl::StrAppend(&out, "...(", s.size(), " bytes)");
-  return out;
-}
-
 }  // namespace
 
 absl::string_view DTypeName(DType d) {
@@ -69,7 +59,7 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   }
   return absl::InvalidArgumentError(
       absl::StrFormat("unsupported dtype \"%s\" (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                      Printable(name)));
+                      utf8::Printable(name)));
 }
 
 int64_t TensorView::numel() const {
@@ -168,10 +158,10 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
   try {
     h = json::parse(header.begin(), header.end(), cb);
   } catch (const json::exception& e) {
-    return bad(absl::StrFormat("header is not JSON (%s)", Printable(e.what())));
+    return bad(absl::StrFormat("header is not JSON (%s)", utf8::Printable(e.what())));
   }
   if (!duplicate.empty()) {
-    return bad(absl::StrFormat("tensor \"%s\" appears twice in the header", Printable(duplicate)));
+    return bad(absl::StrFormat("tensor \"%s\" appears twice in the header", utf8::Printable(duplicate)));
   }
   if (!h.is_object()) return bad("header is not a JSON object");
 
@@ -187,14 +177,14 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
       if (!v.is_object()) return bad("__metadata__ is not an object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) {
-          return bad(absl::StrFormat("__metadata__.%s is not a string", Printable(m.key())));
+          return bad(absl::StrFormat("__metadata__.%s is not a string", utf8::Printable(m.key())));
         }
         metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
     auto tbad = [&](const std::string& what) {
-      return bad(absl::StrFormat("tensor \"%s\": %s", Printable(name), what));
+      return bad(absl::StrFormat("tensor \"%s\": %s", utf8::Printable(name), what));
     };
     if (!v.is_object()) return tbad("entry is not an object");
     auto dt = v.find("dtype");
@@ -242,11 +232,11 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
   uint64_t cursor = 0;
   for (const Span& s : spans) {
     if (s.begin < cursor) {
-      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)", Printable(*s.name),
+      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)", utf8::Printable(*s.name),
                                  s.begin, cursor));
     }
     if (s.begin > cursor) {
-      return bad(absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, Printable(*s.name)));
+      return bad(absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, utf8::Printable(*s.name)));
     }
     cursor = s.end;
   }

@@ -7,10 +7,12 @@
 #include <cstdio>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "common/files.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "io/safetensors.h"
 #include "model/hf_checkpoint.h"
@@ -24,38 +26,6 @@ constexpr char kTensors[] = "trainer.safetensors";
 constexpr char kLatest[] = "latest";
 
 using json = nlohmann::json;
-
-json EpochToJson(const EpochRecord& e) {
-  json j = {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss}, {"seconds", e.seconds},
-            {"samples_per_second", e.samples_per_second}, {"tokens_per_second", e.tokens_per_second},
-            {"tokens", e.tokens}, {"padded_tokens", e.padded_tokens}};
-  if (e.eval) {
-    j["eval"] = {{"correct", e.eval->correct}, {"total", e.eval->total}, {"loss_sum", e.eval->loss_sum},
-                 {"seconds", e.eval->seconds}};
-  }
-  return j;
-}
-
-EpochRecord EpochFromJson(const json& j) {
-  EpochRecord e;
-  e.epoch = j.at("epoch");
-  e.step = j.at("step");
-  e.train_loss = j.at("train_loss");
-  e.seconds = j.at("seconds");
-  e.samples_per_second = j.at("samples_per_second");
-  e.tokens_per_second = j.at("tokens_per_second");
-  e.tokens = j.value("tokens", 0.0);
-  e.padded_tokens = j.value("padded_tokens", 0.0);
-  if (j.contains("eval")) {
-    EvalStats s;
-    s.correct = j["eval"].at("correct");
-    s.total = j["eval"].at("total");
-    s.loss_sum = j["eval"].at("loss_sum");
-    s.seconds = j["eval"].at("seconds");
-    e.eval = s;
-  }
-  return e;
-}
 
 // Step directories ("step-<N>") under `dir`, oldest first.
 std::vector<std::pair<int64_t, std::string>> ListCheckpoints(const std::string& dir) {
@@ -85,23 +55,23 @@ void RemoveTree(const std::string& path) {
   rmdir(path.c_str());
 }
 
-std::string Layout(Trainer& t) {
-  std::string s;
-  for (const auto& g : t.flat().groups()) {
-    absl::StrAppend(&s, "group wd=", g.weight_decay, ":");
-    for (const auto& n : g.names) absl::StrAppend(&s, n, ",");
-    absl::StrAppend(&s, ";");
-  }
-  return s;
-}
-
-absl::StatusOr<RunState> ReadCheckpointOrThrow(Trainer& trainer, const std::string& path, int world_size);
+absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const CheckpointIdentity& id,
+                                               FlatParameters& flat, FlatAdamW& optimizer);
 
 }  // namespace
 
-absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const RunState& state, const CheckpointOptions& o,
-                                            int world_size) {
-  for (const auto& g : trainer.flat().groups()) {
+bool ShouldSave(const CheckpointOptions& o, int64_t global_step, bool epoch_or_run_ends) {
+  return !o.dir.empty() && o.every_steps > 0 && global_step % o.every_steps == 0 && !epoch_or_run_ends;
+}
+
+bool ShouldSaveAtEpochEnd(const CheckpointOptions& o, bool run_ends) {
+  return !o.dir.empty() && o.every_epoch && !run_ends;
+}
+
+absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const FlatAdamW& optimizer,
+                                            const RunState& state, const CheckpointIdentity& id,
+                                            const CheckpointOptions& o) {
+  for (const auto& g : flat.groups()) {
     if (!torch::isfinite(g.params).all().item<bool>()) {
       return absl::InternalError("refusing to checkpoint non-finite weights (the previous checkpoint is kept)");
     }
@@ -114,41 +84,22 @@ absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const RunState& st
   FTUNE_RETURN_IF_ERROR(MakeDirs(tmp));
 
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  auto& groups = trainer.flat().groups();
+  const auto& groups = flat.groups();
   for (size_t i = 0; i < groups.size(); ++i) {
     tensors.emplace_back(absl::StrFormat("group%d.params", i), groups[i].params);
-    tensors.emplace_back(absl::StrFormat("group%d.exp_avg", i), trainer.optimizer().exp_avg()[i]);
-    tensors.emplace_back(absl::StrFormat("group%d.exp_avg_sq", i), trainer.optimizer().exp_avg_sq()[i]);
+    tensors.emplace_back(absl::StrFormat("group%d.exp_avg", i), optimizer.exp_avg()[i]);
+    tensors.emplace_back(absl::StrFormat("group%d.exp_avg_sq", i), optimizer.exp_avg_sq()[i]);
   }
   absl::Status st = model::WriteTensors(tmp + "/" + kTensors, tensors);
-  json epochs = json::array();
-  for (const auto& e : state.epochs) epochs.push_back(EpochToJson(e));
-  json j = {
-      {"format_version", kCheckpointVersion},
-      {"global_step", state.global_step},
-      {"epoch", state.epoch},
-      {"step_in_epoch", state.step_in_epoch},
-      {"eval_pending", state.eval_pending},
-      {"epoch_loss", state.epoch_loss},
-      {"epoch_examples", state.epoch_examples},
-      {"epoch_tokens", state.epoch_tokens},
-      {"epoch_padded_tokens", state.epoch_padded_tokens},
-      {"window_loss", state.window_loss},
-      {"window_examples", state.window_examples},
-      {"epoch_seconds", state.epoch_seconds},
-      {"train_seconds", state.train_seconds},
-      {"comm_seconds", state.comm_seconds},
-      {"examples_total", state.examples_total},
-      {"tokens_total", state.tokens_total},
-      {"epochs", epochs},
-      {"optimizer_step", trainer.optimizer().step_count()},
-      {"world_size", world_size},
-      {"global_batch", trainer.options().batch_size * world_size},
-      {"seed", trainer.options().seed},
-      {"trainable_layout", Layout(trainer)},
-      {"frozen_fingerprint", absl::StrFormat("%016x", trainer.FrozenFingerprint())},
-      {"run_config", o.run_config},
-  };
+  json j = state.ToJson();
+  j["format_version"] = kCheckpointVersion;
+  j["optimizer_step"] = optimizer.step_count();
+  j["world_size"] = id.world_size;
+  j["global_batch"] = id.global_batch;
+  j["seed"] = id.seed;
+  j["trainable_layout"] = flat.Layout();
+  j["frozen_fingerprint"] = absl::StrFormat("%016x", id.frozen_fingerprint);
+  j["run_config"] = o.run_config;
   if (st.ok()) st = WriteFileAtomic(tmp + "/" + kState, j.dump(2) + "\n");
   if (st.ok()) {
     RemoveTree(final_dir);  // a stale directory of the same step (e.g. after a resume)
@@ -187,49 +138,75 @@ absl::StatusOr<std::string> ResolveResume(const std::string& spec, const std::st
   return std::string();
 }
 
-absl::StatusOr<RunState> ReadCheckpoint(Trainer& trainer, const std::string& path, int world_size) {
+absl::StatusOr<RunState> ReadCheckpoint(const std::string& path, const CheckpointIdentity& id, FlatParameters& flat,
+                                        FlatAdamW& optimizer) {
   try {
-    return ReadCheckpointOrThrow(trainer, path, world_size);
+    return ReadCheckpointOrThrow(path, id, flat, optimizer);
   } catch (const json::exception& e) {
     return absl::DataLossError(absl::StrFormat("%s/%s is damaged: %s", path, kState, e.what()));
   }
 }
 
+absl::Status TruncateMetricsForResume(const std::string& metrics_path, const std::string& checkpoint) {
+  if (!PathExists(metrics_path)) return absl::OkStatus();
+  FTUNE_ASSIGN_OR_RETURN(std::string state_text, ReadFileToString(checkpoint + "/" + kState));
+  const int64_t step = json::parse(state_text, nullptr, false).value("global_step", int64_t{-1});
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(metrics_path));
+  std::string kept;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    json r = json::parse(line, nullptr, false);
+    if (!r.is_object() || r.value("type", "") == "summary" || r.value("step", int64_t{0}) > step) continue;
+    absl::StrAppend(&kept, line, "\n");
+  }
+  return WriteFileAtomic(metrics_path, kept);
+}
+
+uint64_t FrozenFingerprint(torch::nn::Module& model) {
+  uint64_t h = kFnv1a64Offset;
+  for (const auto& p : model.named_parameters()) {
+    if (p.value().requires_grad()) continue;
+    torch::Tensor t = p.value().detach().to(torch::kCPU).contiguous();
+    h = Fnv1a64(p.key(), h);
+    h = Fnv1a64(absl::string_view(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size()), h);
+  }
+  return h;
+}
+
 namespace {
-absl::StatusOr<RunState> ReadCheckpointOrThrow(Trainer& trainer, const std::string& path, int world_size) {
+absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const CheckpointIdentity& id,
+                                               FlatParameters& flat, FlatAdamW& optimizer) {
   FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path + "/" + kState));
   json j = json::parse(text, nullptr, false);
   if (!j.is_object() || j.value("format_version", 0) != kCheckpointVersion) {
     return absl::DataLossError(absl::StrFormat("%s/%s: not a version-%d ftune checkpoint", path, kState,
                                                kCheckpointVersion));
   }
-  const int64_t global_batch = trainer.options().batch_size * world_size;
-  if (j.value("global_batch", int64_t{-1}) != global_batch) {
+  if (j.value("global_batch", int64_t{-1}) != id.global_batch) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s was written with a global batch of %d (batch_size x ranks) but this run has %d; resume with the same "
         "global batch (e.g. --batch_size=%d with %d ranks)",
-        path, j.value("global_batch", int64_t{-1}), global_batch,
-        j.value("global_batch", int64_t{0}) / std::max(1, world_size), world_size));
+        path, j.value("global_batch", int64_t{-1}), id.global_batch,
+        j.value("global_batch", int64_t{0}) / std::max(1, id.world_size), id.world_size));
   }
-  if (j.value("trainable_layout", "") != Layout(trainer)) {
+  if (j.value("trainable_layout", "") != flat.Layout()) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s trains a different set of parameters (method, LoRA targets/rank or weight decay changed?)", path));
   }
-  if (j.value("frozen_fingerprint", "") != absl::StrFormat("%016x", trainer.FrozenFingerprint())) {
+  if (j.value("frozen_fingerprint", "") != absl::StrFormat("%016x", id.frozen_fingerprint)) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s was trained on different frozen weights (another --model_dir or --seed?)", path));
   }
-  if (j.value("seed", uint64_t{0}) != trainer.options().seed) {
+  if (j.value("seed", uint64_t{0}) != id.seed) {
     return absl::FailedPreconditionError(absl::StrFormat("%s used --seed=%d", path, j.value("seed", uint64_t{0})));
   }
   FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(path + "/" + kTensors));
-  auto& groups = trainer.flat().groups();
+  auto& groups = flat.groups();
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < groups.size(); ++i) {
     std::pair<std::string, torch::Tensor*> targets[] = {
         {absl::StrFormat("group%d.params", i), &groups[i].params},
-        {absl::StrFormat("group%d.exp_avg", i), &trainer.optimizer().exp_avg()[i]},
-        {absl::StrFormat("group%d.exp_avg_sq", i), &trainer.optimizer().exp_avg_sq()[i]}};
+        {absl::StrFormat("group%d.exp_avg", i), &optimizer.exp_avg()[i]},
+        {absl::StrFormat("group%d.exp_avg_sq", i), &optimizer.exp_avg_sq()[i]}};
     for (auto& [name, dst] : targets) {
       FTUNE_ASSIGN_OR_RETURN(const io::TensorView* v, file->Get(name));
       if (v->numel() != dst->numel()) {
@@ -239,28 +216,11 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(Trainer& trainer, const std::stri
       dst->copy_(model::TensorFromView(*v).view_as(*dst));
     }
   }
-  trainer.optimizer().set_step_count(j.at("optimizer_step"));
-  RunState s;
-  s.global_step = j.at("global_step");
-  s.epoch = j.at("epoch");
-  s.step_in_epoch = j.at("step_in_epoch");
-  s.eval_pending = j.at("eval_pending");
-  s.epoch_loss = j.at("epoch_loss");
-  s.epoch_examples = j.at("epoch_examples");
-  s.epoch_tokens = j.at("epoch_tokens");
-  s.epoch_padded_tokens = j.value("epoch_padded_tokens", s.epoch_tokens);
-  s.window_loss = j.at("window_loss");
-  s.window_examples = j.at("window_examples");
-  s.epoch_seconds = j.at("epoch_seconds");
-  s.train_seconds = j.at("train_seconds");
-  s.comm_seconds = j.at("comm_seconds");
-  s.examples_total = j.at("examples_total");
-  s.tokens_total = j.at("tokens_total");
-  for (const auto& e : j.at("epochs")) s.epochs.push_back(EpochFromJson(e));
-  trainer.set_global_step(s.global_step);
-  if (j.value("world_size", world_size) != world_size) {
+  optimizer.set_step_count(j.at("optimizer_step"));
+  FTUNE_ASSIGN_OR_RETURN(RunState s, RunState::FromJson(j));
+  if (j.value("world_size", id.world_size) != id.world_size) {
     LogInfo("resuming a %d-rank checkpoint with %d ranks (same global batch, same sample position)",
-            j.value("world_size", 0), world_size);
+            j.value("world_size", 0), id.world_size);
   }
   return s;
 }

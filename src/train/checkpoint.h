@@ -1,9 +1,9 @@
 // Checkpoints for exact resume: everything needed to continue a run as if it had never stopped.
 //
 // <run>/checkpoints/step-<N>/
-//   state.json          position (epoch, step in epoch, global step), metric accumulators, world
-//                       size and global batch it was written with, trainable layout, a fingerprint
-//                       of the frozen weights, the run's resolved configuration
+//   state.json          the RunState (position, sums, finished epochs), world size and global
+//                       batch it was written with, trainable layout, a fingerprint of the frozen
+//                       weights, the run's resolved configuration
 //   trainer.safetensors flat trainable parameters and AdamW moments per group (fp32)
 // <run>/checkpoints/latest   the name of the newest complete checkpoint ("step-<N>")
 //
@@ -13,12 +13,14 @@
 // resumed CPU run is bit-identical to an uninterrupted one.
 #pragma once
 
+#include <cstdint>
 #include <string>
-#include <vector>
 
 #include "common/status.h"
 #include "nlohmann/json.hpp"
-#include "train/trainer.h"
+#include "train/flat_params.h"
+#include "train/optimizer.h"
+#include "train/run_state.h"
 
 namespace ftune::train {
 
@@ -30,16 +32,41 @@ struct CheckpointOptions {
   nlohmann::json run_config;     // stored for humans and for consistency checks
 };
 
-// Writes a checkpoint of `trainer` at `state` (call on rank 0 only). Returns its directory.
-absl::StatusOr<std::string> WriteCheckpoint(Trainer& trainer, const RunState& state, const CheckpointOptions& options,
-                                            int world_size);
+// What a checkpoint must agree on with the run that resumes it, besides the trainable layout.
+struct CheckpointIdentity {
+  int world_size = 1;
+  int64_t global_batch = 0;  // batch_size x ranks
+  uint64_t seed = 0;
+  uint64_t frozen_fingerprint = 0;  // FrozenFingerprint() of the model
+};
+
+// When checkpoints are written: every `every_steps` steps (not on an epoch's last step, where the
+// epoch-end checkpoint, if any, follows the evaluation) and after each epoch's evaluation.
+bool ShouldSave(const CheckpointOptions& o, int64_t global_step, bool epoch_or_run_ends);
+bool ShouldSaveAtEpochEnd(const CheckpointOptions& o, bool run_ends);
+
+// Writes a checkpoint of `state` (global sums) and `flat`/`optimizer` (call on rank 0 only).
+// Refuses non-finite weights. Returns the checkpoint's directory.
+absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const FlatAdamW& optimizer,
+                                            const RunState& state, const CheckpointIdentity& id,
+                                            const CheckpointOptions& options);
 
 // "auto": the newest complete checkpoint under `checkpoints_dir`, or "" when there is none.
 // Otherwise `spec` itself (a step-<N> directory), which must exist.
 absl::StatusOr<std::string> ResolveResume(const std::string& spec, const std::string& checkpoints_dir);
 
-// Loads a checkpoint into a Prepare()d trainer and returns the position to continue from.
-// Fails clearly when the trainable layout, frozen weights or global batch differ.
-absl::StatusOr<RunState> ReadCheckpoint(Trainer& trainer, const std::string& path, int world_size);
+// Loads a checkpoint into `flat` and `optimizer` (built for this run) and returns the position to
+// continue from. Fails clearly when the trainable layout, frozen weights, seed or global batch
+// differ from `id`.
+absl::StatusOr<RunState> ReadCheckpoint(const std::string& path, const CheckpointIdentity& id, FlatParameters& flat,
+                                        FlatAdamW& optimizer);
+
+// Drops the metrics.jsonl records written after the step of `checkpoint` (a killed run may have
+// logged past it), so a resumed run's log reads as if it had never stopped.
+absl::Status TruncateMetricsForResume(const std::string& metrics_path, const std::string& checkpoint);
+
+// Fingerprint of the frozen (requires_grad = false) parameters' names and bytes: resuming onto
+// other frozen weights is refused. Reads every frozen byte (~270 MB for distilbert-base).
+uint64_t FrozenFingerprint(torch::nn::Module& model);
 
 }  // namespace ftune::train

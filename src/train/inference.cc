@@ -6,14 +6,10 @@
 
 #include "absl/strings/str_format.h"
 #include "data/sampler.h"
+#include "train/collectives.h"
 
 namespace ftune::train {
 namespace {
-
-torch::Tensor ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> shape, const torch::Device& device) {
-  torch::Tensor t = torch::from_blob(const_cast<int64_t*>(host.data()), shape, torch::kLong);
-  return device.is_cpu() ? t.clone() : t.to(device);
-}
 
 // The batching every inference pass shares: eval mode and no autograd, `idx` longest first (less
 // padding; per-example results do not depend on the order), the stop check before each batch.
@@ -56,22 +52,36 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
 
 }  // namespace
 
+nlohmann::json EvalStats::ToJson() const {
+  return {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},         {"eval_correct", correct},
+          {"eval_total", total},         {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
+}
+
+EvalStats EvalStats::FromJson(const nlohmann::json& j) {
+  EvalStats s;
+  s.correct = j.at("eval_correct");
+  s.total = j.at("eval_total");
+  s.loss_sum = j.at("eval_loss_sum");
+  s.seconds = j.value("eval_seconds", 0.0);
+  return s;
+}
+
 torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels) {
   const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
   return torch::nn::functional::cross_entropy(low ? logits.to(torch::kFloat) : logits, labels,
                                               torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
 }
 
-absl::Status ForEachLogits(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
-                           std::vector<int64_t> idx, const InferenceOptions& o,
-                           const std::function<absl::Status(const data::HostBatch&, const torch::Tensor&)>& sink) {
+absl::Status ForEachLogits(
+    model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds, std::vector<int64_t> idx,
+    const InferenceOptions& o,
+    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink) {
   const bool cached = o.features.defined();
   return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](const data::HostBatch& b) {
-    torch::Tensor logits =
-        cached ? model->ClassifyFeatures(o.features.index_select(0, ToDevice(b.indices, {b.rows}, o.device)))
-               : model(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
-                       ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device));
-    return sink(b, logits);
+    const DeviceBatch d = ToDevice(b, o.device);
+    torch::Tensor logits = cached ? model->ClassifyFeatures(o.features.index_select(0, d.indices))
+                                  : model(d.input_ids, d.attention_mask);
+    return sink(b, d, logits);
   });
 }
 
@@ -82,14 +92,18 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), comm->world_size());
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
-  double sums[3] = {0, 0, 0};  // correct, total, loss_sum
-  FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o, [&](const data::HostBatch& b, const torch::Tensor& logits) {
-    torch::Tensor labels = ToDevice(b.labels, {b.rows}, o.device);
-    sums[0] += logits.argmax(-1).eq(labels).sum().item<double>();
-    sums[1] += static_cast<double>(b.rows);
-    sums[2] += LossSum(logits, labels).item<double>();
+  // Summed on the device; read once at the end (no host round trip per batch).
+  torch::Tensor acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
+  int64_t seen = 0;
+  FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o, [&](const data::HostBatch& b, const DeviceBatch& d,
+                                                             const torch::Tensor& logits) {
+    acc.narrow(0, 0, 1).add_(logits.argmax(-1).eq(d.labels).sum());
+    acc.narrow(0, 1, 1).add_(LossSum(logits, d.labels).to(torch::kDouble));
+    seen += b.rows;
     return absl::OkStatus();
   }));
+  torch::Tensor host = acc.to(torch::kCPU);
+  double sums[3] = {host[0].item<double>(), static_cast<double>(seen), host[1].item<double>()};  // correct, total, loss
   FTUNE_RETURN_IF_ERROR(comm->AllReduce(sums, 3, dist::DType::kFloat64, dist::ReduceOp::kSum));
   EvalStats e;
   e.correct = static_cast<int64_t>(sums[0]);
@@ -118,26 +132,15 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
   FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](const data::HostBatch& b) {
-    torch::Tensor cls = model->distilbert(ToDevice(b.input_ids, {b.rows, b.seq_len}, o.device),
-                                          ToDevice(b.attention_mask, {b.rows, b.seq_len}, o.device))
-                            .select(1, 0);
-    features.index_copy_(0, ToDevice(b.indices, {b.rows}, o.device), cls.to(features.scalar_type()));
+    const DeviceBatch d = ToDevice(b, o.device);
+    torch::Tensor cls = model->distilbert(d.input_ids, d.attention_mask).select(1, 0);
+    features.index_copy_(0, d.indices, cls.to(features.scalar_type()));
     return absl::OkStatus();
   }));
-  if (world > 1) {
-    // Every rank contributes its share; a broadcast from each owner assembles the whole table.
-    if (features.scalar_type() != torch::kFloat) {
-      return absl::UnimplementedError("the distributed feature cache needs fp32 features");
-    }
-    for (int r = 0; r < world; ++r) {
-      auto [b, e] = data::BalancedRange(ds.size(), r, world);
-      if (e == b) continue;
-      torch::Tensor part = features.narrow(0, b, e - b);
-      torch::Tensor host = part.is_cpu() || std::string(comm->name()) == "nccl" ? part : part.to(torch::kCPU);
-      FTUNE_RETURN_IF_ERROR(comm->Broadcast(host.data_ptr(), static_cast<size_t>(host.numel()),
-                                            dist::DType::kFloat32, r));
-      if (!host.is_same(part)) part.copy_(host);
-    }
+  // Every rank contributes its share; a broadcast from each owner assembles the whole table.
+  for (int r = 0; world > 1 && r < world; ++r) {
+    auto [b, e] = data::BalancedRange(ds.size(), r, world);
+    if (e > b) FTUNE_RETURN_IF_ERROR(Broadcast(*comm, features.narrow(0, b, e - b), r));
   }
   return features;
 }

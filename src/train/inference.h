@@ -11,6 +11,8 @@
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
 #include "model/distilbert.h"
+#include "train/device_batch.h"
+#include "nlohmann/json.hpp"
 
 namespace ftune::train {
 
@@ -21,6 +23,10 @@ struct EvalStats {
   double seconds = 0.0;
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
   double loss() const { return total ? loss_sum / total : 0.0; }
+  // eval_accuracy, eval_loss, eval_correct, eval_total, eval_loss_sum, eval_seconds (HF's
+  // "eval_" prefix), as in metrics.jsonl, results.json and checkpoints.
+  nlohmann::json ToJson() const;
+  static EvalStats FromJson(const nlohmann::json& j);
 };
 
 struct InferenceOptions {
@@ -35,11 +41,12 @@ struct InferenceOptions {
   torch::Tensor features;
 };
 
-// Calls `sink(batch, logits)` for `indices` of `ds` in eval mode, batched longest-first (less
-// padding; per-example results do not depend on the order). Restores train mode afterwards.
-absl::Status ForEachLogits(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
-                           std::vector<int64_t> indices, const InferenceOptions& options,
-                           const std::function<absl::Status(const data::HostBatch&, const torch::Tensor&)>& sink);
+// Calls `sink(batch, on_device, logits)` for `indices` of `ds` in eval mode, batched longest-first
+// (less padding; per-example results do not depend on the order). Restores train mode afterwards.
+absl::Status ForEachLogits(
+    model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds, std::vector<int64_t> indices,
+    const InferenceOptions& options,
+    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink);
 
 // Accuracy and mean loss over all of `ds`: each rank scores its contiguous share, the counts are
 // summed over ranks, and the total is checked against the dataset size. Identical on every rank.

@@ -35,6 +35,8 @@ class FlatAdamW {
   // State for checkpoints: exp_avg and exp_avg_sq per group, and the step count.
   std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
   std::vector<torch::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  const std::vector<torch::Tensor>& exp_avg() const { return exp_avg_; }
+  const std::vector<torch::Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
   void set_step_count(int64_t s);
 
  private:

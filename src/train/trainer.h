@@ -4,17 +4,20 @@
 //   zero the flat gradient buffers; forward + backward on this rank's slice of the global batch
 //   with loss = sum of cross-entropies / global batch size (so the SUM over ranks of the gradients
 //   is exactly the gradient of the global batch's mean loss, even when the last batch splits
-//   unevenly); all-reduce the trainable gradients (only they cross the wire); global-norm clip;
-//   AdamW; advance the linear schedule.
+//   unevenly); sum the trainable gradients over ranks (GradientReducer: only they cross the wire);
+//   global-norm clip; AdamW; advance the linear schedule.
 // After each epoch every eval example is scored exactly once across ranks and the counts are
 // summed, so accuracy does not depend on the number of ranks.
+//
+// Rooms: run_state.h (position and sums), checkpoint.h (the on-disk format and when to save),
+// gradient_reducer.h (communication), flat_params.h + optimizer.h (the update), inference.h
+// (evaluation), metrics.h (the log). This file only sequences them.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include <torch/torch.h>
 
@@ -23,14 +26,15 @@
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
 #include "model/distilbert.h"
+#include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/gradient_reducer.h"
 #include "train/inference.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
+#include "train/run_state.h"
 
 namespace ftune::train {
-
-struct CheckpointOptions;  // checkpoint.h
 
 struct TrainOptions {
   int64_t epochs = 3;            // num_train_epochs
@@ -62,12 +66,17 @@ struct TrainOptions {
   bool skip_nonfinite = false;
   // Use torch's fused AdamW kernel where LibTorch has it (>= 2.4).
   bool fused_adamw = true;
-  // CPU ranks over MPI: start each gradient bucket's all-reduce during the backward pass, as soon
-  // as its gradients are in (FlatParameters::EnableOverlap), instead of all after it.
+  // Host-memory transports (MPI) with CPU gradients: start each gradient bucket's all-reduce
+  // during the backward pass (GradientReducer), instead of all after it.
   bool overlap_comm = true;
   // Synchronise the device at phase boundaries and time each phase (data, forward, backward,
   // comm, optimizer). Costs some speed on GPUs; for benchmarks.
   bool time_phases = false;
+
+  // Logging cadence: a train record every `logging_steps` steps and on the last of an epoch/run.
+  bool ShouldLog(int64_t global_step, bool epoch_or_run_ends) const {
+    return global_step % logging_steps == 0 || epoch_or_run_ends;
+  }
 };
 
 // Seconds per phase, summed over steps (filled when TrainOptions::time_phases).
@@ -82,70 +91,38 @@ struct StepStats {
   torch::Tensor loss_sum;   // float64: sum of this rank's per-example losses
   torch::Tensor grad_norm;  // float32: global gradient norm, before clipping
   torch::Tensor skipped;    // float64: 1 if the gradients were non-finite and the update skipped
-  int64_t examples = 0;     // this rank's examples
-  int64_t tokens = 0;       // this rank's real (non-padding) tokens
-  int64_t padded_tokens = 0;  // this rank's tokens including padding (rows x padded length)
+  Totals totals;            // this rank's examples and tokens (loss: see loss_sum)
   double lr = 0.0;          // learning rate used for this step
-  double comm_seconds = 0.0;
-  uint64_t comm_bytes = 0;
 
   double LossSum() const { return loss_sum.item<double>(); }
   double GradNorm() const { return grad_norm.item<double>(); }
   bool Skipped() const { return skipped.item<double>() != 0.0; }
 };
 
-struct EpochRecord {
-  int64_t epoch = 0;       // 1-based
-  int64_t step = 0;        // global step at the end of the epoch
-  double train_loss = 0;   // mean over the epoch's examples
-  double seconds = 0;      // training time (eval excluded)
-  double samples_per_second = 0;
-  double tokens_per_second = 0;
-  double tokens = 0;            // real tokens, all ranks
-  double padded_tokens = 0;     // tokens fed to the model (padding included), all ranks
-  double padding_fraction() const { return padded_tokens > 0 ? 1.0 - tokens / padded_tokens : 0.0; }
-  std::optional<EvalStats> eval;
-};
-
-// Where a run stands: all a checkpoint needs besides the weights and optimizer moments.
-struct RunState {
-  int64_t global_step = 0;
-  int64_t epoch = 0;          // 0-based epoch in progress
-  int64_t step_in_epoch = 0;  // steps of `epoch` already taken
-  bool eval_pending = false;  // `epoch`'s training is done but its evaluation is not
-  // Sums over all ranks: this epoch's loss/examples/tokens, and loss/examples since the last log.
-  double epoch_loss = 0, epoch_examples = 0, epoch_tokens = 0, epoch_padded_tokens = 0;
-  double window_loss = 0, window_examples = 0;
-  double epoch_seconds = 0;   // training time of `epoch` so far
-  double train_seconds = 0, comm_seconds = 0;
-  double examples_total = 0, tokens_total = 0;
-  std::vector<EpochRecord> epochs;  // finished epochs
-};
+// How Fit ended: all epochs done, or stopped by a signal after writing a checkpoint.
+enum class Outcome { kFinished, kPreempted };
 
 struct FitResult {
-  bool preempted = false;  // stopped by a signal after writing a checkpoint
-  int stop_signal = 0;
-  std::string checkpoint;  // the checkpoint written when preempted
-  std::vector<EpochRecord> epochs;
-  int64_t steps = 0;
-  double train_seconds = 0;          // excluding evaluation
-  double samples_per_second = 0;
-  double tokens_per_second = 0;
-  uint64_t comm_bytes_per_step = 0;  // gradient bytes all-reduced per step, per rank
-  double comm_seconds = 0;           // time in gradient all-reduce, this rank
-  int64_t trainable_parameters = 0;
+  Outcome outcome = Outcome::kFinished;
+  int stop_signal = 0;     // kPreempted: which signal
+  std::string checkpoint;  // kPreempted: the checkpoint written
+  RunState state;          // the finished epochs, sums and times
   int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
-  double padding_fraction = 0;       // over all epochs of this session
   PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
-  double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train_seconds)
+  double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train time)
+
+  int64_t steps() const { return state.global_step; }
+  double samples_per_second() const { return state.run_totals.examples / std::max(state.train_seconds, 1e-9); }
+  double tokens_per_second() const { return state.run_totals.tokens / std::max(state.train_seconds, 1e-9); }
 };
 
 class Trainer {
  public:
-  // `comm` carries the gradients (NCCL or MPI); `host_comm` (MPI, host memory) the scalars: metrics,
-  // stop flags, agreement. nullptr: `comm` does both (MPI runs).
-  Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* comm,
-          torch::Device device, dist::Communicator* host_comm = nullptr);
+  // `host_comm` (MPI, host memory) carries the scalars: metric sums, stop flags, agreement.
+  // `gradient_comm` carries the gradients (NCCL or MPI); nullptr: a single rank, nothing is sent.
+  Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
+          dist::Communicator* gradient_comm, torch::Device device);
+  ~Trainer();
 
   // Builds the flat buffers (after the trainable set is chosen), makes every rank start from rank
   // 0's trainable values, and creates AdamW and the schedule for `total_steps`.
@@ -161,40 +138,34 @@ class Trainer {
   // `ckpt`, resuming from `resume_from` (a checkpoint directory) when not empty; stops early,
   // with a checkpoint, when a preemption signal arrives on any rank.
   absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log,
-                                const CheckpointOptions* ckpt = nullptr, const std::string& resume_from = "");
-
-  // Fingerprint of the frozen parameters (to refuse resuming onto different weights).
-  uint64_t FrozenFingerprint();
-  FlatAdamW& optimizer() { return *optimizer_; }
-  void set_global_step(int64_t s) { global_step_ = s; }
-  int rank() const { return comm_->rank(); }
-  const PhaseSeconds& phases() const { return phases_; }
+                                const CheckpointOptions& ckpt = {}, const std::string& resume_from = "");
 
   FlatParameters& flat() { return *flat_; }
-  int64_t global_step() const { return global_step_; }
+  FlatAdamW& optimizer() { return *optimizer_; }
+  const GradientReducer& reducer() const { return *reducer_; }
   const TrainOptions& options() const { return options_; }
-  model::DistilBertForSequenceClassification& model() { return model_; }
+  int64_t global_step() const { return global_step_; }
 
  private:
+  class Run;  // the state of one Fit (trainer.cc)
+
   torch::Tensor Forward(const torch::Tensor& ids, const torch::Tensor& mask);
-  torch::Tensor ToDevice(const std::vector<int64_t>& host, std::vector<int64_t> shape) const;
-  absl::Status SumOverRanks(double* values, int n);
   // True on every rank if any rank received a stop signal (one tiny all-reduce).
   absl::StatusOr<bool> AnyRankStopping();
-  absl::StatusOr<std::string> Checkpoint(RunState& state, const CheckpointOptions& ckpt);
+  InferenceOptions InferenceOptionsForRun();
 
   model::DistilBertForSequenceClassification model_;
   TrainOptions options_;
-  dist::Communicator* comm_;
   dist::Communicator* host_comm_;
+  dist::Communicator* gradient_comm_;
   torch::Device device_;
   PhaseSeconds phases_;
   bool encoder_frozen_ = false;
   std::optional<FlatParameters> flat_;
+  std::optional<GradientReducer> reducer_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<LinearSchedule> schedule_;
   int64_t global_step_ = 0;
-  std::optional<uint64_t> frozen_fingerprint_;
   torch::Tensor train_features_, eval_features_;  // feature cache (head), [N, dim]
   const data::TokenDataset* eval_features_of_ = nullptr;
 };

@@ -27,6 +27,7 @@ using ::ftune::testing::RunCommand;
 using ::ftune::testing::ScratchDir;
 using ::ftune::testing::WriteSyntheticJsonl;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using json = nlohmann::json;
 
 std::string Fixture(const std::string& rel) { return std::string(FTUNE_FIXTURES_DIR) + "/" + rel; }
@@ -245,6 +246,22 @@ TEST(TrainCli, HeadTrainingLeavesEveryFrozenWeightBitIdentical) {
   ASSERT_EQ(summary.size(), 1u);
   EXPECT_EQ(summary[0]["trainable_parameters"], 32 * 32 + 32 + 2 * 32 + 2);
   EXPECT_EQ(summary[0]["comm_bytes_per_step"], (32 * 32 + 32 + 2 * 32 + 2) * 4);
+}
+
+// Every command's --help groups every flag it defines by topic (none left under "other flags")
+// and names no flag that does not exist.
+TEST(Help, EveryCommandExplainsEveryFlagItDefines) {
+  for (const char* command : {"prep", "inspect", "train", "eval", "predict", "report"}) {
+    CommandResult r = RunCommand(Ftune() + " " + command + " --help");
+    EXPECT_EQ(r.exit_code, 0) << command;
+    EXPECT_THAT(r.output, Not(HasSubstr("other flags:"))) << command << ":\n" << r.output;
+    EXPECT_THAT(r.output, Not(HasSubstr("internal error"))) << command << ":\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr("  --")) << command;
+  }
+  CommandResult train = RunCommand(Ftune() + " train --help");
+  for (const char* flag : {"--learning_rate", "--gradient_comm", "--resume", "--method", "--train_data"}) {
+    EXPECT_THAT(train.output, HasSubstr(flag));
+  }
 }
 
 TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {

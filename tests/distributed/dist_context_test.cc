@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "common/hash.h"
 #include "common/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -96,14 +97,6 @@ TEST(DistContextTest, CheckSameOnAllRanksGroupsRanksByValue) {
   EXPECT_THAT(s.message(), HasSubstr("2 distinct values"));
   EXPECT_THAT(s.message(), HasSubstr("rank 0: 0x0000000000000005"));
   EXPECT_THAT(s.message(), HasSubstr(": 0x0000000000000009"));
-}
-
-TEST(Fnv1a64Test, MatchesReferenceVectorsAndChains) {
-  EXPECT_EQ(Fnv1a64(""), 0xcbf29ce484222325ULL);
-  EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cULL);
-  EXPECT_EQ(Fnv1a64("foobar"), 0x85944171f73967e8ULL);
-  EXPECT_EQ(Fnv1a64("bar", Fnv1a64("foo")), Fnv1a64("foobar"));
-  EXPECT_NE(Fnv1a64(absl::string_view("a\0b", 3)), Fnv1a64("ab"));  // bytes, not C strings
 }
 
 TEST(IntraOpThreadsTest, SharesNodeCpusAmongLocalRanksCappedByAffinity) {

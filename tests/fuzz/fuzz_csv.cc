@@ -43,7 +43,7 @@ absl::Status ReadAll(absl::string_view data, std::vector<std::vector<std::string
                "record line " + std::to_string(line) + " after " + std::to_string(prev_line));
     FUZZ_CHECK(!fields.empty(), "a record with no fields");
     for (const std::string& f : fields) {
-      FUZZ_CHECK(prep::utf8::FindInvalid(f) == absl::string_view::npos, "a field is not valid UTF-8");
+      FUZZ_CHECK(utf8::FindInvalid(f) == absl::string_view::npos, "a field is not valid UTF-8");
     }
     consumed = r->bytes_consumed();
     prev_line = line;
@@ -88,7 +88,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ftune;
   using namespace ftune::fuzz;
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
-  const bool valid = prep::utf8::FindInvalid(text) == absl::string_view::npos;
+  const bool valid = utf8::FindInvalid(text) == absl::string_view::npos;
   std::vector<std::vector<std::string>> records;
   absl::Status st = ReadAll(text, &records);
   if (!st.ok()) {

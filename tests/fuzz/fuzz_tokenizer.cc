@@ -43,7 +43,7 @@ std::string ReplaceInvalid(absl::string_view text) {
   std::string out;
   for (size_t i = 0; i < text.size();) {
     size_t len;
-    if (prep::utf8::Decode(text, i, &len) < 0) {
+    if (utf8::Decode(text, i, &len) < 0) {
       out += "\xEF\xBF\xBD";
     } else {
       out.append(text.data() + i, len);
@@ -99,7 +99,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   tok.EncodePieces(text, &pieces);
   FUZZ_CHECK(pieces.size() + 2 == full.size(), "EncodePieces disagrees with Encode");
   for (const std::string& w : tok.SplitWords(text)) {
-    FUZZ_CHECK(!w.empty() && prep::utf8::FindInvalid(w) == absl::string_view::npos, "empty or invalid word");
+    FUZZ_CHECK(!w.empty() && utf8::FindInvalid(w) == absl::string_view::npos, "empty or invalid word");
     const size_t before = by_word.size();
     tok.EncodePieces(w, &by_word);
     FUZZ_CHECK(by_word.size() > before, "a word produced no pieces: '" + w + "'");

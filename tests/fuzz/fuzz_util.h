@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 
 namespace ftune::fuzz {
 
@@ -44,7 +44,7 @@ inline void CheckError(const absl::Status& st, absl::string_view must_contain,
   FUZZ_CHECK(!m.empty(), "empty message: " + text);
   FUZZ_CHECK(m.size() <= kMaxMessageBytes, "message of " + std::to_string(m.size()) + " bytes: " +
                                                std::string(m.substr(0, 300)) + "...");
-  FUZZ_CHECK(prep::utf8::FindInvalid(m) == absl::string_view::npos, "message is not valid UTF-8: " + text);
+  FUZZ_CHECK(utf8::FindInvalid(m) == absl::string_view::npos, "message is not valid UTF-8: " + text);
   for (char c : m) {
     const auto u = static_cast<unsigned char>(c);
     FUZZ_CHECK(u >= 0x20, "message has control byte " + std::to_string(u) + ": " + text);

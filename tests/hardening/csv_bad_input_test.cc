@@ -187,7 +187,7 @@ TEST(CsvHugeField, TokenizerOnPathologicalHundredMegabyteWords) {
     EXPECT_EQ(ids.front(), tok->cls_id());
     EXPECT_EQ(ids.back(), tok->sep_id());
     std::printf("[ timing   ] 100 MB of '%s' through the tokenizer: %.1f s, %lld pieces\n",
-                prep::utf8::Printable(unit).c_str(), SecondsSince(start), static_cast<long long>(untruncated));
+                utf8::Printable(unit).c_str(), SecondsSince(start), static_cast<long long>(untruncated));
     EXPECT_LT(SecondsSince(start), 120);
   }
 }

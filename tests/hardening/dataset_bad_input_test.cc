@@ -187,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(
         Damage{"FormatWithControlAndInvalidBytes",  // found by fuzz_token_dataset_file: echoed raw
                [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "ftu\x01\n\x1b[2J\xff\xfe"); },
                absl::StatusCode::kFailedPrecondition,
-               "attribute 'format' is 'ftu\\x01\\x0a\\x1b[2J\\xff\\xfe', expected"},
+               "attribute 'format' is 'ftu\\x01\\n\\x1b[2J\\xff\\xfe', expected"},
         Damage{"VersionZero", [](Edit& e) { e.IntAttr(fmt::kAttrFormatVersion, 0); },
                absl::StatusCode::kFailedPrecondition, "token dataset format version 0, but this ftune reads version 1"},
         Damage{"VersionAsString", [](Edit& e) { e.StringAttr(fmt::kAttrFormatVersion, "1"); },
@@ -233,7 +233,7 @@ TEST(DatasetBadInput, CheckVocabQuotesFileStringsSafely) {
   auto ds = data::TokenDataset::Open(path);
   ASSERT_TRUE(ds.ok()) << ds.status();
   EXPECT_TRUE(IsOneLineError((*ds)->CheckVocab(std::string(64, 'a'), 30522), absl::StatusCode::kFailedPrecondition,
-                             {path, "was tokenized with a different vocabulary", "evil\\x0a\\x1b[2Jxxx",
+                             {path, "was tokenized with a different vocabulary", "evil\\n\\x1b[2Jxxx",
                               "...(1013 bytes)"}));
 }
 

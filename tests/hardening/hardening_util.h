@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "common/files.h"
-#include "data-prep/utf8.h"
+#include "common/utf8.h"
 #include "gtest/gtest.h"
 
 namespace ftune::hardening {
@@ -30,13 +30,13 @@ inline ::testing::AssertionResult IsOneLineError(const absl::Status& st, absl::S
   }
   absl::string_view m = st.message();
   if (m.size() > kMaxMessageBytes) return ::testing::AssertionFailure() << "message of " << m.size() << " bytes";
-  if (prep::utf8::FindInvalid(m) != absl::string_view::npos) {
+  if (utf8::FindInvalid(m) != absl::string_view::npos) {
     return ::testing::AssertionFailure() << "message is not valid UTF-8: " << st;
   }
   for (char c : m) {
     if (static_cast<unsigned char>(c) < 0x20) {
       return ::testing::AssertionFailure() << "message has control byte " << int(c) << ": "
-                                           << prep::utf8::Printable(m, 4096);
+                                           << utf8::Printable(m, 4096);
     }
   }
   for (const std::string& p : parts) {

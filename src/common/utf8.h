@@ -1,5 +1,6 @@
 // Strict UTF-8 decoding/encoding (RFC 3629: no overlong forms, no surrogates, <= U+10FFFF), shared
-// by the input readers (validation with positions) and the tokenizer.
+// by the input readers (validation with positions) and the tokenizer, and Printable(): the one way
+// ftune quotes bytes from a file in an error message.
 #pragma once
 
 #include <cstddef>
@@ -8,7 +9,7 @@
 
 #include "absl/strings/string_view.h"
 
-namespace ftune::prep::utf8 {
+namespace ftune::utf8 {
 
 // Decodes the code point at s[i]. On success returns it and sets *len to its byte length;
 // on an invalid sequence returns -1 and sets *len = 1.
@@ -105,4 +106,4 @@ inline std::string Printable(absl::string_view s, size_t max_bytes = 64) {
   return out;
 }
 
-}  // namespace ftune::prep::utf8
+}  // namespace ftune::utf8

@@ -1,6 +1,6 @@
-// The training step against Hugging Face Trainer's own three steps (tests/fixtures/hf/hf-tiny-cls:
-// AdamW lr 1e-3, linear decay over 4 steps, clip 1.0, order backward/clip/step/schedule), and the
-// pieces it is made of.
+// Trainer::Step against Hugging Face Trainer's own three steps (tests/fixtures/hf/hf-tiny-cls:
+// AdamW lr 1e-3, linear decay over 4 steps, clip 1.0, order backward/clip/step/schedule), the
+// non-finite skip, and what crosses the wire.
 #include "train/trainer.h"
 
 #include <cmath>
@@ -65,18 +65,18 @@ TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
   o.learning_rate = 1e-3;
   o.max_grad_norm = 1.0;
   o.fused_adamw = GetParam();
-  Trainer trainer(model_, o, comm_.get(), torch::kCPU);
+  Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(/*total_steps=*/4).ok());
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
     auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
     ASSERT_TRUE(st.ok()) << st.status();
-    EXPECT_NEAR(st->LossSum() / st->examples, ref_["step_losses"][s].get<double>(), 1e-6) << "step " << s;
+    EXPECT_NEAR(st->LossSum() / st->totals.examples, ref_["step_losses"][s].get<double>(), 1e-6) << "step " << s;
     EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-5) << "step " << s;
     EXPECT_FALSE(st->Skipped());
     EXPECT_DOUBLE_EQ(st->lr, ref_["step_lrs"][s].get<double>()) << "step " << s;
     // Every parameter trains, so every parameter's gradient is all-reduced (fp32).
-    EXPECT_EQ(st->comm_bytes, static_cast<uint64_t>(model::CountAllParameters(*model_)) * 4u);
+    EXPECT_EQ(trainer.reducer().bytes_per_step(), static_cast<uint64_t>(model::CountAllParameters(*model_)) * 4u);
   }
   int checked = 0;
   for (const auto& p : model_->named_parameters()) {
@@ -108,13 +108,13 @@ TEST_P(HfThreeStepsAdam, SameThreeStepsOnCuda) {
   o.learning_rate = 1e-3;
   o.max_grad_norm = 1.0;
   o.fused_adamw = GetParam();
-  Trainer trainer(model_, o, comm_.get(), cuda);
+  Trainer trainer(model_, o, comm_.get(), comm_.get(), cuda);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
     auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
     ASSERT_TRUE(st.ok()) << st.status();
-    EXPECT_NEAR(st->LossSum() / st->examples, ref_["step_losses"][s].get<double>(), 1e-5) << "step " << s;
+    EXPECT_NEAR(st->LossSum() / st->totals.examples, ref_["step_losses"][s].get<double>(), 1e-5) << "step " << s;
     EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-4) << "step " << s;
   }
   for (const auto& p : model_->named_parameters()) {
@@ -134,7 +134,7 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
   TrainOptions o;
   o.learning_rate = 1e-3;
   o.fused_adamw = GetParam();
-  Trainer trainer(model_, o, comm_.get(), torch::kCPU);
+  Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   data::HostBatch b = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
   ASSERT_TRUE(trainer.Step(b).ok());
@@ -171,44 +171,6 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
   EXPECT_EQ(trainer.optimizer().step_count(), 2);
 }
 
-// The fused kernel and the tensor-op path are the same AdamW: with weight decay (two groups), many
-// steps, and a non-trivial schedule, they stay within float rounding of each other.
-TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
-  if (!compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
-  auto make = [](bool fused) {
-    torch::manual_seed(7);
-    auto m = torch::nn::Linear(torch::nn::LinearOptions(64, 32));
-    auto flat = FlatParameters::Build(*m, 0.01);
-    return std::make_pair(m, std::move(*flat));
-  };
-  auto [ma, fa] = make(false);
-  auto [mb, fb] = make(true);
-  (void)ma, (void)mb;  // keep the modules (and their parameter views) alive
-  ASSERT_EQ(fa.groups().size(), 2u);
-  FlatAdamW a(&fa, {}, /*fused=*/false), b(&fb, {}, /*fused=*/true);
-  ASSERT_FALSE(a.fused());
-  ASSERT_TRUE(b.fused());
-  LinearSchedule sched(1e-2, 3, 20);
-  const torch::Tensor start = fa.groups()[1].params.clone();
-  for (int step = 0; step < 20; ++step) {
-    torch::manual_seed(100 + step);
-    for (size_t i = 0; i < fa.groups().size(); ++i) {
-      torch::Tensor g = torch::randn_like(fa.groups()[i].grads);
-      fa.groups()[i].grads.copy_(g);
-      fb.groups()[i].grads.copy_(g);
-    }
-    a.Step(sched.LearningRate(step));
-    b.Step(sched.LearningRate(step));
-  }
-  for (size_t i = 0; i < fa.groups().size(); ++i) {
-    EXPECT_LT(MaxAbsDiff(fa.groups()[i].params, fb.groups()[i].params), 1e-6) << "group " << i;
-    EXPECT_LT(MaxAbsDiff(a.exp_avg_sq()[i], b.exp_avg_sq()[i]), 1e-9) << "group " << i;
-  }
-  EXPECT_GT(MaxAbsDiff(fa.groups()[1].params, start), 1e-3) << "the weights should have moved";
-  EXPECT_EQ(a.step_count(), 20);
-  EXPECT_EQ(b.step_count(), 20);
-}
-
 TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   model::LoraOptions lora;
   lora.rank = 4;
@@ -218,7 +180,7 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   for (const auto& p : model_->named_parameters()) before[p.key()] = p.value().clone();
   TrainOptions o;
   o.learning_rate = 1e-2;
-  Trainer trainer(model_, o, comm_.get(), torch::kCPU);
+  Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   std::set<std::string> in_buckets;
   for (const auto& g : trainer.flat().groups()) in_buckets.insert(g.names.begin(), g.names.end());
@@ -227,7 +189,7 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
     std::string p = "step" + std::to_string(s) + ".";
     auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
     ASSERT_TRUE(st.ok());
-    EXPECT_EQ(st->comm_bytes, 2146u * 4u);
+    EXPECT_EQ(trainer.reducer().bytes_per_step(), 2146u * 4u);
   }
   for (const auto& p : model_->named_parameters()) {
     if (p.value().requires_grad()) {
@@ -239,41 +201,6 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
       EXPECT_TRUE(torch::equal(p.value(), before[p.key()])) << p.key() << " is frozen but changed";
     }
   }
-}
-
-TEST(Schedule, LinearWarmupAndDecayLikeHuggingFace) {
-  LinearSchedule s(1.0, /*warmup=*/2, /*total=*/10);
-  EXPECT_DOUBLE_EQ(s.LearningRate(0), 0.0);
-  EXPECT_DOUBLE_EQ(s.LearningRate(1), 0.5);
-  EXPECT_DOUBLE_EQ(s.LearningRate(2), 1.0);
-  EXPECT_DOUBLE_EQ(s.LearningRate(6), 0.5);
-  EXPECT_DOUBLE_EQ(s.LearningRate(10), 0.0);
-  EXPECT_EQ(ResolveWarmupSteps(0, 0.1, 750), 75);
-  EXPECT_EQ(ResolveWarmupSteps(5, 0.1, 750), 5);
-}
-
-TEST(FlatParameters, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
-  auto m = model::BuildFromConfig(io::DefaultDistilBertConfig());
-  ASSERT_TRUE(model::SelectTrainable(m.model, model::Method::kFull, {}).ok());
-  auto flat = FlatParameters::Build(*m.model, 0.01);
-  ASSERT_TRUE(flat.ok());
-  ASSERT_EQ(flat->groups().size(), 2u);
-  const auto& plain = flat->groups()[0];
-  const auto& decay = flat->groups()[1];
-  EXPECT_EQ(plain.weight_decay, 0.0);
-  EXPECT_EQ(decay.weight_decay, 0.01);
-  EXPECT_THAT(plain.names, ::testing::Contains("distilbert.embeddings.LayerNorm.weight"));
-  EXPECT_THAT(plain.names, ::testing::Contains("distilbert.transformer.layer.0.sa_layer_norm.weight"));
-  EXPECT_THAT(plain.names, ::testing::Contains("classifier.bias"));
-  EXPECT_THAT(decay.names, ::testing::Contains("distilbert.transformer.layer.0.attention.q_lin.weight"));
-  EXPECT_EQ(flat->numel(), 66955010);
-  // Parameters are views into the flat buffers: writing the buffer moves the parameter.
-  auto params = m.model->named_parameters();
-  torch::NoGradGuard g;
-  flat->groups()[1].params.fill_(3.0);
-  EXPECT_EQ(params["classifier.weight"].max().item<float>(), 3.0f);
-  flat->groups()[1].grads.fill_(2.0);
-  EXPECT_EQ(params["classifier.weight"].grad().min().item<float>(), 2.0f);
 }
 
 }  // namespace

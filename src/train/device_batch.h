@@ -1,0 +1,23 @@
+// A rank's batch on the compute device: the one way host batches reach a model. Everything the
+// batch carries (token ids, attention mask, labels, dataset indices) travels in ONE copy: packed
+// into one int64 buffer (page-locked for a CUDA device, so the copy is asynchronous to the host
+// and does not wait for the previous step's kernels), then viewed apart on the device.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "data/batch_loader.h"
+
+namespace ftune::train {
+
+struct DeviceBatch {
+  torch::Tensor input_ids;       // [rows, seq_len] int64; undefined for an indices-only batch
+  torch::Tensor attention_mask;  // [rows, seq_len] int64, 1 = token; undefined likewise
+  torch::Tensor labels;          // [rows] int64; undefined when the batch has no labels
+  torch::Tensor indices;         // [rows] int64 dataset indices; undefined when absent
+};
+
+// `b`'s contents on `device` (owning copies: `b` may be discarded afterwards).
+DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device);
+
+}  // namespace ftune::train
