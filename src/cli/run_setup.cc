@@ -84,13 +84,13 @@ absl::Status RunContext::Agree(const absl::Status& st) {
   return absl::OkStatus();
 }
 
-absl::Status RunContext::CheckRanksAgree(model::DistilBertForSequenceClassification& model,
+absl::Status RunContext::CheckRanksAgree(torch::nn::Module& model,
                                          const nlohmann::json& config, const data::TokenDataset& train) {
   nlohmann::json c = config;
   c.erase("device");  // differs legitimately (cuda:0 vs cuda:1)
   FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(c.dump()), "configuration (flags)"));
   std::string shapes;
-  for (const auto& p : model->named_parameters()) {
+  for (const auto& p : model.named_parameters()) {
     if (!p.value().requires_grad()) continue;
     absl::StrAppend(&shapes, p.key(), ":", c10::toString(p.value().scalar_type()));
     for (int64_t d : p.value().sizes()) absl::StrAppend(&shapes, ",", d);
@@ -125,25 +125,29 @@ int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn
   return *outcome == Outcome::kPreempted ? kExitPreempted : kExitOk;
 }
 
-absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds) {
+absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels) {
   const auto& info = ds.info();
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (!model_dir.empty() && PathExists(model_dir + "/vocab.txt")) {
     FTUNE_ASSIGN_OR_RETURN(std::string sha, Sha256File(model_dir + "/vocab.txt"));
     FTUNE_RETURN_IF_ERROR(ds.CheckVocab(sha, info.vocab_size));
   }
-  if (info.vocab_size > m.config.vocab_size) {
+  if (info.vocab_size > config.vocab_size) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s was tokenized with a %d-token vocabulary but the model has %d embeddings; re-run `ftune prep` with "
         "the model's vocab.txt",
-        ds.path(), info.vocab_size, m.config.vocab_size));
+        ds.path(), info.vocab_size, config.vocab_size));
   }
-  if (static_cast<int64_t>(info.label_names.size()) > m.config.num_labels) {
+  if (uses_labels && static_cast<int64_t>(info.label_names.size()) > config.num_labels) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s has %d labels but the model's classifier has %d outputs (set --num_labels)", ds.path(),
-        info.label_names.size(), m.config.num_labels));
+        info.label_names.size(), config.num_labels));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds) {
+  return CheckDataFitsModel(m.config, ds, /*uses_labels=*/true);
 }
 
 void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds) {

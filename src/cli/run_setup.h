@@ -37,7 +37,7 @@ class RunContext {
   absl::Status Agree(const absl::Status& st);
   // Fails on every rank, naming what differs, if ranks were started with different settings,
   // models or data.
-  absl::Status CheckRanksAgree(model::DistilBertForSequenceClassification& model, const nlohmann::json& config,
+  absl::Status CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config,
                                const data::TokenDataset& train);
   // Peak resident memory (CPU) or peak CUDA allocation of this process, in bytes.
   int64_t PeakMemoryBytes() const;
@@ -63,6 +63,7 @@ int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn
 
 // Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
 // directory has one, ids below the model's vocab_size, labels below num_labels.
+absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels);
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);
 
 // A fresh classification head takes the dataset's label names (saved into config.json's id2label).

@@ -16,7 +16,9 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/torch_compat.h"
+#include "data-prep/wordpiece_tokenizer.h"
 #include "model/hf_checkpoint.h"
+#include "model/masked_lm.h"
 #include "model/peft_adapter.h"
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
@@ -24,6 +26,15 @@
 #include "train/preemption.h"
 #include "train/trainer.h"
 
+ABSL_FLAG(std::string, objective, "classification",
+          "What to learn: classification (DistilBertForSequenceClassification, the labels of --train_data), or "
+          "mlm (masked-language-model pretraining or domain-adaptive continued pretraining, as HF's run_mlm.py: "
+          "DistilBertForMaskedLM, labels not needed; saves the hub's distilbert-base-uncased layout, which "
+          "--objective=classification then loads with a fresh head).");
+ABSL_FLAG(double, mlm_probability, 0.15,
+          "--objective=mlm: share of non-special tokens chosen for prediction; of those 80% become [MASK], 10% a "
+          "random token, 10% stay (HF's DataCollatorForLanguageModeling). The choice is drawn from (seed, epoch, "
+          "example), so it does not depend on the number of ranks.");
 ABSL_FLAG(std::string, train_data, "", "Training set: an HDF5 file written by `ftune prep`.");
 ABSL_FLAG(std::string, eval_data, "", "Evaluation set (HDF5 from `ftune prep`); scored after every epoch.");
 ABSL_FLAG(std::string, output_dir, "", "Run directory: metrics.jsonl, results.json, run_config.json and the model.");
@@ -121,6 +132,100 @@ absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
   return absl::OkStatus();
 }
 
+// The model a run trains, whatever the objective: built with its trainable set, checked against
+// the data, and how rank 0 saves it at the end.
+struct Trainee {
+  std::unique_ptr<train::Objective> objective;
+  io::DistilBertConfig config;
+  int64_t trainable = 0, total = 0;
+  std::function<absl::Status(const std::string& dir)> save;
+  std::string saved_what;  // for the log: "model", "PEFT adapter"
+};
+
+absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, const model::LoraOptions& lora,
+                                        const data::TokenDataset& train, const data::TokenDataset* eval) {
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
+  FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, train));
+  if (eval != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval));
+  AdoptLabelNames(loaded, train);
+  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, lora));
+  if (!loaded.report.loaded.empty()) LogInfo("model: %s: %s", loaded.source, loaded.report.Summary());
+  Trainee t;
+  t.config = loaded.config;
+  t.trainable = model::CountTrainableParameters(*loaded.model);
+  t.total = model::CountAllParameters(*loaded.model);
+  const bool adapter = method == model::Method::kLora && !absl::GetFlag(FLAGS_merge);
+  t.saved_what = adapter ? "PEFT adapter" : "model";
+  t.save = [model = loaded.model, method, lora, adapter, source = loaded.source](const std::string& dir) mutable {
+    if (adapter) return model::SaveAdapter(model, lora, source, dir);
+    if (method == model::Method::kLora) model::MergeLora(*model);
+    return model::SavePretrained(model, dir);
+  };
+  t.objective = std::make_unique<train::ClassificationObjective>(loaded.model);
+  return t;
+}
+
+// The special tokens masking needs, from the vocabulary the data was made with (checked).
+absl::StatusOr<data::MaskingOptions> MaskingFromFlags(int64_t vocab_size,
+                                                      std::initializer_list<const data::TokenDataset*> data) {
+  std::string vocab = absl::GetFlag(FLAGS_vocab);
+  if (vocab.empty() && !absl::GetFlag(FLAGS_model_dir).empty()) vocab = absl::GetFlag(FLAGS_model_dir) + "/vocab.txt";
+  if (vocab.empty() || !PathExists(vocab)) {
+    return absl::InvalidArgumentError(
+        "--objective=mlm needs the vocabulary for its [MASK], [CLS], [SEP] and [PAD] ids: pass --vocab=vocab.txt "
+        "(or a --model_dir that has one)");
+  }
+  FTUNE_ASSIGN_OR_RETURN(prep::WordPieceTokenizer tok, prep::WordPieceTokenizer::FromVocabFile(vocab));
+  if (tok.mask_id() < 0) return absl::FailedPreconditionError(absl::StrFormat("%s has no [MASK] token", vocab));
+  for (const data::TokenDataset* ds : data) {
+    if (ds != nullptr) FTUNE_RETURN_IF_ERROR(ds->CheckVocab(tok.vocab_sha256(), tok.vocab_size()));
+  }
+  data::MaskingOptions m;
+  m.probability = absl::GetFlag(FLAGS_mlm_probability);
+  m.mask_id = tok.mask_id();
+  m.vocab_size = vocab_size;
+  m.never_mask = {tok.cls_id(), tok.sep_id(), tok.pad_id()};
+  m.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+  return m;
+}
+
+absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, const data::TokenDataset& train,
+                                      const data::TokenDataset* eval) {
+  if (method != model::Method::kFull) {
+    return absl::InvalidArgumentError("--objective=mlm trains every parameter: use --method=full");
+  }
+  const double p = absl::GetFlag(FLAGS_mlm_probability);
+  if (!(p > 0 && p < 1)) return absl::InvalidArgumentError(absl::StrFormat("--mlm_probability must be in (0, 1), got %g", p));
+  const std::string dir = absl::GetFlag(FLAGS_model_dir), config_path = absl::GetFlag(FLAGS_model_config);
+  if (!dir.empty() && !config_path.empty()) {
+    return absl::InvalidArgumentError("give --model_dir (continue pretraining) or --model_config (from scratch), not both");
+  }
+  model::LoadedMaskedLm m;
+  if (!dir.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(m, model::LoadMaskedLm(dir, run.model_options()));
+    LogInfo("model: %s: %s", m.source, m.report.Summary());
+  } else {
+    io::DistilBertConfig config = io::DefaultDistilBertConfig();
+    if (!config_path.empty()) {
+      FTUNE_ASSIGN_OR_RETURN(config, io::LoadDistilBertConfig(config_path));
+    }
+    m = model::BuildMaskedLm(config, run.model_options());
+    m.source = config_path.empty() ? "distilbert-base-uncased architecture (random init)" : config_path + " (random init)";
+  }
+  for (const data::TokenDataset* ds : {&train, eval}) {
+    if (ds != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(m.config, *ds, /*uses_labels=*/false));
+  }
+  FTUNE_ASSIGN_OR_RETURN(data::MaskingOptions masking, MaskingFromFlags(m.config.vocab_size, {&train, eval}));
+  Trainee t;
+  t.config = m.config;
+  t.trainable = model::CountTrainableParameters(*m.model);
+  t.total = model::CountAllParameters(*m.model);
+  t.saved_what = "masked-LM model (DistilBertForMaskedLM layout)";
+  t.save = [model = m.model](const std::string& out) mutable { return model::SaveMaskedLm(model, out); };
+  t.objective = std::make_unique<train::MaskedLmObjective>(m.model, masking);
+  return t;
+}
+
 absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   train::TrainOptions opts = TrainOptionsFromFlags();
   FTUNE_RETURN_IF_ERROR(ValidateTrainOptions(opts));
@@ -134,6 +239,11 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   }
   if (absl::GetFlag(FLAGS_merge) && method != model::Method::kLora) {
     return absl::InvalidArgumentError("--merge applies to --method=lora only");
+  }
+  const std::string objective = absl::GetFlag(FLAGS_objective);
+  if (objective != "classification" && objective != "mlm") {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--objective \"%s\" is not one of classification, mlm", objective));
   }
 
   FTUNE_ASSIGN_OR_RETURN(auto train_ds, data::TokenDataset::Open(absl::GetFlag(FLAGS_train_data)));
@@ -153,24 +263,18 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite), !resume_from.empty()));
 
   torch::manual_seed(static_cast<uint64_t>(opts.seed));
-  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
-  FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *train_ds));
-  if (eval_ds) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval_ds));
-  AdoptLabelNames(loaded, *train_ds);
-  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, lora));
-  if (!loaded.report.loaded.empty()) LogInfo("model: %s: %s", loaded.source, loaded.report.Summary());
-  const int64_t trainable = model::CountTrainableParameters(*loaded.model);
-  const int64_t total_params = model::CountAllParameters(*loaded.model);
-  LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainable, total_params,
-          100.0 * trainable / total_params);
-
-  loaded.model->to(run.device());
+  FTUNE_ASSIGN_OR_RETURN(Trainee trainee, absl::GetFlag(FLAGS_objective) == "mlm"
+                                              ? BuildMaskedLm(run, method, *train_ds, eval_ds.get())
+                                              : BuildClassifier(run, method, lora, *train_ds, eval_ds.get()));
+  LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainee.trainable,
+          trainee.total, 100.0 * trainee.trainable / trainee.total);
+  trainee.objective->module().to(run.device());
 
   nlohmann::json resolved = ResolvedFlags();
   resolved["world_size"] = run.ctx().world_size();
   resolved["torch"] = compat::TorchVersion();
   resolved["device"] = run.device().str();
-  FTUNE_RETURN_IF_ERROR(run.CheckRanksAgree(loaded.model, resolved, *train_ds));
+  FTUNE_RETURN_IF_ERROR(run.CheckRanksAgree(trainee.objective->module(), resolved, *train_ds));
   if (run.ctx().is_root()) FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/run_config.json", resolved.dump(2) + "\n"));
 
   if (!resume_from.empty() && run.ctx().is_root()) {
@@ -178,14 +282,14 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   }
   FTUNE_RETURN_IF_ERROR(run.Agree(absl::OkStatus()));
   FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
-  opts.pad_token_id = loaded.config.pad_token_id;
+  opts.pad_token_id = trainee.config.pad_token_id;
   train::CheckpointOptions ckpt;
   ckpt.dir = out + "/checkpoints";
   ckpt.every_steps = absl::GetFlag(FLAGS_save_every_steps);
   ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
   ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
   ckpt.run_config = resolved;
-  train::Trainer trainer(loaded.model, opts, &run.host_comm(), run.gradient_comm(), run.device());
+  train::Trainer trainer(std::move(trainee.objective), opts, &run.host_comm(), run.gradient_comm(), run.device());
   FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, ckpt, resume_from));
   if (fit.outcome == train::Outcome::kPreempted) return Outcome::kPreempted;
 
@@ -193,11 +297,12 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   const train::GradientReducer& reducer = trainer.reducer();
   nlohmann::json summary = {
       {"type", "summary"},
+      {"objective", trainer.objective().name()},
       {"method", model::MethodName(method)},
-      {"trainable_parameters", trainable},
-      {"model", {{"dim", loaded.config.dim}, {"n_layers", loaded.config.n_layers},
-                 {"hidden_dim", loaded.config.hidden_dim}, {"n_heads", loaded.config.n_heads}}},
-      {"all_parameters", total_params},
+      {"trainable_parameters", trainee.trainable},
+      {"model", {{"dim", trainee.config.dim}, {"n_layers", trainee.config.n_layers},
+                 {"hidden_dim", trainee.config.hidden_dim}, {"n_heads", trainee.config.n_heads}}},
+      {"all_parameters", trainee.total},
       {"world_size", run.ctx().world_size()},
       {"device", run.device().str()},
       {"steps", fit.steps()},
@@ -236,15 +341,9 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   if (run.ctx().is_root()) {
     if (absl::GetFlag(FLAGS_save_model)) {
       const std::string model_dir = out + "/model";
-      if (method == model::Method::kLora && !absl::GetFlag(FLAGS_merge)) {
-        FTUNE_RETURN_IF_ERROR(model::SaveAdapter(loaded.model, lora, loaded.source, model_dir));
-      } else {
-        if (method == model::Method::kLora) model::MergeLora(*loaded.model);
-        FTUNE_RETURN_IF_ERROR(model::SavePretrained(loaded.model, model_dir));
-      }
+      FTUNE_RETURN_IF_ERROR(trainee.save(model_dir));
       FTUNE_RETURN_IF_ERROR(CopyVocab(model_dir));
-      LogInfo("saved %s to %s", method == model::Method::kLora && !absl::GetFlag(FLAGS_merge) ? "PEFT adapter" : "model",
-              model_dir);
+      LogInfo("saved %s to %s", trainee.saved_what, model_dir);
     }
     FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/results.json", summary.dump(2) + "\n"));
     LogInfo("done: %d steps in %s, %.1f samples/s; results in %s/results.json", fit.steps(),
@@ -278,8 +377,8 @@ const Command& TrainCommand() {
       "model.safetensors, or a PEFT adapter for lora without --merge).\n\n"
       "Preemption: SIGTERM/SIGUSR1 (and a first SIGINT) stop every rank at the next step, write a\n"
       "checkpoint to <output_dir>/checkpoints and exit 75; run again with --resume=auto to continue.",
-      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "lora_rank", "lora_alpha",
-                             "lora_dropout", "lora_targets"}},
+      {{"model and method", {"objective", "model_dir", "model_config", "num_labels", "method", "lora_rank",
+                             "lora_alpha", "lora_dropout", "lora_targets", "mlm_probability", "vocab"}},
        {"data and output", {"train_data", "eval_data", "output_dir", "overwrite", "save_model", "merge"}},
        {"optimization (HF TrainingArguments names)",
         {"epochs", "max_steps", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",

@@ -87,6 +87,7 @@ void BatchLoader::Run(int64_t epoch, int64_t start_step) {
         break;
       }
       b = Collate(*examples, pad_id_, pad_multiple_, pad_cap_);
+      if (masking_) MaskTokens(*masking_, epoch, &b);
     } else {
       b.rows = static_cast<int64_t>(slice.size());
       for (int64_t i : slice) b.labels.push_back(dataset_->label(i));

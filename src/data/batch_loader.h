@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "data/masking.h"
 #include "data/sampler.h"
 #include "data/token_dataset.h"
 
@@ -33,6 +34,10 @@ struct HostBatch {
   std::vector<int64_t> attention_mask;  // rows x seq_len, 1 = token
   std::vector<int64_t> labels;          // rows
   std::vector<int64_t> indices;         // dataset indices, rows
+  // Masked-LM batches only (data/masking.h): the target id where a position is scored, -100
+  // elsewhere (rows x seq_len), and how many positions are scored.
+  std::vector<int64_t> mlm_labels;
+  int64_t masked_tokens = 0;
 };
 
 // Pads `examples` into a HostBatch (also used for evaluation batches): to the longest example,
@@ -56,6 +61,8 @@ class BatchLoader {
     pad_multiple_ = pad_to_multiple_of;
     pad_cap_ = max_length;
   }
+  // Masked-LM batches: each batch is masked (data/masking.h) for its epoch before it is queued.
+  void set_masking(const MaskingOptions& options) { masking_ = options; }
   // Begins producing `epoch`'s batches from `start_step` (resume), stopping any epoch in flight.
   void StartEpoch(int64_t epoch, int64_t start_step = 0);
   // The next batch, std::nullopt after the epoch's last one, or the read error.
@@ -73,6 +80,7 @@ class BatchLoader {
   int rank_;
   int64_t pad_id_;
   int64_t pad_multiple_ = 1, pad_cap_ = 0;
+  std::optional<MaskingOptions> masking_;
   size_t prefetch_;
   bool read_tokens_;
   std::vector<int32_t> lengths_;

@@ -5,7 +5,7 @@
 namespace ftune::train {
 
 DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device) {
-  const std::vector<int64_t>* parts[] = {&b.input_ids, &b.attention_mask, &b.labels, &b.indices};
+  const std::vector<int64_t>* parts[] = {&b.input_ids, &b.attention_mask, &b.labels, &b.indices, &b.mlm_labels};
   int64_t total = 0;
   for (const auto* p : parts) total += static_cast<int64_t>(p->size());
   auto options = torch::TensorOptions().dtype(torch::kLong);
@@ -28,6 +28,7 @@ DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device) {
   d.attention_mask = take(b.attention_mask, {b.rows, b.seq_len});
   d.labels = take(b.labels, {b.rows});
   d.indices = take(b.indices, {b.rows});
+  d.mlm_labels = take(b.mlm_labels, {b.rows, b.seq_len});
   return d;
 }
 

@@ -1,5 +1,5 @@
 // A rank's batch on the compute device: the one way host batches reach a model. Everything the
-// batch carries (token ids, attention mask, labels, dataset indices) travels in ONE copy: packed
+// batch carries (token ids, attention mask, labels, dataset indices, masked-LM targets) travels in ONE copy: packed
 // into one int64 buffer (page-locked for a CUDA device, so the copy is asynchronous to the host
 // and does not wait for the previous step's kernels), then viewed apart on the device.
 #pragma once
@@ -15,6 +15,7 @@ struct DeviceBatch {
   torch::Tensor attention_mask;  // [rows, seq_len] int64, 1 = token; undefined likewise
   torch::Tensor labels;          // [rows] int64; undefined when the batch has no labels
   torch::Tensor indices;         // [rows] int64 dataset indices; undefined when absent
+  torch::Tensor mlm_labels;      // [rows, seq_len] int64 masked-LM targets (-100 = not scored); MLM only
 };
 
 // `b`'s contents on `device` (owning copies: `b` may be discarded afterwards).

@@ -11,14 +11,13 @@
 namespace ftune::train {
 namespace {
 
-// The batching every inference pass shares: eval mode and no autograd, `idx` longest first (less
-// padding; per-example results do not depend on the order), the stop check before each batch.
-// `read_tokens` false yields indices and labels only (the feature-cache path).
-absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
+}  // namespace
+
+absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const data::TokenDataset& ds,
                           std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
-                          const std::function<absl::Status(const data::HostBatch&)>& fn) {
-  const bool was_training = model->is_training();
-  model->eval();
+                          const std::function<absl::Status(data::HostBatch&)>& fn) {
+  const bool was_training = model.is_training();
+  model.eval();
   torch::NoGradGuard no_grad;
   std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return ds.length(a) > ds.length(b); });
   absl::Status st;
@@ -38,7 +37,8 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
         st = examples.status();
         break;
       }
-      b = data::Collate(*examples, o.pad_token_id, o.pad_to_multiple_of, model->config().max_position_embeddings);
+      b = data::Collate(*examples, o.pad_token_id, o.pad_to_multiple_of, max_positions);
+      if (o.masking) data::MaskTokens(*o.masking, data::kEvalMaskEpoch, &b);
     } else {
       b.rows = static_cast<int64_t>(chunk.size());
       b.indices = chunk;
@@ -46,10 +46,16 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
     }
     st = fn(b);
   }
-  if (was_training) model->train();
+  if (was_training) model.train();
   return st;
 }
 
+namespace {
+absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
+                          std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
+                          const std::function<absl::Status(data::HostBatch&)>& fn) {
+  return ForEachBatch(*model, model->config().max_position_embeddings, ds, std::move(idx), o, read_tokens, fn);
+}
 }  // namespace
 
 nlohmann::json EvalStats::ToJson() const {
@@ -66,7 +72,7 @@ EvalStats EvalStats::FromJson(const nlohmann::json& j) {
   return s;
 }
 
-torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels) {
   const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
   return torch::nn::functional::cross_entropy(low ? logits.to(torch::kFloat) : logits, labels,
                                               torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
@@ -77,7 +83,7 @@ absl::Status ForEachLogits(
     const InferenceOptions& o,
     const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink) {
   const bool cached = o.features.defined();
-  return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](const data::HostBatch& b) {
+  return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
     torch::Tensor logits = cached ? model->ClassifyFeatures(o.features.index_select(0, d.indices))
                                   : model(d.input_ids, d.attention_mask);
@@ -98,7 +104,7 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o, [&](const data::HostBatch& b, const DeviceBatch& d,
                                                              const torch::Tensor& logits) {
     acc.narrow(0, 0, 1).add_(logits.argmax(-1).eq(d.labels).sum());
-    acc.narrow(0, 1, 1).add_(LossSum(logits, d.labels).to(torch::kDouble));
+    acc.narrow(0, 1, 1).add_(CrossEntropySum(logits, d.labels).to(torch::kDouble));
     seen += b.rows;
     return absl::OkStatus();
   }));
@@ -131,7 +137,7 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), world);
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
-  FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](const data::HostBatch& b) {
+  FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
     torch::Tensor cls = model->distilbert(d.input_ids, d.attention_mask).select(1, 0);
     features.index_copy_(0, d.indices, cls.to(features.scalar_type()));

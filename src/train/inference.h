@@ -1,5 +1,6 @@
-// Running a model over a dataset without training: evaluation (accuracy + loss summed over ranks,
-// every example exactly once), predictions, and the frozen-encoder feature cache for `head`.
+// Running a model over a dataset without training: evaluation (classification accuracy + loss,
+// masked-LM token accuracy + loss; sums over ranks, every example exactly once), predictions, and
+// the frozen-encoder feature cache for `head`.
 #pragma once
 
 #include <functional>
@@ -16,6 +17,8 @@
 
 namespace ftune::train {
 
+// Classification: examples. Masked LM: scored (masked) tokens, so accuracy is the masked-token
+// accuracy and exp(loss()) the perplexity.
 struct EvalStats {
   int64_t correct = 0;
   int64_t total = 0;
@@ -39,7 +42,17 @@ struct InferenceOptions {
   // [N, dim] [CLS] features of every example of the dataset (from EncodeFeatures): when set, only
   // the classification head runs (exact for a frozen encoder in eval mode).
   torch::Tensor features;
+  // Masked LM: every batch is masked with data::kEvalMaskEpoch (the same positions every time).
+  const data::MaskingOptions* masking = nullptr;
 };
+
+// The batching every inference pass shares: `model` in eval mode and no autograd, `indices` longest
+// first (less padding; per-example results do not depend on the order), batches padded at most to
+// `max_positions`, the stop check before each batch (Cancelled when it says stop). `read_tokens`
+// false yields indices and labels only (the feature-cache path). Restores train mode afterwards.
+absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const data::TokenDataset& ds,
+                          std::vector<int64_t> indices, const InferenceOptions& options, bool read_tokens,
+                          const std::function<absl::Status(data::HostBatch&)>& fn);
 
 // Calls `sink(batch, on_device, logits)` for `indices` of `ds` in eval mode, batched longest-first
 // (less padding; per-example results do not depend on the order). Restores train mode afterwards.
@@ -61,6 +74,6 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
                                              const InferenceOptions& options);
 
 // Sum of per-example cross-entropies (fp32 for reduced-precision logits).
-torch::Tensor LossSum(const torch::Tensor& logits, const torch::Tensor& labels);
+torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels);
 
 }  // namespace ftune::train

@@ -13,13 +13,14 @@ Totals& Totals::operator+=(const Totals& o) {
   examples += o.examples;
   tokens += o.tokens;
   padded_tokens += o.padded_tokens;
+  units += o.units;
   return *this;
 }
 
 absl::StatusOr<Totals> Totals::SumOverRanks(dist::Communicator& comm) const {
-  double v[4] = {loss, examples, tokens, padded_tokens};
-  FTUNE_RETURN_IF_ERROR(comm.AllReduce(v, 4, dist::DType::kFloat64, dist::ReduceOp::kSum));
-  return Totals{v[0], v[1], v[2], v[3]};
+  double v[5] = {loss, examples, tokens, padded_tokens, units};
+  FTUNE_RETURN_IF_ERROR(comm.AllReduce(v, 5, dist::DType::kFloat64, dist::ReduceOp::kSum));
+  return Totals{v[0], v[1], v[2], v[3], v[4]};
 }
 
 void Totals::ToJson(const char* prefix, json* j) const {
@@ -28,6 +29,7 @@ void Totals::ToJson(const char* prefix, json* j) const {
   (*j)[p + "examples"] = examples;
   (*j)[p + "tokens"] = tokens;
   (*j)[p + "padded_tokens"] = padded_tokens;
+  (*j)[p + "units"] = units;
 }
 
 Totals Totals::FromJson(const char* prefix, const json& j) {
@@ -37,6 +39,7 @@ Totals Totals::FromJson(const char* prefix, const json& j) {
   t.examples = j.value(p + "examples", 0.0);
   t.tokens = j.value(p + "tokens", 0.0);
   t.padded_tokens = j.value(p + "padded_tokens", t.tokens);
+  t.units = j.value(p + "units", t.examples);  // classification checkpoints before units existed
   return t;
 }
 
@@ -62,6 +65,7 @@ absl::StatusOr<EpochRecord> EpochRecord::FromJson(const json& j) {
   if (!j.contains("examples")) {  // written before the sums were stored: derive them
     e.totals.examples = j.value("samples_per_second", 0.0) * e.seconds;
     e.totals.loss = j.value("train_loss", 0.0) * e.totals.examples;
+    e.totals.units = e.totals.examples;
   }
   if (j.contains("eval_total")) {
     e.eval = EvalStats::FromJson(j);

@@ -20,17 +20,19 @@ namespace ftune::train {
 
 // Sums over the examples of a span of training (an epoch, a logging window, the whole run).
 struct Totals {
-  double loss = 0;           // sum of per-example losses
+  double loss = 0;           // sum of per-unit losses
   double examples = 0;
   double tokens = 0;         // real tokens
   double padded_tokens = 0;  // tokens fed to the model, padding included
+  double units = 0;          // what the loss is averaged over: examples, or masked tokens (MLM)
 
   Totals& operator+=(const Totals& o);
-  double MeanLoss() const { return examples > 0 ? loss / examples : 0.0; }
+  double MeanLoss() const { return units > 0 ? loss / units : 0.0; }
   double PaddingFraction() const { return padded_tokens > 0 ? 1.0 - tokens / padded_tokens : 0.0; }
   // The sums of every rank's Totals (collective; identical on every rank).
   absl::StatusOr<Totals> SumOverRanks(dist::Communicator& comm) const;
-  // As JSON fields "<prefix>loss", "<prefix>examples", "<prefix>tokens", "<prefix>padded_tokens".
+  // As JSON fields "<prefix>loss", "<prefix>examples", "<prefix>tokens", "<prefix>padded_tokens",
+  // "<prefix>units".
   void ToJson(const char* prefix, nlohmann::json* j) const;
   static Totals FromJson(const char* prefix, const nlohmann::json& j);
 };

@@ -94,8 +94,9 @@ class Trainer::Run {
     so.seed = t_.options_.seed;
     so.group_by_length = t_.options_.group_by_length;
     data::BatchLoader loader(&train_, so, t_.host_comm_->rank(), t_.options_.pad_token_id, t_.options_.prefetch,
-                             /*read_tokens=*/!t_.train_features_.defined());
-    loader.set_padding(t_.options_.pad_to_multiple_of, t_.model_->config().max_position_embeddings);
+                             t_.objective_->ReadsTokens());
+    loader.set_padding(t_.options_.pad_to_multiple_of, t_.objective_->config().max_position_embeddings);
+    if (auto masking = t_.objective_->Masking()) loader.set_masking(*masking);
     while (state_.epoch < epochs_ && (t_.global_step_ < total_steps_ || state_.eval_pending)) {
       if (!state_.eval_pending) {
         FTUNE_ASSIGN_OR_RETURN(bool go_on, TrainEpoch(loader));
@@ -139,16 +140,9 @@ class Trainer::Run {
 
   absl::Status CacheFrozenFeatures() {
     if (!t_.options_.cache_frozen_features) return absl::OkStatus();
-    if (!t_.encoder_frozen_) {
-      return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
-    }
     const auto t0 = Clock::now();
     dist::Communicator* comm = t_.gradient_comm_ != nullptr ? t_.gradient_comm_ : t_.host_comm_;
-    FTUNE_ASSIGN_OR_RETURN(t_.train_features_, EncodeFeatures(t_.model_, train_, comm, t_.InferenceOptionsForRun()));
-    if (eval_ != nullptr) {
-      FTUNE_ASSIGN_OR_RETURN(t_.eval_features_, EncodeFeatures(t_.model_, *eval_, comm, t_.InferenceOptionsForRun()));
-      t_.eval_features_of_ = eval_;
-    }
+    FTUNE_RETURN_IF_ERROR(t_.objective_->CacheFrozenFeatures(train_, eval_, *comm, t_.InferenceOptionsForRun()));
     result_.feature_cache_seconds = Since(t0);
     LogInfo("feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
             "encoder dropout)",
@@ -207,16 +201,14 @@ class Trainer::Run {
       eval = *e;
       nlohmann::json r = {{"type", "eval"}, {"epoch", state_.epoch + 1}, {"step", t_.global_step_}};
       r.update(e->ToJson());
+      t_.objective_->AnnotateEval(*e, &r);
       log_->Write(r);
     }
     const EpochRecord& rec = state_.CloseEpoch(global, eval);
     std::string line = absl::StrFormat("epoch %d/%d: train loss %.4f, %.1f samples/s, %.0f tokens/s, %s", rec.epoch,
                                        epochs_, rec.train_loss(), rec.samples_per_second(), rec.tokens_per_second(),
                                        FormatDuration(rec.seconds));
-    if (eval) {
-      absl::StrAppendFormat(&line, "; eval accuracy %.4f (%d/%d), eval loss %.4f", eval->accuracy(), eval->correct,
-                            eval->total, eval->loss());
-    }
+    if (eval) absl::StrAppend(&line, "; ", t_.objective_->DescribeEval(*eval));
     LogInfo("%s", line);
     if (ShouldSaveAtEpochEnd(ckpt_, t_.global_step_ >= total_steps_)) FTUNE_RETURN_IF_ERROR(Save());
     return true;
@@ -303,7 +295,7 @@ class Trainer::Run {
 
   CheckpointIdentity Identity() {
     // Hashing a frozen encoder reads ~270 MB: only when a checkpoint is written or read.
-    if (!frozen_fingerprint_) frozen_fingerprint_ = FrozenFingerprint(*t_.model_);
+    if (!frozen_fingerprint_) frozen_fingerprint_ = FrozenFingerprint(t_.objective_->module());
     CheckpointIdentity id;
     id.world_size = t_.host_comm_->world_size();
     id.global_batch = t_.options_.batch_size * id.world_size;
@@ -325,13 +317,18 @@ class Trainer::Run {
   FitResult result_;
 };
 
-Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
+Trainer::Trainer(std::unique_ptr<Objective> objective, TrainOptions options, dist::Communicator* host_comm,
                  dist::Communicator* gradient_comm, torch::Device device)
-    : model_(std::move(model)),
+    : objective_(std::move(objective)),
       options_(options),
       host_comm_(host_comm),
       gradient_comm_(gradient_comm),
       device_(device) {}
+
+Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
+                 dist::Communicator* gradient_comm, torch::Device device)
+    : Trainer(std::make_unique<ClassificationObjective>(std::move(model)), options, host_comm, gradient_comm,
+              device) {}
 
 Trainer::~Trainer() = default;
 
@@ -339,11 +336,8 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   if (options_.batch_size <= 0 || options_.eval_batch_size <= 0) {
     return absl::InvalidArgumentError("batch sizes must be > 0");
   }
-  // The encoder runs without an autograd graph when none of it trains (method head).
-  encoder_frozen_ = true;
-  for (const auto& p : model_->distilbert->parameters()) encoder_frozen_ = encoder_frozen_ && !p.requires_grad();
   reducer_.reset();  // it points into the flat buffers
-  FTUNE_ASSIGN_OR_RETURN(FlatParameters flat, FlatParameters::Build(*model_, options_.weight_decay));
+  FTUNE_ASSIGN_OR_RETURN(FlatParameters flat, FlatParameters::Build(objective_->module(), options_.weight_decay));
   flat_.emplace(std::move(flat));
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
   reducer_.emplace(&*flat_, gradient_comm_, device_, GradientReducer::Options{options_.bucket_bytes, options_.overlap_comm});
@@ -356,42 +350,31 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   return absl::OkStatus();
 }
 
-torch::Tensor Trainer::Forward(const torch::Tensor& ids, const torch::Tensor& mask) {
-  if (!encoder_frozen_) return model_(ids, mask);
-  torch::Tensor cls;
-  {
-    torch::NoGradGuard no_grad;
-    cls = model_->distilbert(ids, mask).select(1, 0);
-  }
-  return model_->ClassifyFeatures(cls);
-}
-
 absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   if (!flat_) return absl::FailedPreconditionError("Trainer::Prepare was not called");
   if (batch.global_examples <= 0) return absl::InvalidArgumentError("empty global batch");
   StepStats s;
-  model_->train();
+  objective_->module().train();
   PhaseClock clock(options_.time_phases, device_);
   // Dropout randomness is a pure function of (seed, step, rank): a resumed run draws the same masks.
   torch::manual_seed(MixSeed(options_.seed, static_cast<uint64_t>(global_step_),
                              static_cast<uint64_t>(host_comm_->rank())));
+  FTUNE_ASSIGN_OR_RETURN(const int64_t global_units, objective_->GlobalUnits(batch, *host_comm_));
   flat_->ZeroGrad();
   reducer_->BeginStep();
-  if (batch.rows > 0) {
+  if (batch.rows > 0 && global_units > 0) {
     const DeviceBatch b = ToDevice(batch, device_);
     clock.Mark(&phases_.data);
-    torch::Tensor logits = train_features_.defined()
-                               ? model_->ClassifyFeatures(train_features_.index_select(0, b.indices))
-                               : Forward(b.input_ids, b.attention_mask);
-    torch::Tensor loss_sum = LossSum(logits, b.labels);
+    torch::Tensor loss_sum = objective_->LossSum(b);
     clock.Mark(&phases_.forward);
-    (loss_sum / static_cast<double>(batch.global_examples)).backward();
+    (loss_sum / static_cast<double>(global_units)).backward();
     clock.Mark(&phases_.backward);
     s.loss_sum = loss_sum.detach().to(torch::kDouble);
   } else {
     s.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
   }
   s.totals.examples = static_cast<double>(batch.rows);
+  s.totals.units = static_cast<double>(objective_->Units(batch));
   s.totals.tokens = static_cast<double>(batch.real_tokens);
   s.totals.padded_tokens = static_cast<double>(batch.rows * batch.seq_len);
   FTUNE_RETURN_IF_ERROR(reducer_->FinishStep());
@@ -424,8 +407,7 @@ absl::StatusOr<EvalStats> Trainer::Evaluate(const data::TokenDataset& eval) {
   // A stop signal during evaluation: all ranks agree at a batch boundary and abandon it (the
   // checkpoint is taken before the evaluation; a resumed run evaluates again).
   o.should_stop = [this]() { return AnyRankStopping(); };
-  if (&eval == eval_features_of_) o.features = eval_features_;
-  return EvaluateDataset(model_, eval, host_comm_, o);
+  return objective_->Evaluate(eval, *host_comm_, o);
 }
 
 absl::StatusOr<bool> Trainer::AnyRankStopping() {

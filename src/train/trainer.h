@@ -2,16 +2,18 @@
 //
 // Per optimizer step, on every rank:
 //   zero the flat gradient buffers; forward + backward on this rank's slice of the global batch
-//   with loss = sum of cross-entropies / global batch size (so the SUM over ranks of the gradients
-//   is exactly the gradient of the global batch's mean loss, even when the last batch splits
-//   unevenly); sum the trainable gradients over ranks (GradientReducer: only they cross the wire);
-//   global-norm clip; AdamW; advance the linear schedule.
+//   with loss = sum of per-unit losses / units of the global batch (examples, or masked tokens:
+//   objective.h), so the SUM over ranks of the gradients is exactly the gradient of the global
+//   batch's mean loss, even when the last batch splits unevenly; sum the trainable gradients over
+//   ranks (GradientReducer: only they cross the wire); global-norm clip; AdamW; advance the
+//   linear schedule.
 // After each epoch every eval example is scored exactly once across ranks and the counts are
-// summed, so accuracy does not depend on the number of ranks.
+// summed, so the metrics do not depend on the number of ranks.
 //
-// Rooms: run_state.h (position and sums), checkpoint.h (the on-disk format and when to save),
-// gradient_reducer.h (communication), flat_params.h + optimizer.h (the update), inference.h
-// (evaluation), metrics.h (the log). This file only sequences them.
+// Rooms: objective.h (model, loss, evaluation), run_state.h (position and sums), checkpoint.h
+// (the on-disk format and when to save), gradient_reducer.h (communication), flat_params.h +
+// optimizer.h (the update), inference.h (evaluation passes), metrics.h (the log). This file
+// only sequences them.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,7 @@
 #include "train/gradient_reducer.h"
 #include "train/inference.h"
 #include "train/metrics.h"
+#include "train/objective.h"
 #include "train/optimizer.h"
 #include "train/run_state.h"
 
@@ -88,10 +91,10 @@ struct PhaseSeconds {
 // What one step produced. The tensors stay on the device (0-dim) so that a step never waits for
 // the device; the accessors read them (and wait).
 struct StepStats {
-  torch::Tensor loss_sum;   // float64: sum of this rank's per-example losses
+  torch::Tensor loss_sum;   // float64: sum of this rank's per-unit losses
   torch::Tensor grad_norm;  // float32: global gradient norm, before clipping
   torch::Tensor skipped;    // float64: 1 if the gradients were non-finite and the update skipped
-  Totals totals;            // this rank's examples and tokens (loss: see loss_sum)
+  Totals totals;            // this rank's examples, units and tokens (loss: see loss_sum)
   double lr = 0.0;          // learning rate used for this step
 
   double LossSum() const { return loss_sum.item<double>(); }
@@ -120,6 +123,9 @@ class Trainer {
  public:
   // `host_comm` (MPI, host memory) carries the scalars: metric sums, stop flags, agreement.
   // `gradient_comm` carries the gradients (NCCL or MPI); nullptr: a single rank, nothing is sent.
+  Trainer(std::unique_ptr<Objective> objective, TrainOptions options, dist::Communicator* host_comm,
+          dist::Communicator* gradient_comm, torch::Device device);
+  // Sequence classification (ClassificationObjective).
   Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
           dist::Communicator* gradient_comm, torch::Device device);
   ~Trainer();
@@ -131,7 +137,7 @@ class Trainer {
   // One optimizer step on this rank's slice (possibly empty) of a global batch.
   absl::StatusOr<StepStats> Step(const data::HostBatch& batch);
 
-  // Accuracy and mean loss over the whole eval set, identical on every rank.
+  // The objective's metrics over the whole eval set, identical on every rank.
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& eval);
 
   // The full run: epochs (or max_steps), logging, evaluation after each epoch; checkpoints per
@@ -140,6 +146,7 @@ class Trainer {
   absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log,
                                 const CheckpointOptions& ckpt = {}, const std::string& resume_from = "");
 
+  Objective& objective() { return *objective_; }
   FlatParameters& flat() { return *flat_; }
   FlatAdamW& optimizer() { return *optimizer_; }
   const GradientReducer& reducer() const { return *reducer_; }
@@ -149,25 +156,21 @@ class Trainer {
  private:
   class Run;  // the state of one Fit (trainer.cc)
 
-  torch::Tensor Forward(const torch::Tensor& ids, const torch::Tensor& mask);
   // True on every rank if any rank received a stop signal (one tiny all-reduce).
   absl::StatusOr<bool> AnyRankStopping();
   InferenceOptions InferenceOptionsForRun();
 
-  model::DistilBertForSequenceClassification model_;
+  std::unique_ptr<Objective> objective_;
   TrainOptions options_;
   dist::Communicator* host_comm_;
   dist::Communicator* gradient_comm_;
   torch::Device device_;
   PhaseSeconds phases_;
-  bool encoder_frozen_ = false;
   std::optional<FlatParameters> flat_;
   std::optional<GradientReducer> reducer_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::unique_ptr<LinearSchedule> schedule_;
   int64_t global_step_ = 0;
-  torch::Tensor train_features_, eval_features_;  // feature cache (head), [N, dim]
-  const data::TokenDataset* eval_features_of_ = nullptr;
 };
 
 }  // namespace ftune::train

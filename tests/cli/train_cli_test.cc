@@ -248,6 +248,72 @@ TEST(TrainCli, HeadTrainingLeavesEveryFrozenWeightBitIdentical) {
   EXPECT_EQ(summary[0]["comm_bytes_per_step"], (32 * 32 + 32 + 2 * 32 + 2) * 4);
 }
 
+// --objective=mlm: the same engine pretrains a masked LM. Its masking depends on (seed, epoch,
+// example) only and its loss is normalised by the masked tokens of the global batch, so 1 and 2
+// ranks give the same run; it learns the synthetic language; it saves HF's DistilBertForMaskedLM
+// layout, which classification then loads like the hub's checkpoint (fresh head).
+TEST_F(SyntheticTask, MaskedLmIsTheSameRunOnOneAndTwoRanksAndFeedsClassification) {
+  const std::string common = " --objective=mlm --vocab=" + vocab_ +
+                             " --max_steps=64 --learning_rate=3e-3 --seed=5 --logging_steps=8";
+  Train("", dir_ / "mlm1", "--batch_size=8" + common);
+  Train(Mpirun(2), dir_ / "mlm2", "--batch_size=4" + common);
+  auto one = Records(dir_ / "mlm1/metrics.jsonl", "train"), two = Records(dir_ / "mlm2/metrics.jsonl", "train");
+  ASSERT_EQ(one.size(), 8u);
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_NEAR(one[i]["loss"].get<double>(), two[i]["loss"].get<double>(), 1e-5) << i;
+    EXPECT_NEAR(one[i]["grad_norm"].get<double>(), two[i]["grad_norm"].get<double>(), 1e-4) << i;
+  }
+  auto e1 = Records(dir_ / "mlm1/metrics.jsonl", "eval"), e2 = Records(dir_ / "mlm2/metrics.jsonl", "eval");
+  ASSERT_EQ(e1.size(), 2u);
+  ASSERT_EQ(e2.size(), 2u);
+  EXPECT_EQ(e1[1]["eval_total"], e2[1]["eval_total"]);  // the same masked eval tokens
+  EXPECT_EQ(e1[1]["eval_correct"], e2[1]["eval_correct"]);
+  EXPECT_EQ(e1[0]["eval_total"], e1[1]["eval_total"]);  // evaluation masks are fixed
+  EXPECT_GT(e1[1]["eval_total"].get<int64_t>(), 100);
+  // A random init predicts about uniformly over the 64-token vocabulary (ln 64 = 4.16); the words
+  // are 40 ids drawn independently, so ln 40 = 3.69 is the best any model can do.
+  EXPECT_LT(e1[1]["eval_loss"].get<double>(), 3.85);
+  EXPECT_LT(e1[1]["eval_loss"].get<double>(), e1[0]["eval_loss"].get<double>());
+  EXPECT_NEAR(e1[1]["eval_perplexity"].get<double>(), std::exp(e1[1]["eval_loss"].get<double>()), 1e-9);
+  auto summary = Records(dir_ / "mlm1/metrics.jsonl", "summary");
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["objective"], "mlm");
+  auto w = ReadF32(dir_ / "mlm1/model/model.safetensors");
+  EXPECT_TRUE(w.count("vocab_projector.bias"));
+  EXPECT_FALSE(w.count("vocab_projector.weight"));  // tied, as save_pretrained writes it
+  EXPECT_FALSE(w.count("classifier.weight"));
+  // Classification from the pretrained encoder: encoder loaded, MLM head ignored, head fresh.
+  const std::string cls = Ftune() + " train --model_dir=" + dir_ / "mlm1/model" + " --train_data=" + dir_ / "train.h5" +
+                          " --output_dir=" + dir_ / "cls" + " --threads=1 --max_steps=2";
+  CommandResult r = RunCommand(cls);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("ignored 5 masked-LM head tensors"));
+  EXPECT_THAT(r.output, HasSubstr("newly initialised"));
+}
+
+TEST_F(SyntheticTask, MaskedLmRefusesWhatItCannotDo) {
+  const std::string base = Ftune() + " train --objective=mlm --model_config=" + config_ + " --train_data=" +
+                           dir_ / "train.h5" + " --output_dir=" + dir_ / "x" + " --threads=1";
+  CommandResult r = RunCommand(base);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--objective=mlm needs the vocabulary"));
+  r = RunCommand(base + " --vocab=" + vocab_ + " --method=lora");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("use --method=full"));
+  r = RunCommand(base + " --vocab=" + vocab_ + " --mlm_probability=1.5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("--mlm_probability must be in (0, 1)"));
+  r = RunCommand(base + " --objective=generate");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("not one of classification, mlm"));
+  // A vocabulary other than the data's: the [MASK] id would be wrong.
+  const std::string other = ::ftune::testing::WriteTestVocab(dir_ / "other.txt", 65);
+  r = RunCommand(base + " --vocab=" + other);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("different vocabulary"));
+}
+
 // Every command's --help groups every flag it defines by topic (none left under "other flags")
 // and names no flag that does not exist.
 TEST(Help, EveryCommandExplainsEveryFlagItDefines) {

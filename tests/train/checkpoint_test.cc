@@ -51,7 +51,7 @@ class CheckpointTest : public ::testing::Test {
     st.global_step = step;
     st.epoch = 1;
     st.step_in_epoch = 3;
-    st.epoch_totals = {1.25, 48, 4800, 5000};
+    st.epoch_totals = {1.25, 48, 4800, 5000, 48};
     return st;
   }
 

@@ -14,16 +14,16 @@ RunState Sample() {
   s.epoch = 1;
   s.step_in_epoch = 5;
   s.eval_pending = true;
-  s.epoch_totals = {12.345678901234567, 40, 4000, 4100};
-  s.window = {0.1 + 0.2, 8, 800, 801};
+  s.epoch_totals = {12.345678901234567, 40, 4000, 4100, 40};
+  s.window = {0.1 + 0.2, 8, 800, 801, 8};
   s.epoch_seconds = 1.0 / 3.0;
   s.train_seconds = 2.5;
   s.comm_seconds = 0.125;
-  s.run_totals = {33.3, 96, 9000, 9300};
+  s.run_totals = {33.3, 96, 9000, 9300, 96};
   EpochRecord e;
   e.epoch = 1;
   e.step = 12;
-  e.totals = {33.3, 96, 9000, 9300};
+  e.totals = {33.3, 96, 9000, 9300, 96};
   e.seconds = 2.5;
   EvalStats ev;
   ev.correct = 70;
@@ -36,18 +36,21 @@ RunState Sample() {
 }
 
 TEST(Totals, SumsMeansAndPadding) {
-  Totals a{2, 4, 30, 40}, b{1, 2, 10, 20};
+  Totals a{2, 4, 30, 40, 4}, b{1, 2, 10, 20, 2};
   a += b;
   EXPECT_DOUBLE_EQ(a.loss, 3);
   EXPECT_DOUBLE_EQ(a.MeanLoss(), 0.5);
   EXPECT_DOUBLE_EQ(a.PaddingFraction(), 1.0 - 40.0 / 60.0);
   EXPECT_EQ(Totals().MeanLoss(), 0.0);
   EXPECT_EQ(Totals().PaddingFraction(), 0.0);
+  // Masked LM: the mean is per masked token, not per example.
+  Totals mlm{30, 4, 400, 400, 60};
+  EXPECT_DOUBLE_EQ(mlm.MeanLoss(), 0.5);
 }
 
 TEST(Totals, SumOverOneRankIsItself) {
   auto comm = dist::MakeMpiCommunicator(testing::Context());
-  Totals t{1.5, 3, 7, 9};
+  Totals t{1.5, 3, 7, 9, 3};
   auto s = t.SumOverRanks(*comm);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->loss * comm->world_size(), 1.5 * comm->world_size());
@@ -114,7 +117,7 @@ TEST(RunState, CloseEpochRecordsAndMovesToTheNextEpoch) {
   s.epochs.clear();
   s.run_totals = Totals();
   s.train_seconds = 0;
-  const Totals global{20, 80, 8000, 8200};
+  const Totals global{20, 80, 8000, 8200, 80};
   const EpochRecord& rec = s.CloseEpoch(global, std::nullopt);
   EXPECT_EQ(rec.epoch, 2);
   EXPECT_EQ(rec.step, 17);

@@ -1,0 +1,112 @@
+// What a run learns: the model, what a batch's loss is, and what evaluation measures. The Trainer
+// is the same for every objective (ranks, gradient buckets, AdamW, schedule, checkpoints,
+// signals); an Objective holds only what differs:
+//   ClassificationObjective  DistilBertForSequenceClassification; cross-entropy per example;
+//                            accuracy; the frozen-encoder feature cache (method head)
+//   MaskedLmObjective        DistilBertForMaskedLM; cross-entropy per masked token (HF's
+//                            DataCollatorForLanguageModeling); masked-token accuracy, perplexity
+// A step's loss is the sum over this rank's units divided by the units of the whole global batch,
+// so the sum of the ranks' gradients is exactly the global batch's mean-loss gradient.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "common/status.h"
+#include "data/batch_loader.h"
+#include "data/masking.h"
+#include "data/token_dataset.h"
+#include "distributed/communicator.h"
+#include "model/distilbert.h"
+#include "model/masked_lm.h"
+#include "train/device_batch.h"
+#include "train/inference.h"
+
+namespace ftune::train {
+
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual const char* name() const = 0;  // "classification" | "mlm"
+  virtual torch::nn::Module& module() = 0;
+  virtual const io::DistilBertConfig& config() const = 0;
+
+  // Loss units of this rank's part of `b` (examples, or masked tokens).
+  virtual int64_t Units(const data::HostBatch& b) const = 0;
+  // Loss units of the whole global batch. Collective over `host` where ranks cannot know it alone.
+  virtual absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator& host) const = 0;
+  // Sum of this rank's per-unit losses (a scalar on the device; fp32 even under autocast).
+  virtual torch::Tensor LossSum(const DeviceBatch& b) = 0;
+  // Over all of `ds`: each rank scores its share, the sums are combined over `host`.
+  virtual absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
+                                             InferenceOptions options) = 0;
+  // The evaluation for humans ("eval accuracy 0.8420 (421/500), eval loss 0.3812"), and extra
+  // fields for its metrics.jsonl record (perplexity for MLM).
+  virtual std::string DescribeEval(const EvalStats& e) const;
+  virtual void AnnotateEval(const EvalStats& e, nlohmann::json* record) const {}
+  // How the loader prepares batches: masking (MLM), and whether token ids are read at all (not
+  // when the classifier trains on cached features).
+  virtual std::optional<data::MaskingOptions> Masking() const { return std::nullopt; }
+  virtual bool ReadsTokens() const { return true; }
+  // --cache_frozen_features: encode `train` (and `eval`) once with the frozen encoder.
+  virtual absl::Status CacheFrozenFeatures(const data::TokenDataset& train, const data::TokenDataset* eval,
+                                           dist::Communicator& comm, const InferenceOptions& options) {
+    return absl::InvalidArgumentError(absl::StrCat("--cache_frozen_features does not apply to --objective=", name()));
+  }
+};
+
+class ClassificationObjective : public Objective {
+ public:
+  explicit ClassificationObjective(model::DistilBertForSequenceClassification model) : model_(std::move(model)) {}
+  const char* name() const override { return "classification"; }
+  torch::nn::Module& module() override { return *model_; }
+  const io::DistilBertConfig& config() const override { return model_->config(); }
+  int64_t Units(const data::HostBatch& b) const override { return b.rows; }
+  absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator&) const override {
+    return b.global_examples;  // every rank knows the global batch from the sampler
+  }
+  torch::Tensor LossSum(const DeviceBatch& b) override;
+  absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
+                                     InferenceOptions options) override;
+  bool ReadsTokens() const override { return !train_features_.defined(); }
+  absl::Status CacheFrozenFeatures(const data::TokenDataset& train, const data::TokenDataset* eval,
+                                   dist::Communicator& comm, const InferenceOptions& options) override;
+
+  model::DistilBertForSequenceClassification& model() { return model_; }
+
+ private:
+  bool EncoderFrozen();
+
+  model::DistilBertForSequenceClassification model_;
+  std::optional<bool> encoder_frozen_;
+  torch::Tensor train_features_, eval_features_;  // the feature cache, [N, dim]
+  const data::TokenDataset* eval_features_of_ = nullptr;
+};
+
+class MaskedLmObjective : public Objective {
+ public:
+  MaskedLmObjective(model::DistilBertForMaskedLM model, data::MaskingOptions masking)
+      : model_(std::move(model)), masking_(std::move(masking)) {}
+  const char* name() const override { return "mlm"; }
+  torch::nn::Module& module() override { return *model_; }
+  const io::DistilBertConfig& config() const override { return model_->config(); }
+  int64_t Units(const data::HostBatch& b) const override { return b.masked_tokens; }
+  absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator& host) const override;
+  torch::Tensor LossSum(const DeviceBatch& b) override;
+  absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
+                                     InferenceOptions options) override;
+  std::optional<data::MaskingOptions> Masking() const override { return masking_; }
+  std::string DescribeEval(const EvalStats& e) const override;
+  void AnnotateEval(const EvalStats& e, nlohmann::json* record) const override;
+
+  model::DistilBertForMaskedLM& model() { return model_; }
+
+ private:
+  model::DistilBertForMaskedLM model_;
+  data::MaskingOptions masking_;
+};
+
+}  // namespace ftune::train
