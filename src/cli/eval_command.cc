@@ -123,7 +123,7 @@ const Command& EvalCommand() {
                          "scores a share and the counts are summed.\n\n"
                          "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
                          "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
-                         {"model_dir", "adapter_dir", "data", "batch", "device", "precision", "threads"},
+                         {"model_dir", "adapter_dir", "data", "batch", "device", "precision", "cudnn_sdp", "threads"},
                          &RunEvalCmd};
   return c;
 }
@@ -133,7 +133,7 @@ const Command& PredictCommand() {
                          "Writes one CSV row per example of --data, in dataset order:\n"
                          "  row,label,pred,logit_0,logit_1[,...]\n\n"
                          "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",
-                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "precision", "threads"},
+                         {"model_dir", "adapter_dir", "data", "output", "batch", "device", "precision", "cudnn_sdp", "threads"},
                          &RunPredictCmd};
   return c;
 }

@@ -309,7 +309,7 @@ const Command& TrainCommand() {
        "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio",
        "max_grad_norm", "seed", "group_by_length", "pad_to_multiple_of", "logging_steps", "bucket_mb", "merge", "overwrite",
        "save_model", "cache_frozen_features", "skip_nonfinite", "save_every_steps", "save_every_epoch", "keep_last",
-       "resume", "comm_timeout", "device", "precision", "fused_adamw", "overlap_comm", "time_phases", "threads"},
+       "resume", "comm_timeout", "device", "precision", "cudnn_sdp", "fused_adamw", "overlap_comm", "time_phases", "threads"},
       &Run};
   return c;
 }
