@@ -168,6 +168,11 @@ struct AttentionCase {
   bool cudnn;
 };
 
+void PrintTo(const AttentionCase& c, std::ostream* os) {
+  *os << c.device << ", " << c.length << " tokens, " << (c.bf16 ? "bf16" : "fp32") << ", cuDNN "
+      << (c.cudnn ? "allowed" : "off");
+}
+
 class FusedAttention : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
