@@ -68,6 +68,13 @@ find_package(OpenSSL QUIET COMPONENTS Crypto)
 if(NOT OPENSSL_FOUND)
   ftune_missing("OpenSSL libcrypto" "libssl-dev")
 endif()
+# Debian's multiarch layout puts opensslconf.h and configuration.h under include/<triplet>/, which
+# the compiler searches by itself only inside the system root (not in an unpacked .deps/root).
+if(CMAKE_LIBRARY_ARCHITECTURE AND EXISTS "${OPENSSL_INCLUDE_DIR}/${CMAKE_LIBRARY_ARCHITECTURE}/openssl/opensslconf.h"
+   AND NOT OPENSSL_INCLUDE_DIR MATCHES "^/usr/include/?$")
+  set_property(TARGET OpenSSL::Crypto APPEND PROPERTY INTERFACE_INCLUDE_DIRECTORIES
+               "${OPENSSL_INCLUDE_DIR}/${CMAKE_LIBRARY_ARCHITECTURE}")
+endif()
 
 # --- GoogleTest
 if(FTUNE_BUILD_TESTS)

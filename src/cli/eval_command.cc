@@ -129,7 +129,7 @@ const Command& EvalCommand() {
                          "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
                          "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
                          {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
-                          {"speed", {"device", "precision", "threads"}}},
+                          {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
                          __FILE__,
                          &RunEvalCmd};
   return c;
@@ -141,7 +141,7 @@ const Command& PredictCommand() {
                          "  row,label,pred,logit_0,logit_1[,...]\n\n"
                          "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",
                          {{"model and data", {"model_dir", "adapter_dir", "data", "output", "batch"}},
-                          {"speed", {"device", "precision", "threads"}}},
+                          {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
                          __FILE__,
                          &RunPredictCmd};
   return c;

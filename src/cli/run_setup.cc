@@ -35,6 +35,7 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
     const int index = run->ctx_.local_rank() % static_cast<int>(torch::cuda::device_count());
     run->device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
+  compat::SetCudnnAttention(absl::GetFlag(FLAGS_cudnn_sdp));
   const std::string precision = absl::GetFlag(FLAGS_precision);
   if (precision == "bf16") {
     run->model_options_.compute_dtype = torch::kBFloat16;

@@ -27,6 +27,7 @@ ABSL_DECLARE_FLAG(std::string, adapter_dir);
 ABSL_DECLARE_FLAG(int32_t, num_labels);
 ABSL_DECLARE_FLAG(std::string, device);
 ABSL_DECLARE_FLAG(std::string, precision);
+ABSL_DECLARE_FLAG(bool, cudnn_sdp);
 ABSL_DECLARE_FLAG(double, comm_timeout);
 ABSL_DECLARE_FLAG(std::string, gradient_comm);
 

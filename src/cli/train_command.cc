@@ -386,7 +386,7 @@ const Command& TrainCommand() {
        {"logging", {"logging_steps", "time_phases"}},
        {"checkpoints and preemption", {"save_every_steps", "save_every_epoch", "keep_last", "resume", "skip_nonfinite"}},
        {"speed", {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
-                  "fused_adamw"}},
+                  "fused_adamw", "cudnn_sdp"}},
        {"distributed", {"gradient_comm", "overlap_comm", "bucket_mb", "comm_timeout"}}},
       __FILE__,
       &Run};

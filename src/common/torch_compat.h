@@ -19,6 +19,9 @@
 // at::_fused_adamw_ (one multi-tensor kernel per step, with a device-side skip flag) runs on CUDA
 // since 2.0 and on CPU since 2.4; ftune uses it from 2.4 on, so every device shares one path.
 #define FTUNE_HAS_FUSED_ADAMW FTUNE_TORCH_AT_LEAST(2, 4)
+// cuDNN's kernels became one of scaled_dot_product_attention's CUDA backends in 2.3 (PyTorch picks
+// them first on Hopper from 2.9 on).
+#define FTUNE_HAS_CUDNN_SDPA FTUNE_TORCH_AT_LEAST(2, 3)
 // The device-generic autocast API (set_autocast_enabled(device_type, ...)) replaced the per-device
 // functions in 2.4.
 #define FTUNE_HAS_GENERIC_AUTOCAST FTUNE_TORCH_AT_LEAST(2, 4)
@@ -50,6 +53,29 @@ inline int64_t CudaPeakAllocatedBytes(const torch::Device& device) {
 #endif
   (void)device;
   return 0;
+}
+
+// torch.backends.cuda.enable_cudnn_sdp(enabled), process-wide: whether scaled_dot_product_attention
+// may pick cuDNN's attention kernels on CUDA. cuDNN builds an execution plan for every new input
+// shape (tens of ms of host time each), which dynamic padding keeps paying for. Returns false where
+// this LibTorch has no cuDNN attention backend (nothing to turn on or off there).
+inline bool SetCudnnAttention(bool enabled) {
+#if FTUNE_HAS_CUDNN_SDPA
+  at::globalContext().setSDPUseCuDNN(enabled);
+  return true;
+#else
+  (void)enabled;
+  return false;
+#endif
+}
+
+// Whether scaled_dot_product_attention may use cuDNN (false where this LibTorch has no such backend).
+inline bool CudnnAttentionEnabled() {
+#if FTUNE_HAS_CUDNN_SDPA
+  return at::globalContext().userEnabledCuDNNSDP();
+#else
+  return false;
+#endif
 }
 
 // torch.autocast(device_type, dtype) as a scope: inside it, matmul-heavy ops (linear, matmul,

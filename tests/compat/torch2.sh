@@ -5,7 +5,10 @@
 #   2. builds the working tree there and runs the whole CTest suite except the SLURM tests
 #      (slurmd needs cgroups, which a chroot lacks), so the 2.x code paths (SDPA attention, fused
 #      AdamW, the generic autocast API) are built and tested against Hugging Face's references,
-#   3. compiles the CUDA-only code (tests/compat/cuda_paths.cc) with -fsyntax-only against
+#   3. builds a binary against .deps (launch/fetch-gpu-deps.sh: Debian 12's Abseil, whose sonames
+#      trixie lacks, as a GPU host lacks any) in C++20 as launch/build-gpu.sh does, and checks
+#      that it finds every library (launch/check-binaries.sh) and runs,
+#   4. compiles the CUDA-only code (tests/compat/cuda_paths.cc) with -fsyntax-only against
 #      LibTorch 2.6's CUDA headers and the CUDA toolkit in /usr/local/cuda, when present.
 #   tests/compat/torch2.sh [ctest args...]
 # Needs root (debootstrap, chroot, bind mounts) and Debian's mirror. Where those are missing it
@@ -69,11 +72,32 @@ in_root bash -c "cd /src/ftune && FTUNE_SKIP_DEPS=1 FTUNE_BUILD_DIR=/src/build l
 in_root bash -c 'cd /src/ftune && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   ctest --test-dir /src/build --output-on-failure -j "${FTUNE_TEST_JOBS:-2}" -LE slurm "$@"' ctest "$@"
 
+# The GPU host's case: Abseil and the rest outside the system's library path, found through the
+# binaries' RPATH. ftune_common_test links Abseil (with its indirect libraries), OpenSSL and GTest.
+if launch/fetch-gpu-deps.sh >/dev/null 2>&1; then
+  cp -a .deps "$root/src/ftune/"
+  in_root bash -c 'set -e; cd /src/ftune
+    so=$(basename "$(ls .deps/root/usr/lib/x86_64-linux-gnu/libabsl_strings.so.* | head -1)")
+    if ldconfig -p | grep -q "$so"; then echo "torch2: SKIPPED the .deps build: the chroot itself has $so"; exit 0; fi
+    cmake -S . -B /src/build-deps -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 \
+      -DCMAKE_PREFIX_PATH=/src/ftune/.deps/root/usr >/src/build-deps.log 2>&1 ||
+      { tail -20 /src/build-deps.log; exit 1; }
+    cmake --build /src/build-deps --target ftune_common_test >>/src/build-deps.log 2>&1 ||
+      { tail -20 /src/build-deps.log; exit 1; }
+    t=/src/build-deps/tests/common/ftune_common_test
+    launch/check-binaries.sh "$t"
+    ldd "$t" | grep -q "/src/ftune/.deps/root/usr/lib/x86_64-linux-gnu/$so" || { echo "torch2: $so not from .deps"; exit 1; }
+    "$t" --gtest_brief=1 | tail -2
+    echo "torch2: built against .deps (Abseil ${so##*.so.}, not in this root), C++20: every library found, runs"'
+else
+  echo "torch2: launch/fetch-gpu-deps.sh failed (mirror?): the .deps build not checked"
+fi
+
 if [ -f "$root/usr/local/cuda/include/cuda_runtime_api.h" ]; then
   # Debian's CPU LibTorch ships c10/cuda headers but not the one CMake generates for CUDA builds.
   mkdir -p "$root/tmp/ftune-cuda-stub/c10/cuda/impl"
   printf '#pragma once\n#define C10_CUDA_BUILD_SHARED_LIBS\n' >"$root/tmp/ftune-cuda-stub/c10/cuda/impl/cuda_cmake_macros.h"
-  in_root g++ -std=c++17 -fsyntax-only -DFTUNE_TORCH_CUDA -I/src/ftune/src -I/tmp/ftune-cuda-stub \
+  in_root g++ -std=c++20 -fsyntax-only -DFTUNE_TORCH_CUDA -I/src/ftune/src -I/tmp/ftune-cuda-stub \
     -I/usr/include/torch/csrc/api/include -I/usr/local/cuda/include /src/ftune/tests/compat/cuda_paths.cc
   echo "torch2: CUDA-only code compiles against LibTorch 2.6 + $(basename "$(readlink -f /usr/local/cuda)") headers"
 else

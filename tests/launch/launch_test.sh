@@ -3,7 +3,8 @@
 # with the real ftune binary:
 #   tests/launch/launch_test.sh CASE FTUNE_BIN
 # CASE: train_sh_options | train_sh_two_cpu_ranks | sweep_sh_grid | sweep_sh_stop_and_continue |
-#       fetch_model | bench_sh_report. Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
+#       fetch_model | bench_sh_report | device_check_cpu | device_check_stops | check_binaries.
+# Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
 # FTUNE_KEEP_TEST_DIRS=1 keeps the scratch directory.
 set -euo pipefail
 
@@ -245,20 +246,124 @@ bench_sh_report)
   expect_out 'train.csv not found'
   expect_rc 2 "$b" --bogus
   expect_out 'unknown option'
+  expect_rc 2 "$b" --variants pad
+  expect_out 'unknown variant pad'
   expect_rc 0 "$b" --data "$repo/data-prep/demo" --max-steps 4 --phase-steps 3 --no-hf --out "$work/b/bench.md" \
     -- --model_config="$repo/configs/tiny.json" --threads=1
   md=$work/b/bench.md
   [ -f "$md" ] || fail "no report"
+  grep -q '"rows"' "$work/b/bench.json" || fail "no bench.json beside bench.md"
   # One row per method with a number of samples/s, a padding share and a five-phase breakdown.
   for m in full lora head head-cache; do
-    row=$(grep -E "^\| $m \| fp32 \|" "$md") || { cat "$md"; fail "no row for $m"; }
-    [[ "$row" =~ ^\|\ $m\ \|\ fp32\ \|\ [0-9][0-9.]*[\ \(] ]] || fail "no samples/s in: $row"
+    row=$(grep -E "^\| $m-fp32 \|" "$md") || { cat "$md"; fail "no row for $m"; }
+    [[ "$row" =~ ^\|\ $m-fp32\ \|\ ${m%-cache}\ \|\ fp32\ \|\ [a-z\ ,]+\ \|\ [0-9][0-9.]*[\ \(] ]] ||
+      fail "no samples/s in: $row"
     [[ "$row" =~ \|\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ \| ]] || fail "no step breakdown in: $row"
   done
+  # --budget: what does not fit is a row saying so, not a silent gap.
+  expect_rc 0 "$b" --data "$repo/data-prep/demo" --methods "full lora" --max-steps 2 --phase-steps 0 --no-hf \
+    --budget 1 --min-run 5 --out "$work/c/bench.md" -- --model_config="$repo/configs/tiny.json" --threads=1
+  grep -E -q '^\| lora-fp32 \| +\| +\| +\| not run: [0-9]+ s of the 1 s budget left \|' "$work/c/bench.md" ||
+    { cat "$work/c/bench.md"; fail "no 'not run' row"; }
   # Every run's results.json is kept beside the report, with the method's trainable count.
   [ "$(json_num "$work/b/bench-runs/lora-fp32/results.json" padding_fraction | cut -c1-2)" = "0." ] ||
     fail "lora run lacks padding_fraction"
   grep -q '"feature_cache": true' "$work/b/bench-runs/head-cache-fp32/results.json" || fail "head-cache run without the cache"
+  ;;
+
+# ---- launch/device-check.sh --cpu: the GPU call's stages, on the CPU build with tiny sizes -------
+device_check_cpu)
+  d=$repo/launch/device-check.sh
+  # A stand-in for hfbench.py (which needs PyTorch, transformers and PEFT): its command line and
+  # its JSON, with samples/s chosen here, and one failed run.
+  cat >fake_hfbench.sh <<'EOF'
+out=$1
+shift 4
+runs="" sep=""
+for m in "$@"; do
+  case $m in
+    full_dyn) sps=2.0 ;;
+    full_bf16) sps=4.0 ;;
+    head) runs+="$sep\"head\": {\"error\": \"Traceback: stand-in\"}"; sep=,; continue ;;
+    *) continue ;;
+  esac
+  runs+="$sep\"$m\": {\"train_metrics\": {\"train_samples_per_second\": $sps}, \"peak_mem_gib\": 0.5}"
+  sep=,
+done
+echo "{\"transformers\": \"stand-in\", \"torch\": \"stand-in\", \"runs\": {$runs}}" >"$out"
+EOF
+  expect_rc 0 env PYTHON=bash FTUNE_BUILD_DIR="$(dirname "$FTUNE_BIN")" FTUNE_DEVICE_WORK="$work/dc" \
+    "$d" --cpu --out "$work/devout" --hfbench "$work/fake_hfbench.sh" --budget 600
+  # What comes back from the device: six files, no folder, names the device tool accepts.
+  got=$(cd "$work/devout" && find . -mindepth 1 | sort | tr '\n' ' ')
+  [ "$got" = "./bench-runs.tar.gz ./bench.json ./bench.md ./build.log ./device-check.log ./parity.log " ] ||
+    fail "\$OUT holds: $got"
+  log=$work/devout/device-check.log
+  for stage in env build smoke parity bench; do grep -q "^== device-check: $stage " "$log" || fail "no stage $stage"; done
+  grep -E -q '^check-binaries: [0-9]+ binaries, every library found' "$log" || fail "no ldd check in the log"
+  grep -q '^device-check: smoke run: 5 steps on cpu' "$log" || fail "no smoke run in the log"
+  grep -q '^model tests: exit 0' "$log" || fail "model parity tests did not pass"
+  grep -q '^trainer tests: exit 0' "$log" || fail "trainer parity tests did not pass"
+  grep -q '^device-check: done after' "$log" || fail "no end line"
+  md=$work/devout/bench.md
+  for r in full-fp32 head-cache-fp32 full-fp32-pad8; do grep -q "^| $r |" "$md" || { cat "$md"; fail "no row $r"; }; done
+  grep -q '^| full-fp32-pad8 | full | fp32 | padded to x8 |' "$md" || fail "pad8 row lacks its setting"
+  # Each ratio is ftune's samples/s over the stand-in HF's: 2.0 with the same settings, 4.0 fastest.
+  row=$(grep '^| full-fp32 |' "$md")
+  awk -F'|' '{ sps = $6 + 0; same = $(NF - 2); best = $(NF - 1)
+               if (same !~ /x \(HF full_dyn: 2\.0\)/ || best !~ /x \(HF full_bf16: 4\.0\)/) exit 1
+               d1 = same + 0 - sps / 2; d2 = best + 0 - sps / 4
+               exit !(d1 * d1 < 0.01 + 1e-4 * sps * sps && d2 * d2 < 0.01 + 1e-4 * sps * sps) }' <<<"$row" ||
+    fail "wrong ratios to HF in: $row"
+  grep -q '^| head | failed: see the log |' "$md" || fail "the failed HF run is not shown"
+  # The runs stay outside $OUT; their JSON files come back in one tarball.
+  [ -f "$work/dc/bench/full-fp32/results.json" ] || fail "runs not in FTUNE_DEVICE_WORK"
+  tar -tzf "$work/devout/bench-runs.tar.gz" >"$work/tarlist"
+  for f in bench/full-fp32/results.json bench/full-fp32/run_config.json bench/hf.json; do
+    grep -qx "$f" "$work/tarlist" || fail "$f not in the tarball"
+  done
+  if grep -q '\.h5$' "$work/tarlist"; then fail "datasets in the tarball"; fi
+  ;;
+
+# A failed stage stops the call with one line, and what the stages before it wrote is in $OUT.
+device_check_stops)
+  expect_rc 1 env FTUNE_BUILD_DIR="$(dirname "$FTUNE_BIN")" FTUNE_DEVICE_WORK="$work/dc" \
+    "$repo/launch/device-check.sh" --cpu --device cuda --out "$work/devout" --budget 300
+  expect_out '^device-check: STOPPED at smoke: the smoke run failed'
+  expect_out 'no CUDA device'
+  got=$(cd "$work/devout" && ls | tr '\n' ' ')
+  [ "$got" = "build.log device-check.log " ] || fail "\$OUT holds: $got"
+  grep -q '^device-check: STOPPED at smoke' "$work/devout/device-check.log" || fail "the log lacks the STOPPED line"
+  ;;
+
+# ---- launch/check-binaries.sh: a library the loader would not find, directly or indirectly -------
+check_binaries)
+  c=$repo/launch/check-binaries.sh
+  expect_rc 0 "$c" "$FTUNE_BIN"
+  expect_out '^check-binaries: 1 binaries, every library found'
+  expect_rc 2 "$c" "$work/none"
+  cxx=${CXX:-g++}
+  command -v "$cxx" >/dev/null || { echo "SKIP: no $cxx to build the probes"; exit 77; }
+  mkdir -p lib bin runpath
+  # ftune_probe -> libftunea (found through the binary's own path) -> libftuneb (same folder).
+  echo 'int b() { return 0; }' >b.cc
+  echo 'int b(); int a() { return b(); }' >a.cc
+  echo 'int a(); int main() { return a(); }' >main.cc
+  "$cxx" -shared -fPIC -o lib/libftuneb.so b.cc
+  "$cxx" -shared -fPIC -o lib/libftunea.so a.cc -Llib -lftuneb
+  link=(main.cc -Llib -lftunea -Wl,-rpath-link,lib -Wl,-rpath,"$work/lib")
+  "$cxx" -o bin/ftune_probe "${link[@]}" -Wl,--disable-new-dtags
+  "$cxx" -o runpath/ftune_probe "${link[@]}" -Wl,--enable-new-dtags
+  expect_rc 0 "$c" bin
+  bin/ftune_probe || fail "the RPATH probe does not start"
+  # A RUNPATH serves the binary's own libraries only: libftuneb is not found (the GPU host's Abseil case).
+  expect_rc 1 "$c" runpath
+  expect_out 'runpath/ftune_probe: NOT FOUND: libftuneb.so'
+  expect_no_out 'libftunea.so'
+  expect_out 'would not start'
+  rm lib/libftuneb.so
+  expect_rc 1 "$c" "$work/bin"
+  expect_out 'bin/ftune_probe: NOT FOUND: libftuneb.so'
   ;;
 
 *) echo "unknown case $case_name" >&2; exit 2 ;;

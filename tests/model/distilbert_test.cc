@@ -4,6 +4,8 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/torch_compat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/hf_checkpoint.h"
@@ -153,6 +155,117 @@ TEST_P(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) 
 
 INSTANTIATE_TEST_SUITE_P(Devices, TinyClsBf16, ::testing::Values("cpu", "cuda"),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// The fused kernels (scaled_dot_product_attention: flash, memory-efficient or cuDNN on CUDA) against
+// the eager math, which equals HF's to 1e-5 (above), with head_dim 64 as in distilbert-base, on a
+// batch of reviews padded to the lengths where the kernels change tiling (64; 192; 200, no
+// multiple of 64), in fp32 and under bf16 autocast, with cuDNN attention allowed and not
+// (--cudnn_sdp). A kernel that let padding leak into a shorter review's scores fails here.
+struct AttentionCase {
+  std::string device;
+  int64_t length;
+  bool bf16;
+  bool cudnn;
+};
+
+void PrintTo(const AttentionCase& c, std::ostream* os) {
+  *os << c.device << ", " << c.length << " tokens, " << (c.bf16 ? "bf16" : "fp32") << ", cuDNN "
+      << (c.cudnn ? "allowed" : "off");
+}
+
+class FusedAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
+  const AttentionCase& c = GetParam();
+  const torch::Device device(c.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  struct RestoreCudnn {
+    bool was = compat::CudnnAttentionEnabled();
+    ~RestoreCudnn() { compat::SetCudnnAttention(was); }
+  } restore;
+  if (!compat::SetCudnnAttention(c.cudnn) && !c.cudnn) {
+    GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no cuDNN attention to turn off";
+  }
+  io::DistilBertConfig config;
+  config.vocab_size = 1000;
+  config.dim = 128;
+  config.n_heads = 2;  // head_dim 64
+  config.n_layers = 2;
+  config.hidden_dim = 256;
+  config.max_position_embeddings = 256;
+  config.dropout = config.attention_dropout = config.seq_classif_dropout = 0.0;
+  ModelOptions fused, eager;
+  eager.fused_attention = false;
+  fused.compute_dtype = eager.compute_dtype = c.bf16 ? torch::kBFloat16 : torch::kFloat;
+  torch::manual_seed(7);
+  LoadedModel a = BuildFromConfig(config, fused);
+  LoadedModel b = BuildFromConfig(config, eager);
+  {
+    torch::NoGradGuard g;
+    // As the HF fixtures do: noise on HF's init, so logits are O(1) and attention is peaked, and a
+    // leak of padding into the scores moves them.
+    for (auto& p : a.model->parameters()) p.add_(torch::randn_like(p), 0.2);
+    auto from = a.model->named_parameters();
+    for (auto& p : b.model->named_parameters()) p.value().copy_(*from.find(p.key()));
+  }
+  a.model->to(device);
+  b.model->to(device);
+
+  // Reviews of the full length, one token shorter, about half, and 3 tokens ([CLS] x [SEP]).
+  const int64_t n = c.length;
+  const std::vector<int64_t> lengths = {n, n - 1, n / 2 + 1, 3};
+  torch::Tensor ids = torch::randint(1000, {4, n}, torch::kLong);
+  torch::Tensor mask = torch::zeros({4, n}, torch::kLong);
+  for (size_t i = 0; i < lengths.size(); ++i) mask[i].slice(0, 0, lengths[i]).fill_(1);
+  ids = (ids * mask).to(device);  // padding id 0
+  mask = mask.to(device);
+  const torch::Tensor labels = torch::tensor({0, 1, 1, 0}, torch::kLong).to(device);
+
+  torch::Tensor la = a.model(ids, mask), lb = b.model(ids, mask);
+  ClassificationLoss(la, labels).backward();
+  ClassificationLoss(lb, labels).backward();
+  // fp32: kernels sum in other orders; bf16: both sides round every matmul to 8 mantissa bits.
+  const double tol = c.bf16 ? 0.05 : 1e-4;
+  const double scale = lb.abs().max().item<double>();
+  ASSERT_GT(scale, 0.1) << "logits too small to compare";
+  EXPECT_LT(MaxAbsDiff(la, lb), tol * scale) << "logits";
+  auto grads = a.model->named_parameters();
+  int checked = 0;
+  for (const auto& p : b.model->named_parameters()) {
+    if (absl::EndsWith(p.key(), "k_lin.bias")) continue;  // exactly zero in exact arithmetic
+    const torch::Tensor ga = grads.find(p.key())->grad(), gb = p.value().grad();
+    ASSERT_TRUE(ga.defined() && gb.defined()) << p.key();
+    EXPECT_LE(MaxAbsDiff(ga, gb), 2 * tol * gb.norm().item<double>() + 1e-6) << p.key();
+    ++checked;
+  }
+  EXPECT_GT(checked, 20);
+  // The padded batch gives each review what it gets alone, unpadded (padding leaks nowhere).
+  a.model->eval();
+  torch::NoGradGuard g;
+  const torch::Tensor batched = a.model(ids, mask);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const torch::Tensor alone = a.model(ids[i].slice(0, 0, lengths[i]).unsqueeze(0),
+                                        mask[i].slice(0, 0, lengths[i]).unsqueeze(0));
+    EXPECT_LT(MaxAbsDiff(alone, batched[i].unsqueeze(0)), tol * scale) << "review " << i << " of " << lengths[i];
+  }
+}
+
+std::vector<AttentionCase> AttentionCases() {
+  std::vector<AttentionCase> cases;
+  for (int64_t length : {64, 192, 200}) {
+    for (bool bf16 : {false, true}) {
+      cases.push_back({"cpu", length, bf16, true});
+      for (bool cudnn : {true, false}) cases.push_back({"cuda", length, bf16, cudnn});
+    }
+  }
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Padded, FusedAttention, ::testing::ValuesIn(AttentionCases()),
+                         [](const ::testing::TestParamInfo<AttentionCase>& i) {
+                           return absl::StrCat(i.param.device, "_", i.param.length, i.param.bf16 ? "_bf16" : "_fp32",
+                                               i.param.device == "cuda" && !i.param.cudnn ? "_nocudnn" : "");
+                         });
 
 TEST_F(TinyCls, SaveLoadRoundTripIsBitExactAndHfShaped) {
   char tmpl[] = "/tmp/ftune_model_save.XXXXXX";
