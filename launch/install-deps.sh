@@ -17,7 +17,6 @@ pkgs=(
   libabsl-dev                 # Abseil (flags, status, strings)
   libgtest-dev libgmock-dev   # GoogleTest
   nlohmann-json3-dev          # JSON (config.json, safetensors headers)
-  libutf8proc-dev             # Unicode (tokenizer normalisation)
   libssl-dev                  # SHA-256 (vocab / source hashes)
   curl                        # cluster/fetch-model.sh (and its test)
   gnuplot-nox                 # comparison plot

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with apt and ../shared) before a session's one call to the GPU machine:
 # gathers what that machine lacks into two git-ignored folders the call must carry:
-#   .deps     Debian's Abseil, nlohmann-json, utf8proc, GoogleTest, OpenSSL headers (fetch-gpu-deps.sh)
+#   .deps     Debian's Abseil, nlohmann-json, GoogleTest, OpenSSL headers (fetch-gpu-deps.sh)
 #   .devdata  the IMDB subset, vocab.txt and the HF Trainer anchor script from ../shared
 # Then, on the device:  launch/device-check.sh      (carry: .deps .devdata)
 set -euo pipefail
