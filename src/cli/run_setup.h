@@ -55,8 +55,9 @@ class RunContext {
 // ranks run, ends the whole job with MPI_Abort so no peer waits forever. Returns the exit code.
 int RunWithContext(const std::function<absl::Status(RunContext&)>& fn);
 
-// Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
-// directory has one, ids below the model's vocab_size, labels below num_labels.
+// Token ids, vocabulary and labels of `ds` fit the model: the dataset has labels, the same
+// vocab.txt (sha256) when the model directory has one, ids below the model's vocab_size, labels
+// below num_labels.
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);
 
 // A fresh classification head takes the dataset's label names (saved into config.json's id2label).
