@@ -5,6 +5,9 @@
 //   node hf_tokenize.js --version
 //   node hf_tokenize.js VOCAB IN OUT       ids
 //   node hf_tokenize.js --words IN OUT     the words WordPiece would see
+//   node hf_tokenize.js --bench VOCAB IN REPEAT   encodeBatch's time on all of IN (for
+//                                                 data-prep/bench_tokenizer.cc; threads:
+//                                                 RAYON_NUM_THREADS)
 //
 // IN holds the texts, each as a little-endian uint32 byte length and that many UTF-8 bytes. OUT
 // receives, per text in the same order, a uint32 count and that many uint32 ids ([CLS] ... [SEP],
@@ -33,8 +36,12 @@ async function main(argv) {
     process.stdout.write(`tokenizers ${pkg.version}, node ${process.version}\n`);
     return;
   }
+  if (argv[0] === '--bench' && argv.length === 4) {
+    await bench(load(), argv[1], readTexts(argv[2]), Number(argv[3]));
+    return;
+  }
   if (argv.length !== 3) {
-    process.stderr.write('usage: node hf_tokenize.js VOCAB IN OUT | --words IN OUT | --version\n');
+    process.stderr.write('usage: node hf_tokenize.js VOCAB IN OUT | --words IN OUT | --bench VOCAB IN REPEAT | --version\n');
     process.exit(2);
   }
   const [vocab, input, output] = argv;
@@ -93,7 +100,7 @@ function writeWords(tk, texts, fd) {
   }
 }
 
-async function writeIds(tk, vocab, texts, fd) {
+async function bertTokenizer(tk, vocab) {
   const model = await tk.WordPiece.fromFile(vocab, {unkToken: '[UNK]'});
   const tokenizer = new tk.Tokenizer(model);
   tokenizer.setNormalizer(tk.bertNormalizer({cleanText: true, handleChineseChars: true, lowercase: true}));
@@ -103,6 +110,27 @@ async function writeIds(tk, vocab, texts, fd) {
   tokenizer.setPostProcessor(tk.bertProcessing(['[SEP]', sep], ['[CLS]', cls]));
   // BertWordPieceTokenizer registers the special tokens the vocab has (matched on the raw text).
   tokenizer.addSpecialTokens(kSpecials.filter((t) => tokenizer.tokenToId(t) !== null));
+  return tokenizer;
+}
+
+// Best of `repeat` timed passes (after one warm-up) of encodeBatch over all texts, ids included.
+async function bench(tk, vocab, texts, repeat) {
+  const tokenizer = await bertTokenizer(tk, vocab);
+  let best = Infinity;
+  let ids = 0;
+  for (let r = 0; r <= repeat; ++r) {
+    const t0 = process.hrtime.bigint();
+    const encodings = await tokenizer.encodeBatch(texts);
+    ids = 0;
+    for (const e of encodings) ids += e.getIds().length;
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (r > 0) best = Math.min(best, s);
+  }
+  process.stdout.write(JSON.stringify({seconds: best, ids}) + '\n');
+}
+
+async function writeIds(tk, vocab, texts, fd) {
+  const tokenizer = await bertTokenizer(tk, vocab);
   const kBatch = 1024;
   for (let i = 0; i < texts.length; i += kBatch) {
     const encodings = await tokenizer.encodeBatch(texts.slice(i, i + kBatch));
