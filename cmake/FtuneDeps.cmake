@@ -2,7 +2,7 @@
 #
 # Targets made available:
 #   torch (LibTorch), MPI::MPI_C, ftune::hdf5, absl::*, GTest::*, nlohmann_json::nlohmann_json,
-#   ftune::utf8proc, OpenSSL::Crypto, and ftune::nccl when FTUNE_WITH_NCCL=ON.
+#   OpenSSL::Crypto, and ftune::nccl when FTUNE_WITH_NCCL=ON.
 
 set(_ftune_hint "Run launch/install-deps.sh (Debian/Ubuntu) or install the package named above.")
 
@@ -51,17 +51,6 @@ find_package(nlohmann_json 3.9 CONFIG QUIET)
 if(NOT nlohmann_json_FOUND)
   ftune_missing("nlohmann/json >= 3.9" "nlohmann-json3-dev")
 endif()
-
-# --- utf8proc (Unicode normalisation and categories for the tokenizer)
-find_path(UTF8PROC_INCLUDE_DIR utf8proc.h)
-find_library(UTF8PROC_LIBRARY utf8proc)
-if(NOT UTF8PROC_INCLUDE_DIR OR NOT UTF8PROC_LIBRARY)
-  ftune_missing("utf8proc" "libutf8proc-dev")
-endif()
-add_library(ftune_utf8proc INTERFACE)
-target_include_directories(ftune_utf8proc SYSTEM INTERFACE ${UTF8PROC_INCLUDE_DIR})
-target_link_libraries(ftune_utf8proc INTERFACE ${UTF8PROC_LIBRARY})
-add_library(ftune::utf8proc ALIAS ftune_utf8proc)
 
 # --- OpenSSL (SHA-256 only)
 find_package(OpenSSL QUIET COMPONENTS Crypto)

@@ -63,13 +63,15 @@ absl::Status AppendTo(hid_t ds, const std::string& path, const char* name, hid_t
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& path, int64_t vocab_size) {
+absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& path, int64_t vocab_size,
+                                                                     bool labeled) {
   if (path.empty()) return absl::InvalidArgumentError("no output path (--output)");
   std::unique_ptr<DatasetWriter> w(new DatasetWriter());
   w->path_ = path;
   w->temp_path_ = TempPathFor(path);
   w->vocab_size_ = vocab_size;
   w->uint16_ = vocab_size <= fmt::kMaxUint16VocabSize;
+  w->labeled_ = labeled;
   w->h5_ = std::make_unique<Hdf5>();
   h5::ErrorScope quiet;
   w->h5_->file = h5::Handle(H5Fcreate(w->temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), &H5Fclose);
@@ -85,7 +87,10 @@ absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::
   FTUNE_ASSIGN_OR_RETURN(w->h5_->input_ids, MakeDataset(f, w->temp_path_, fmt::kInputIds,
                                                         w->uint16_ ? H5T_STD_U16LE : H5T_STD_I32LE, fmt::kTokenChunk));
   FTUNE_ASSIGN_OR_RETURN(w->h5_->offsets, MakeDataset(f, w->temp_path_, fmt::kOffsets, H5T_STD_I64LE, fmt::kIndexChunk));
-  FTUNE_ASSIGN_OR_RETURN(w->h5_->labels, MakeDataset(f, w->temp_path_, fmt::kLabels, H5T_STD_I32LE, fmt::kIndexChunk));
+  if (labeled) {
+    FTUNE_ASSIGN_OR_RETURN(w->h5_->labels,
+                           MakeDataset(f, w->temp_path_, fmt::kLabels, H5T_STD_I32LE, fmt::kIndexChunk));
+  }
   int64_t zero = 0;
   FTUNE_RETURN_IF_ERROR(AppendTo(w->h5_->offsets.get(), w->temp_path_, fmt::kOffsets, H5T_NATIVE_INT64, &zero, 1));
   return w;
@@ -105,7 +110,10 @@ void DatasetWriter::Abandon() {
 
 absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels) {
   if (finished_ || h5_ == nullptr) return absl::FailedPreconditionError("DatasetWriter: Append after Finish");
-  if (ids.size() != labels.size()) return absl::InvalidArgumentError("DatasetWriter: ids and labels differ in size");
+  if (labels.size() != (labeled_ ? ids.size() : 0)) {
+    return absl::InvalidArgumentError(labeled_ ? "DatasetWriter: ids and labels differ in size"
+                                               : "DatasetWriter: labels for a dataset without labels");
+  }
   int64_t total = 0;
   for (const auto& v : ids) total += static_cast<int64_t>(v.size());
   std::vector<int64_t> offsets;
@@ -139,8 +147,10 @@ absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids,
                                  uint16_ ? static_cast<const void*>(u16.data()) : i32.data(), total));
   FTUNE_RETURN_IF_ERROR(AppendTo(h5_->offsets.get(), temp_path_, fmt::kOffsets, H5T_NATIVE_INT64, offsets.data(),
                                  static_cast<int64_t>(offsets.size())));
-  FTUNE_RETURN_IF_ERROR(AppendTo(h5_->labels.get(), temp_path_, fmt::kLabels, H5T_NATIVE_INT32, labels.data(),
-                                 static_cast<int64_t>(labels.size())));
+  if (labeled_) {
+    FTUNE_RETURN_IF_ERROR(AppendTo(h5_->labels.get(), temp_path_, fmt::kLabels, H5T_NATIVE_INT32, labels.data(),
+                                   static_cast<int64_t>(labels.size())));
+  }
   num_examples_ += static_cast<int64_t>(ids.size());
   num_tokens_ = end;
   return absl::OkStatus();
@@ -151,6 +161,9 @@ absl::Status DatasetWriter::Finish(const data::DatasetInfo& info) {
   if (info.num_examples != num_examples_ || info.num_tokens != num_tokens_) {
     return absl::InternalError("DatasetWriter: DatasetInfo counts differ from what was written");
   }
+  if (info.label_names.empty() == labeled_) {
+    return absl::InternalError("DatasetWriter: label_names must be given exactly when the dataset is labeled");
+  }
   {
     h5::ErrorScope quiet;
     h5::Handle root(H5Gopen2(h5_->file.get(), "/", H5P_DEFAULT), &H5Gclose);
@@ -159,13 +172,13 @@ absl::Status DatasetWriter::Finish(const data::DatasetInfo& info) {
     FTUNE_RETURN_IF_ERROR(h5::WriteInt32Attr(g, fmt::kAttrFormatVersion, fmt::kFormatVersion));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrVocabSha256, info.vocab_sha256));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrVocabSize, info.vocab_size));
-    FTUNE_RETURN_IF_ERROR(h5::WriteStringArrayAttr(g, fmt::kAttrLabelNames, info.label_names));
+    if (labeled_) FTUNE_RETURN_IF_ERROR(h5::WriteStringArrayAttr(g, fmt::kAttrLabelNames, info.label_names));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt32Attr(g, fmt::kAttrMaxLength, info.max_length));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrNumExamples, num_examples_));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrNumTokens, num_tokens_));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrNumTruncated, info.num_truncated));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrTokenizer, info.tokenizer_json));
-    FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrLabelMapping, info.label_mapping_json));
+    if (labeled_) FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrLabelMapping, info.label_mapping_json));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrSourceName, info.source_name));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrSourceSha256, info.source_sha256));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrCreatedBy, info.created_by));

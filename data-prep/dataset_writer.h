@@ -16,15 +16,18 @@ namespace ftune::prep {
 
 class DatasetWriter {
  public:
-  // Token ids are stored as uint16 when vocab_size <= 65536, else int32.
-  static absl::StatusOr<std::unique_ptr<DatasetWriter>> Create(const std::string& path, int64_t vocab_size);
+  // Token ids are stored as uint16 when vocab_size <= 65536, else int32. Without `labeled`, the
+  // dataset has no labels (no `labels` dataset, no label_names): text for pretraining.
+  static absl::StatusOr<std::unique_ptr<DatasetWriter>> Create(const std::string& path, int64_t vocab_size,
+                                                               bool labeled = true);
   ~DatasetWriter();
 
-  // Appends examples (ids[i] with labels[i]); ids must be in [0, vocab_size).
+  // Appends examples (ids[i] with labels[i]; `labels` empty when unlabeled); ids must be in
+  // [0, vocab_size).
   absl::Status Append(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels);
 
-  // Writes the attributes from `info` (its counts must match what was appended), closes the file
-  // and renames it onto the output path.
+  // Writes the attributes from `info` (its counts must match what was appended; label_names and
+  // label_mapping only when labeled), closes the file and renames it onto the output path.
   absl::Status Finish(const data::DatasetInfo& info);
 
   int64_t num_examples() const { return num_examples_; }
@@ -40,6 +43,7 @@ class DatasetWriter {
   std::string path_, temp_path_;
   int64_t vocab_size_ = 0;
   bool uint16_ = true;
+  bool labeled_ = true;
   int64_t num_examples_ = 0, num_tokens_ = 0;
   std::unique_ptr<Hdf5> h5_;
   bool finished_ = false;

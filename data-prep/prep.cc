@@ -45,8 +45,10 @@ class Sink {
       max_length_ = std::max<int64_t>(max_length_, static_cast<int64_t>(ids[i].size()));
       max_untruncated_ = std::max(max_untruncated_, untruncated[i]);
       if (untruncated[i] > static_cast<int64_t>(ids[i].size())) ++truncated_;
-      if (labels[i] >= static_cast<int32_t>(label_counts_.size())) label_counts_.resize(labels[i] + 1, 0);
-      ++label_counts_[static_cast<size_t>(labels[i])];
+    }
+    for (int32_t label : labels) {
+      if (label >= static_cast<int32_t>(label_counts_.size())) label_counts_.resize(static_cast<size_t>(label) + 1, 0);
+      ++label_counts_[static_cast<size_t>(label)];
     }
     FTUNE_RETURN_IF_ERROR(writer_->Append(ids, labels));
     if (opt_.progress) {
@@ -91,18 +93,20 @@ absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordP
   int64_t line = 1;
   FTUNE_ASSIGN_OR_RETURN(bool has_header, reader.Next(&header, &line));
   if (!has_header) return InputError(opt.input, 1, "empty file (expected a header row, then one row per example)");
+  const bool labeled = !opt.label_column.empty();
   int text_col = -1, label_col = -1;
   for (size_t c = 0; c < header.size(); ++c) {
     if (header[c] == opt.text_column && text_col < 0) text_col = static_cast<int>(c);
-    if (header[c] == opt.label_column && label_col < 0) label_col = static_cast<int>(c);
+    if (labeled && header[c] == opt.label_column && label_col < 0) label_col = static_cast<int>(c);
   }
-  for (const auto& [col, name, flag] : {std::make_tuple(text_col, opt.text_column, "--text_column"),
-                                        std::make_tuple(label_col, opt.label_column, "--label_column")}) {
-    if (col < 0) {
-      return InputError(opt.input, line,
-                        absl::StrFormat("no column named '%s' in the header (columns: %s); pass %s",
-                                        utf8::Printable(name), HeaderForMessage(header), flag));
-    }
+  auto no_column = [&](const std::string& name, absl::string_view flag) {
+    return InputError(opt.input, line,
+                      absl::StrFormat("no column named '%s' in the header (columns: %s); pass %s",
+                                      utf8::Printable(name), HeaderForMessage(header), flag));
+  };
+  if (text_col < 0) return no_column(opt.text_column, "--text_column");
+  if (labeled && label_col < 0) {
+    return no_column(opt.label_column, "--label_column (or --label_column= for a dataset without labels)");
   }
   const int64_t batch = std::max<int64_t>(1, opt.batch_size);
   std::vector<std::string> fields, texts;
@@ -123,9 +127,11 @@ absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordP
                                           "newlines must be quoted)",
                                           fields.size(), header.size()));
       }
-      auto label = labels->Map(fields[static_cast<size_t>(label_col)]);
-      if (!label.ok()) return InputError(opt.input, line, label.status().message());
-      batch_labels.push_back(*label);
+      if (labeled) {
+        auto label = labels->Map(fields[static_cast<size_t>(label_col)]);
+        if (!label.ok()) return InputError(opt.input, line, label.status().message());
+        batch_labels.push_back(*label);
+      }
       texts.push_back(std::move(fields[static_cast<size_t>(text_col)]));
     }
     if (texts.empty()) break;
@@ -200,15 +206,20 @@ absl::Status ReadJsonl(const PrepOptions& opt, absl::string_view data, const Wor
       }
       v.push_back(static_cast<int32_t>(x.get<int64_t>()));
     }
-    if (!j.contains("label")) return InputError(opt.input, line, "missing \"label\"");
-    const auto& lj = j["label"];
-    absl::StatusOr<int32_t> label = absl::InvalidArgumentError("\"label\" must be an integer or a string");
-    if (lj.is_number_integer()) {
-      label = labels->MapInt(lj.get<int64_t>());
-    } else if (lj.is_string()) {
-      label = labels->Map(lj.get<std::string>());
+    if (!opt.label_column.empty()) {  // else a dataset without labels: "label" is not read
+      if (!j.contains("label")) {
+        return InputError(opt.input, line, "missing \"label\" (pass --label_column= for a dataset without labels)");
+      }
+      const auto& lj = j["label"];
+      absl::StatusOr<int32_t> label = absl::InvalidArgumentError("\"label\" must be an integer or a string");
+      if (lj.is_number_integer()) {
+        label = labels->MapInt(lj.get<int64_t>());
+      } else if (lj.is_string()) {
+        label = labels->Map(lj.get<std::string>());
+      }
+      if (!label.ok()) return InputError(opt.input, line, label.status().message());
+      batch_labels.push_back(*label);
     }
-    if (!label.ok()) return InputError(opt.input, line, label.status().message());
     const int64_t full = static_cast<int64_t>(v.size());
     if (opt.max_length > 0 && full > opt.max_length) {
       int32_t last = v.back();
@@ -216,7 +227,6 @@ absl::Status ReadJsonl(const PrepOptions& opt, absl::string_view data, const Wor
       v.push_back(last);  // keep the final id ([SEP] in BERT-style input)
     }
     ids.push_back(std::move(v));
-    batch_labels.push_back(*label);
     untruncated.push_back(full);
     ++rows;
     if (static_cast<int64_t>(ids.size()) >= batch) FTUNE_RETURN_IF_ERROR(flush());
@@ -247,12 +257,13 @@ absl::Status ValidatePrepOptions(const PrepOptions& o) {
   }
   if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (o.input_format == InputFormat::kCsv) {
-    if (o.text_column.empty() || o.label_column.empty()) {
-      return absl::InvalidArgumentError("--text_column and --label_column must not be empty");
-    }
+    if (o.text_column.empty()) return absl::InvalidArgumentError("--text_column must not be empty");
     if (o.text_column == o.label_column) {
       return absl::InvalidArgumentError("--text_column and --label_column name the same column");
     }
+  }
+  if (o.label_column.empty() && !o.labels.empty()) {
+    return absl::InvalidArgumentError("--labels names labels, but --label_column is empty (no labels are read)");
   }
   std::set<std::string> seen;
   for (const std::string& l : o.labels) {
@@ -282,7 +293,9 @@ absl::StatusOr<PrepSummary> RunPrep(const PrepOptions& opt) {
   LabelMapper labels(opt.labels);
   const int threads = ResolveThreads(opt.threads);
 
-  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetWriter> writer, DatasetWriter::Create(opt.output, tok.vocab_size()));
+  const bool labeled = !opt.label_column.empty();
+  FTUNE_ASSIGN_OR_RETURN(std::unique_ptr<DatasetWriter> writer,
+                         DatasetWriter::Create(opt.output, tok.vocab_size(), labeled));
   Sink sink(writer.get(), opt, static_cast<int64_t>(data.size()), static_cast<int>(labels.names().size()));
   if (opt.input_format == InputFormat::kCsv) {
     FTUNE_RETURN_IF_ERROR(ReadCsv(opt, data, tok, &labels, &sink, threads));
@@ -297,14 +310,14 @@ absl::StatusOr<PrepSummary> RunPrep(const PrepOptions& opt) {
   info.vocab_size = tok.vocab_size();
   info.vocab_sha256 = tok.vocab_sha256();
   info.max_length = opt.max_length;
-  info.label_names = labels.names();
+  if (labeled) info.label_names = labels.names();
   info.source_name = BaseName(opt.input);
   info.source_sha256 = Sha256Hex(data);
   info.tokenizer_json = opt.input_format == InputFormat::kCsv
                             ? tok.SettingsJson()
                             : R"({"type":"pretokenized","truncation":"keep first max_length-1 ids and the last id"})";
   info.num_truncated = sink.truncated_;
-  info.label_mapping_json = labels.MappingJson();
+  if (labeled) info.label_mapping_json = labels.MappingJson();
   info.created_by = kCreatedBy;
   const std::string token_type = writer->token_type();
   FTUNE_RETURN_IF_ERROR(writer->Finish(info));
@@ -349,7 +362,9 @@ std::string PrepSummary::Format() const {
     parts.push_back(absl::StrFormat("%s %d (%.1f%%)", label_names[k], c,
                                     num_examples > 0 ? 100.0 * c / num_examples : 0.0));
   }
-  absl::StrAppendFormat(&out, "  labels     %s\n", absl::StrJoin(parts, ", "));
+  absl::StrAppendFormat(&out, "  labels     %s\n",
+                        parts.empty() ? "none (--label_column is empty: a dataset for pretraining)"
+                                      : absl::StrJoin(parts, ", "));
   absl::StrAppendFormat(&out, "  vocab      sha256 %s\n", vocab_sha256);
   absl::StrAppendFormat(&out, "  time       %.2f s, %d thread%s (%.0f examples/s)\n", seconds, threads,
                         threads == 1 ? "" : "s", seconds > 0 ? num_examples / seconds : 0.0);

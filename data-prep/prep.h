@@ -28,7 +28,7 @@ struct PrepOptions {
   std::string vocab;   // vocab.txt: tokenizes CSV text; for JSONL, bounds the ids and is recorded
   InputFormat input_format = InputFormat::kCsv;
   std::string text_column = "review";
-  std::string label_column = "label";
+  std::string label_column = "label";  // empty: no labels (CSV and JSONL); the dataset has none
   // Label names, label k = labels[k]. Empty: binary 0/1, negative/positive, neg/pos.
   std::vector<std::string> labels;
   // Longest sequence including [CLS] and [SEP]; longer texts keep their first max_length - 2

@@ -1,7 +1,5 @@
 #include "data-prep/wordpiece_tokenizer.h"
 
-#include <utf8proc.h>
-
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -9,44 +7,14 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/utf8.h"
+#include "data-prep/unicode_tables.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::prep {
 namespace {
 
-// ---- Character classes, as HF tokenizers defines them (normalizers/bert.rs, pre_tokenizers/bert.rs).
-
-// Rust's char::is_whitespace (Unicode White_Space), used by both the normalizer and pre-tokenizer.
-bool IsWhitespace(int32_t c) {
-  if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);
-  return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-         c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-// BertNormalizer's is_control: \t \n \r are whitespace, otherwise unicode_categories' is_other(),
-// which is Cc | Cf | Co and nothing else (unassigned code points are kept: the HF golden for
-// U+D7FF shows it). That crate builds its tables from UnicodeData.txt lines, where a private-use
-// block is two lines (<..., First> and <..., Last>), so only those six Co code points count.
-bool IsControl(int32_t c, int category) {
-  if (c == '\t' || c == '\n' || c == '\r') return false;
-  if (category == UTF8PROC_CATEGORY_CC || category == UTF8PROC_CATEGORY_CF) return true;
-  if (category == UTF8PROC_CATEGORY_CO) {
-    return c == 0xE000 || c == 0xF8FF || c == 0xF0000 || c == 0xFFFFD || c == 0x100000 || c == 0x10FFFD;
-  }
-  return false;
-}
-
-bool IsChinese(int32_t c) {
-  return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-         (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
-         (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
-}
-
-bool IsUnicodePunct(int category) {
-  return category >= UTF8PROC_CATEGORY_PC && category <= UTF8PROC_CATEGORY_PO;
-}
-
-// ASCII bytes by what the whole pipeline does with them.
+// ASCII bytes by what the whole pipeline does with them (the same classes as unicode::Lookup gives,
+// in a form the hot loop can switch on).
 enum AsciiClass : uint8_t { kDrop, kSpace, kPunct, kUpper, kKeep };
 struct AsciiTable {
   AsciiClass c[128];
@@ -70,8 +38,9 @@ constexpr AsciiTable kAscii;
 
 // Normalizes and pre-tokenizes one piece of text (no special tokens inside), calling
 // on_word(word, num_chars) for each word. Mirrors HF's order: clean -> CJK spacing -> NFD ->
-// drop Mn -> lowercase -> split. NFD's canonical reordering of combining marks is done on the
-// pending run of marks (ccc != 0) before they are classified.
+// drop Mn -> lowercase -> split. NFD's canonical reordering is done on the pending run of
+// combining marks (ccc != 0) before they are classified; characters that clean_text removes do
+// not end such a run, since HF removes them before NFD.
 class WordSplitter {
  public:
   template <typename OnWord>
@@ -90,8 +59,10 @@ class WordSplitter {
       const uint8_t b = static_cast<uint8_t>(text[i]);
       if (b < 0x80) {
         ++i;
-        if (!marks_.empty()) FlushMarks(end_word, on_word);
-        switch (kAscii.c[b]) {
+        const AsciiClass cls = kAscii.c[b];
+        if (cls == kDrop) continue;
+        if (!marks_.empty()) FlushMarks(end_word);
+        switch (cls) {
           case kDrop:
             break;
           case kSpace:
@@ -117,100 +88,80 @@ class WordSplitter {
       size_t len;
       const int32_t cp = utf8::Decode(text, i, &len);
       i += len;
-      if (cp < 0 || cp == 0xFFFD) continue;  // invalid bytes read as U+FFFD, which clean_text drops
-      const utf8proc_property_t* prop = utf8proc_get_property(cp);
-      if (IsControl(cp, prop->category)) continue;
-      if (IsWhitespace(cp)) {
-        FlushMarks(end_word, on_word);
+      if (cp < 0) continue;  // invalid bytes read as U+FFFD, which clean_text removes
+      const unicode::CharRecord& r = unicode::Lookup(cp);
+      if (r.flags & unicode::kDrop) continue;
+      if (r.flags & unicode::kSpace) {
+        FlushMarks(end_word);
         end_word();
         continue;
       }
-      const bool cjk = IsChinese(cp);
+      const bool cjk = r.flags & unicode::kCjk;
       if (cjk) {
-        FlushMarks(end_word, on_word);
+        FlushMarks(end_word);
         end_word();
       }
-      utf8proc_int32_t dec[32];
-      int boundclass = 0;
-      utf8proc_ssize_t m = utf8proc_decompose_char(cp, dec, 32, UTF8PROC_DECOMPOSE, &boundclass);
-      if (m <= 0 || m > 32) {
-        dec[0] = cp;
-        m = 1;
-      }
-      for (utf8proc_ssize_t k = 0; k < m; ++k) {
-        const utf8proc_property_t* p = k == 0 && m == 1 && dec[0] == cp ? prop : utf8proc_get_property(dec[k]);
-        if (p->combining_class != 0) {
-          marks_.emplace_back(p->combining_class, dec[k]);
+      int32_t dec[4];
+      const int m = unicode::Decompose(cp, r, dec);
+      for (int k = 0; k < m; ++k) {
+        const unicode::CharRecord& d = dec[k] == cp ? r : unicode::Lookup(dec[k]);
+        if (d.ccc != 0) {
+          marks_.push_back({d.ccc, dec[k]});
         } else {
-          FlushMarks(end_word, on_word);
-          Classify(dec[k], p->category, end_word);
+          FlushMarks(end_word);
+          Classify(dec[k], d, end_word);
         }
       }
       if (cjk) {
-        FlushMarks(end_word, on_word);
+        FlushMarks(end_word);
         end_word();
       }
     }
-    FlushMarks(end_word, on_word);
+    FlushMarks(end_word);
     end_word();
   }
 
  private:
-  template <typename EndWord, typename OnWord>
-  void FlushMarks(EndWord& end_word, OnWord&) {
+  template <typename EndWord>
+  void FlushMarks(EndWord& end_word) {
     if (marks_.empty()) return;
     if (marks_.size() > 1) {
-      std::stable_sort(marks_.begin(), marks_.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::stable_sort(marks_.begin(), marks_.end(), [](const Mark& a, const Mark& b) { return a.ccc < b.ccc; });
     }
-    for (const auto& mk : marks_) Classify(mk.second, utf8proc_get_property(mk.second)->category, end_word);
+    for (const Mark& mk : marks_) Classify(mk.c, unicode::Lookup(mk.c), end_word);
     marks_.clear();
   }
 
-  // One normalized code point (after NFD): drop Mn, lowercase, then split on space/punctuation.
+  // One character after NFD: drop Mn, lowercase, then split on whitespace and punctuation.
   template <typename EndWord>
-  void Classify(int32_t c, int category, EndWord& end_word) {
-    if (category == UTF8PROC_CATEGORY_MN) return;
-    if (c < 0x80) {
-      switch (kAscii.c[c]) {
-        case kDrop:  // cannot come out of NFD; keep HF's behaviour anyway (it is a char of the word)
-        case kKeep:
-          word_.push_back(static_cast<char>(c));
-          ++word_chars_;
-          return;
-        case kUpper:
-          word_.push_back(static_cast<char>(c + 32));
-          ++word_chars_;
-          return;
-        case kSpace:
-          end_word();
-          return;
-        case kPunct:
-          end_word();
-          word_.push_back(static_cast<char>(c));
-          word_chars_ = 1;
-          end_word();
-          return;
+  void Classify(int32_t c, const unicode::CharRecord& r, EndWord& end_word) {
+    if (r.flags & unicode::kMn) return;
+    int32_t lower[3];
+    const int n = unicode::Lowercase(c, r, lower);
+    for (int k = 0; k < n; ++k) {
+      const int32_t lc = lower[k];
+      const uint8_t flags = lc == c ? r.flags : unicode::Lookup(lc).flags;
+      if (flags & unicode::kSpace) {
+        end_word();
+      } else if (flags & unicode::kPunct) {
+        end_word();
+        utf8::Append(lc, &word_);
+        word_chars_ = 1;
+        end_word();
+      } else {
+        utf8::Append(lc, &word_);
+        ++word_chars_;
       }
-    }
-    const int32_t lc = utf8proc_tolower(c);
-    const int lc_category = lc == c ? category : utf8proc_get_property(lc)->category;
-    if (IsWhitespace(lc)) {
-      end_word();
-    } else if (IsUnicodePunct(lc_category) || (lc < 0x80 && kAscii.c[lc] == kPunct)) {
-      end_word();
-      utf8::Append(lc, &word_);
-      word_chars_ = 1;
-      end_word();
-    } else {
-      utf8::Append(lc, &word_);
-      ++word_chars_;
     }
   }
 
+  struct Mark {
+    uint8_t ccc;
+    int32_t c;
+  };
   std::string word_;
   int64_t word_chars_ = 0;
-  std::vector<std::pair<int, int32_t>> marks_;  // (combining class, code point)
+  std::vector<Mark> marks_;
 };
 
 }  // namespace
@@ -239,7 +190,7 @@ absl::StatusOr<WordPieceTokenizer> WordPieceTokenizer::FromVocabText(absl::strin
       size_t start = line.size() - 1;
       while (start > 0 && (static_cast<uint8_t>(line[start]) & 0xC0) == 0x80) --start;
       size_t len;
-      if (!IsWhitespace(utf8::Decode(line, start, &len))) break;
+      if (!(unicode::Lookup(utf8::Decode(line, start, &len)).flags & unicode::kSpace)) break;
       line.remove_suffix(line.size() - start);
     }
     const int32_t id = static_cast<int32_t>(t.tokens_.size());
@@ -399,7 +350,7 @@ std::string WordPieceTokenizer::SettingsJson() const {
       {"sep_token", "[SEP]"},
       {"add_special_tokens", true},
       {"truncation", "keep first max_length-2 pieces"},
-      {"unicode", absl::StrCat("utf8proc ", utf8proc_version(), " (Unicode ", utf8proc_unicode_version(), ")")},
+      {"unicode", "as tokenizers 0.23.2: categories 8.0.0, NFD 9.0.0, lowercase and whitespace 17.0.0"},
   };
   return j.dump();
 }

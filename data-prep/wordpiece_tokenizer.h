@@ -4,14 +4,16 @@
 //   1. literal special tokens ([CLS], [SEP], [PAD], [MASK], [UNK], case-sensitive, anywhere in the
 //      raw text) are split out and map to their ids;
 //   2. BertNormalizer on each remaining piece: drop U+0000, U+FFFD and control characters
-//      (categories Cc, Cf, and the Co code points listed in UnicodeData.txt), map whitespace to ' ',
-//      put spaces around CJK ideographs, NFD and drop nonspacing marks (Mn), lowercase;
+//      (categories Cc, Cf, Co: every private-use character), map whitespace to ' ', put spaces
+//      around CJK ideographs, NFD and drop nonspacing marks (Mn), lowercase;
 //   3. BertPreTokenizer: split on whitespace, each punctuation character (ASCII punctuation or
 //      Unicode P*) becomes its own word;
 //   4. WordPiece: greedy longest-match-first with "##" continuations; a word longer than 100
 //      characters, or one that cannot be covered by vocab pieces, becomes a single [UNK];
 //   5. [CLS] pieces [SEP], truncated to max_length by keeping the first max_length - 2 pieces.
-// Unicode data (categories, NFD, case) comes from utf8proc. Thread-safe: Encode is const.
+// Character classes come from data-prep/unicode_tables.h, built from the Unicode versions HF's
+// own tables come from (categories 8.0, NFD 9.0, case and whitespace 17.0), so characters assigned
+// since then are treated as HF treats them. Thread-safe: Encode is const.
 #pragma once
 
 #include <cstdint>

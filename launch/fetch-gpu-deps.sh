@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run on a Debian/Ubuntu machine WITH apt (e.g. the development box): downloads the .debs of the
-# libraries the GPU host lacks (Abseil, nlohmann-json, utf8proc, GoogleTest, OpenSSL's headers) and
+# libraries the GPU host lacks (Abseil, nlohmann-json, GoogleTest, OpenSSL's headers) and
 # unpacks them into .deps/root (git-ignored, made anew each time), which launch/build-gpu.sh puts on
 # CMAKE_PREFIX_PATH. Binaries built against it find these libraries through their RPATH (see
 # CMakeLists.txt), so nothing has to be installed there. The accelerator host has no internet:
 # carry .deps/ to it (the device tool's `carry`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libabsl-dev libabsl20220623 nlohmann-json3-dev libutf8proc-dev libutf8proc2
+pkgs=(libabsl-dev libabsl20220623 nlohmann-json3-dev
       libgtest-dev libgmock-dev googletest libssl-dev)
 rm -rf .deps
 mkdir -p .deps/root

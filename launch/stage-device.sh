@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run HERE (a machine with apt and ../shared) before a session's one call to the GPU machine:
 # gathers what that machine lacks into two git-ignored folders the call must carry:
-#   .deps     Debian's Abseil, nlohmann-json, utf8proc, GoogleTest, OpenSSL (fetch-gpu-deps.sh, made anew)
+#   .deps     Debian's Abseil, nlohmann-json, GoogleTest, OpenSSL (fetch-gpu-deps.sh, made anew)
 #   .devdata  the IMDB subset, vocab.txt and the HF Trainer anchor script from ../shared
 # Then, on the device:  launch/device-check.sh      (carry: .deps .devdata; see its --help)
 set -euo pipefail

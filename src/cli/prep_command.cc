@@ -18,7 +18,9 @@ ABSL_FLAG(std::string, input, "", "Input file: a CSV with a header row, or JSONL
 ABSL_FLAG(std::string, input_format, "csv",
           "csv (text + label columns) or jsonl (one {\"ids\": [...], \"label\": n} per line: bring your own tokens).");
 ABSL_FLAG(std::string, text_column, "review", "CSV column holding the text.");
-ABSL_FLAG(std::string, label_column, "label", "CSV column holding the label.");
+ABSL_FLAG(std::string, label_column, "label",
+          "CSV column holding the label. Empty (--label_column=) writes a dataset without labels, text for "
+          "pretraining (with jsonl: a \"label\" key is then not read); a classifier refuses to train on it.");
 ABSL_FLAG(std::vector<std::string>, labels, {},
           "Comma-separated label names; label k is the k-th name and the input may use the names "
           "(case-insensitive) or their indices. Default: binary 0/1, negative/positive, neg/pos.");
@@ -30,13 +32,15 @@ namespace {
 
 constexpr char kUsage[] =
     "Tokenizes a CSV of texts and labels (or a JSONL of token ids) into an HDF5 token dataset that\n"
-    "`ftune train` reads: ragged token ids (no padding), per-example offsets, labels, and the vocab\n"
-    "hash, tokenizer settings and source file recorded as attributes. The tokenizer is identical to\n"
-    "Hugging Face's distilbert-base-uncased; texts longer than --max_length keep their first\n"
-    "max_length-2 word pieces. Output is written to a temp file and renamed only on success.\n\n"
+    "`ftune train` reads: ragged token ids (no padding), per-example offsets, labels (none with\n"
+    "--label_column=), and the vocab hash, tokenizer settings and source file recorded as\n"
+    "attributes. The tokenizer is identical to Hugging Face's distilbert-base-uncased; texts longer\n"
+    "than --max_length keep their first max_length-2 word pieces. Output is written to a temp file\n"
+    "and renamed only on success.\n\n"
     "  ftune prep --input train.csv --output train.h5 --vocab vocab.txt\n"
     "  ftune prep --input data.csv --text_column text --label_column stars --labels bad,ok,good \\\n"
-    "             --model_dir models/distilbert-base-uncased --output data.h5\n\n"
+    "             --model_dir models/distilbert-base-uncased --output data.h5\n"
+    "  ftune prep --input unsup.csv --label_column= --output unsup.h5 --vocab vocab.txt   # no labels\n\n"
     "Exit status: 0 ok, 1 bad input or I/O error (the message names file:line), 2 bad flags.";
 
 // Progress on stderr: a self-updating line on a terminal, else a line every --progress_every examples.

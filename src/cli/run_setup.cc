@@ -128,6 +128,12 @@ int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn
 
 absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels) {
   const auto& info = ds.info();
+  if (uses_labels && !ds.has_labels()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s has no labels (it was made by `ftune prep --label_column=`): a classifier needs labeled data; "
+        "run `ftune prep` with the label column on labeled data",
+        ds.path()));
+  }
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
   if (!model_dir.empty() && PathExists(model_dir + "/vocab.txt")) {
     FTUNE_ASSIGN_OR_RETURN(std::string sha, Sha256File(model_dir + "/vocab.txt"));

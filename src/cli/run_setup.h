@@ -61,8 +61,9 @@ enum class Outcome { kDone, kPreempted };
 // ranks run, ends the whole job with MPI_Abort so no peer waits forever. Returns the exit code.
 int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn);
 
-// Token ids, vocabulary and labels of `ds` fit the model: same vocab.txt (sha256) when the model
-// directory has one, ids below the model's vocab_size, labels below num_labels.
+// Token ids, vocabulary and labels of `ds` fit the model: the same vocab.txt (sha256) when the
+// model directory has one, ids below the model's vocab_size; with `uses_labels`, the dataset has
+// labels and they are below num_labels.
 absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels);
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);
 

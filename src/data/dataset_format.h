@@ -9,19 +9,20 @@
 //                else int32; a reader accepts any integer type), chunked + deflate
 //     offsets    1-D int64, num_examples + 1 entries: example i is input_ids[offsets[i]:offsets[i+1]];
 //                offsets[0] = 0, non-decreasing, offsets[num_examples] = len(input_ids)
-//     labels     1-D int32, num_examples entries, each in [0, len(label_names))
+//     labels     1-D int32, num_examples entries, each in [0, len(label_names)); absent in an
+//                unlabeled dataset (`ftune prep --label_column=`: text for pretraining)
 //   attributes (strings are UTF-8; the reader accepts fixed- or variable-length strings)
 //     format          string  "ftune.token_dataset"
 //     format_version  int32   kFormatVersion                                   (required)
 //     vocab_sha256    string  64 lowercase hex digits of the vocab.txt bytes   (required)
 //     vocab_size      int64   lines in vocab.txt; every token id is below it   (required)
-//     label_names     1-D string array, label_names[k] names label k            (required)
+//     label_names     1-D string array, label_names[k] names label k  (present iff labels is)
 //     max_length      int32   truncation length used (0 = none); no example is longer
-//     num_examples    int64   = len(labels)
+//     num_examples    int64   = len(offsets) - 1
 //     num_tokens      int64   = len(input_ids)
 //     num_truncated   int64   examples that were cut to max_length
 //     tokenizer       string  JSON object with the tokenizer settings
-//     label_mapping   string  JSON object: raw label value in the input -> label id
+//     label_mapping   string  JSON object: raw label value in the input -> label id (labeled only)
 //     source_name     string  input file name (basename)
 //     source_sha256   string  sha256 of the input file
 //     created_by      string  "ftune prep <version>"

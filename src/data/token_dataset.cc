@@ -153,10 +153,22 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
     return Corrupt(path, absl::StrCat("vocab_size ", *vocab_size, " is out of range"));
   }
   info.vocab_size = *vocab_size;
-  auto names = h5::ReadStringArrayAttr(g, fmt::kAttrLabelNames);
-  if (!names.ok()) return Corrupt(path, names.status().message());
-  if (names->empty()) return Corrupt(path, "label_names is empty");
-  info.label_names = *std::move(names);
+  // Labels: a labeled dataset has both the labels dataset and label_names, an unlabeled one neither.
+  const bool labeled = H5Lexists(g, fmt::kLabels, H5P_DEFAULT) > 0;
+  if (h5::HasAttr(g, fmt::kAttrLabelNames)) {
+    auto names = h5::ReadStringArrayAttr(g, fmt::kAttrLabelNames);
+    if (!names.ok()) return Corrupt(path, names.status().message());
+    if (names->empty()) return Corrupt(path, "label_names is empty");
+    if (!labeled) {
+      return Corrupt(path, absl::StrFormat("dataset 'labels' is missing, but label_names names %d labels (an "
+                                           "unlabeled dataset has neither)",
+                                           names->size()));
+    }
+    info.label_names = *std::move(names);
+  } else if (labeled) {
+    return Corrupt(path, "attribute 'label_names' is missing, but there is a 'labels' dataset (an unlabeled "
+                         "dataset has neither)");
+  }
 
   // Optional attributes.
   int64_t max_length = 0;
@@ -177,7 +189,10 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   // Datasets.
   FTUNE_ASSIGN_OR_RETURN(auto ids, Open1DInt(g, path, fmt::kInputIds));
   FTUNE_ASSIGN_OR_RETURN(auto offsets, Open1DInt(g, path, fmt::kOffsets));
-  FTUNE_ASSIGN_OR_RETURN(auto labels, Open1DInt(g, path, fmt::kLabels));
+  std::pair<h5::Handle, int64_t> labels;
+  if (labeled) {
+    FTUNE_ASSIGN_OR_RETURN(labels, Open1DInt(g, path, fmt::kLabels));
+  }
   {
     h5::Handle type(H5Dget_type(ids.first.get()), &H5Tclose);
     if (H5Tget_size(type.get()) > 8) return Corrupt(path, "input_ids has an integer type wider than 64 bits");
@@ -191,7 +206,7 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
         "%s: offsets describes %d examples, more than the %d this reader keeps in memory; split the dataset",
         path, n, kMaxExamples));
   }
-  if (labels.second != n) {
+  if (labeled && labels.second != n) {
     return Corrupt(path, absl::StrFormat("labels has %d entries but offsets describes %d examples",
                                          labels.second, n));
   }
@@ -211,8 +226,6 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
 
   ds->offsets_.resize(static_cast<size_t>(n + 1));
   FTUNE_RETURN_IF_ERROR(ReadAll(offsets.first.get(), path, fmt::kOffsets, &ds->offsets_));
-  ds->labels_.resize(static_cast<size_t>(n));
-  FTUNE_RETURN_IF_ERROR(ReadAll(labels.first.get(), path, fmt::kLabels, &ds->labels_));
 
   const std::vector<int64_t>& off = ds->offsets_;
   if (off[0] != 0) return Corrupt(path, absl::StrCat("offsets[0] is ", off[0], ", not 0"));
@@ -235,8 +248,12 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   if (off[n] != num_tokens) {
     return Corrupt(path, absl::StrFormat("offsets end at %d but input_ids holds %d tokens", off[n], num_tokens));
   }
+  if (labeled) {
+    ds->labels_.resize(static_cast<size_t>(n));
+    FTUNE_RETURN_IF_ERROR(ReadAll(labels.first.get(), path, fmt::kLabels, &ds->labels_));
+  }
   const int64_t num_labels = static_cast<int64_t>(info.label_names.size());
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < static_cast<int64_t>(ds->labels_.size()); ++i) {
     if (ds->labels_[i] < 0 || ds->labels_[i] >= num_labels) {
       return Corrupt(path, absl::StrFormat("example %d has label %d, outside [0, %d) (label_names has %d)", i,
                                            ds->labels_[i], num_labels, num_labels));
@@ -315,7 +332,7 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
     size_t k = static_cast<size_t>(std::lower_bound(uniq.begin(), uniq.end(), idx) - uniq.begin());
     Example& e = out[i];
     e.index = idx;
-    e.label = labels_[idx];
+    e.label = label(idx);
     e.ids.assign(buf.begin() + pos[k], buf.begin() + pos[k] + length(idx));
   }
   return out;

@@ -23,7 +23,7 @@ struct DatasetInfo {
   int64_t vocab_size = 0;
   std::string vocab_sha256;
   int32_t max_length = 0;                // 0 = no truncation was applied
-  std::vector<std::string> label_names;  // label k is label_names[k]
+  std::vector<std::string> label_names;  // label k is label_names[k]; empty: the dataset has no labels
   std::string source_name, source_sha256;
   std::string tokenizer_json;            // tokenizer settings as a JSON object ("{}" when absent)
   int64_t num_truncated = 0;
@@ -34,7 +34,7 @@ struct DatasetInfo {
 
 struct Example {
   int64_t index = 0;  // position in the dataset
-  int64_t label = 0;
+  int64_t label = 0;  // -1 in a dataset without labels
   std::vector<int32_t> ids;
 };
 
@@ -42,7 +42,8 @@ struct Example {
 class TokenDataset {
  public:
   // Validates everything: format version, dataset shapes and types, offsets monotonic and in range,
-  // labels in [0, num_labels), lengths <= max_length. Token ids are checked (< vocab_size) on read.
+  // labels in [0, num_labels) (or neither labels nor label_names: an unlabeled dataset), lengths
+  // <= max_length. Token ids are checked (< vocab_size) on read.
   // Errors: NotFound (no file), DataLoss (not HDF5 / broken contents, or an example of more than
   // 2^20 tokens), FailedPrecondition (not an ftune dataset or another format version),
   // ResourceExhausted (more than 2^26 examples: the index would not fit in memory).
@@ -56,7 +57,8 @@ class TokenDataset {
   const std::string& path() const { return path_; }
   int64_t size() const { return info_.num_examples; }
   int32_t length(int64_t i) const { return static_cast<int32_t>(offsets_[i + 1] - offsets_[i]); }
-  int64_t label(int64_t i) const { return labels_[i]; }
+  bool has_labels() const { return !info_.label_names.empty(); }
+  int64_t label(int64_t i) const { return has_labels() ? labels_[i] : -1; }
 
   // Examples `indices` (any order, duplicates allowed) with one H5Dread over an OR-ed hyperslab
   // selection; the result is in the order of `indices`. OutOfRange for a bad index, DataLoss for a

@@ -67,6 +67,31 @@ TEST(FtunePrepCli, VocabDefaultsToTheModelDirectory) {
   EXPECT_THAT((*ds)->info().label_names, ElementsAre("bad", "good"));
 }
 
+// `--label_column=` writes a dataset without labels (for pretraining); training a classifier on it
+// is refused up front, naming the file.
+TEST(FtunePrepCli, UnlabeledDatasetIsWrittenAndRefusedForClassification) {
+  TempDir dir;
+  std::string in = dir.Write("unsup.csv", "review\nA fine film.\nNot my cup of tea.\n");
+  const std::string out = dir / "unsup.h5";
+  Result r = RunFtune("prep --input=" + in + " --output=" + out + " --vocab=" + Fixture("vocab.txt") +
+                      " --label_column=");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("labels     none"));
+  auto ds = data::TokenDataset::Open(out);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_FALSE((*ds)->has_labels());
+  EXPECT_EQ((*ds)->size(), 2);
+
+  for (const std::string& data : {" --train_data=" + out, " --train_data=" + Fixture("../prep/h5py_written.h5") +
+                                                               " --eval_data=" + out}) {
+    r = RunFtune("train --threads=1 --model_config=" + std::string(FTUNE_SOURCE_DIR) + "/configs/tiny.json" + data +
+                 " --output_dir=" + (dir / "run") + " --epochs=1");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr(out + " has no labels (it was made by `ftune prep --label_column=`)"));
+  }
+  EXPECT_FALSE(PathExists(dir / "run/model"));
+}
+
 TEST(FtunePrepCli, BadInputExitsOneNamingFileAndLine) {
   TempDir dir;
   std::string in = dir.Write("bad.csv", "review,label\nfine,1\n\"never closed,0\n");

@@ -217,6 +217,58 @@ TEST(RunPrep, JsonlBringYourOwnTokens) {
   EXPECT_EQ(nlohmann::json::parse((*ds)->info().tokenizer_json)["type"], "pretokenized");
 }
 
+// --label_column= (empty): a dataset without labels, text for pretraining. From a CSV with only
+// the text column, from one whose label column is then not read, and from JSONL without "label";
+// the ids are HF's all the same.
+TEST(RunPrep, EmptyLabelColumnWritesADatasetWithoutLabels) {
+  TempDir dir;
+  PrepOptions o = Options(dir.Write("unsup.csv", "review\nGreat movie!\n\"Bad, bad, bad.\"\n"), dir / "unsup.h5");
+  o.label_column = "";
+  auto s = RunPrep(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_THAT(s->label_names, IsEmpty());
+  EXPECT_THAT(s->Format(), HasSubstr("labels     none (--label_column is empty"));
+  auto ds = data::TokenDataset::Open(o.output);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_FALSE((*ds)->has_labels());
+  EXPECT_THAT((*ds)->info().label_names, IsEmpty());
+  EXPECT_EQ((*ds)->info().label_mapping_json, "{}");
+  EXPECT_EQ((*ds)->label(1), -1);
+  std::vector<data::Example> ex = ReadAll(**ds);
+  ASSERT_EQ(ex.size(), 2u);
+  EXPECT_THAT(ex[0].ids, ElementsAre(101, 2307, 3185, 999, 102));  // [CLS] great movie ! [SEP]
+  EXPECT_EQ(ex[0].label, -1);
+  EXPECT_EQ(ex[1].label, -1);
+
+  o = Options(Fixture("reviews.csv"), dir / "reviews.h5");
+  o.label_column = "";
+  ASSERT_TRUE(RunPrep(o).ok());
+  ds = data::TokenDataset::Open(o.output);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  std::vector<nlohmann::json> golden = ReadJsonl(Fixture("reviews.jsonl"));
+  ex = ReadAll(**ds);
+  ASSERT_EQ(ex.size(), golden.size());
+  for (size_t i = 0; i < ex.size(); ++i) {
+    EXPECT_EQ(ex[i].ids, Truncate(golden[i]["ids"].get<std::vector<int32_t>>(), 512)) << "row " << i;
+    EXPECT_EQ(ex[i].label, -1);
+  }
+
+  o = Options(dir.Write("ids.jsonl", "{\"ids\": [101, 7592, 102]}\n{\"ids\": [101, 102], \"label\": \"any\"}\n"),
+              dir / "ids.h5");
+  o.input_format = InputFormat::kJsonl;
+  o.label_column = "";
+  ASSERT_TRUE(RunPrep(o).ok());
+  ds = data::TokenDataset::Open(o.output);
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_FALSE((*ds)->has_labels());
+  ex = ReadAll(**ds);
+  ASSERT_EQ(ex.size(), 2u);
+  EXPECT_THAT(ex[0].ids, ElementsAre(101, 7592, 102));
+
+  o.labels = {"neg", "pos"};  // names for labels that are not read
+  EXPECT_THAT(std::string(ValidatePrepOptions(o).message()), HasSubstr("--label_column is empty"));
+}
+
 // ---- Bad input: specific code, message names file:line, and nothing is written.
 
 struct BadInput {
@@ -251,7 +303,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadInput{"UnterminatedQuote", "a.csv", "review,label\ngood,1\n\"open quote,0\nx,1\n",
                  "3: unterminated quoted field"},
         BadInput{"MissingTextColumn", "a.csv", "text,label\ngood,1\n", "1: no column named 'review'"},
-        BadInput{"MissingLabelColumn", "a.csv", "review,stars\ngood,1\n", "1: no column named 'label'"},
+        BadInput{"MissingLabelColumn", "a.csv", "review,stars\ngood,1\n",
+                 "1: no column named 'label' in the header (columns: review, stars); pass --label_column (or "
+                 "--label_column= for a dataset without labels)"},
         BadInput{"InvalidUtf8", "a.csv", "review,label\ngood,1\nok,0\nbad \xFF byte,1\n", "4: invalid UTF-8"},
         BadInput{"UnknownLabel", "a.csv", "review,label\ngood,1\nhmm,maybe\n", "3: unknown label 'maybe'"},
         BadInput{"EmptyFile", "a.csv", "", "1: empty file"},
@@ -267,6 +321,8 @@ INSTANTIATE_TEST_SUITE_P(
                  "1: ids[1] = 40000 is not a token id", InputFormat::kJsonl},
         BadInput{"JsonlUnknownLabel", "a.jsonl", "{\"ids\": [101, 102], \"label\": 7}\n",
                  "1: unknown label '7'", InputFormat::kJsonl},
+        BadInput{"JsonlMissingLabel", "a.jsonl", "{\"ids\": [101, 102], \"label\": 0}\n{\"ids\": [101, 102]}\n",
+                 "2: missing \"label\" (pass --label_column= for a dataset without labels)", InputFormat::kJsonl},
         BadInput{"JsonlEmpty", "a.jsonl", "\n\n", "1: empty file", InputFormat::kJsonl}),
     [](const ::testing::TestParamInfo<BadInput>& info) { return std::string(info.param.name); });
 

@@ -157,6 +157,22 @@ TEST(WordPieceTokenizer, LiteralSpecialTokensAreCaseSensitive) {
               ElementsAre(101, t.token_id("["), t.token_id("sep"), t.token_id("]"), 102));
 }
 
+// HF classifies with three Unicode versions (categories 8.0, NFD 9.0, case 17.0; see
+// data-prep/gen_unicode_tables.py). One character from each end of every range where a tokenizer
+// on a single current Unicode version differs from HF (private use, characters assigned after 8.0,
+// case pairs added in 16.0 and 17.0, singleton decompositions), with HF's ids and words
+// (tests/fixtures/tokens/README.md); tokenizer_oracle_test checks every code point where node is
+// installed.
+TEST(WordPieceTokenizer, CharactersWhoseClassDependsOnTheUnicodeVersion) {
+  std::vector<nlohmann::json> golden = ReadJsonl(Fixture("unicode_versions.jsonl"));
+  ASSERT_GE(golden.size(), 200u);
+  for (const auto& g : golden) {
+    const std::string text = g["text"].get<std::string>();
+    EXPECT_EQ(Tok().Encode(text, 0), g["ids"].get<std::vector<int32_t>>()) << g["code_point"];
+    EXPECT_EQ(Tok().SplitWords(text), g["words"].get<std::vector<std::string>>()) << g["code_point"];
+  }
+}
+
 TEST(WordPieceTokenizer, CombiningMarksAreReorderedThenDropped) {
   // NFD puts marks in canonical order and Mn marks are dropped, so any order of marks on a base
   // letter gives the bare letter, and precomposed == decomposed.

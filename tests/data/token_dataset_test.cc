@@ -35,6 +35,7 @@ struct Spec {
   int64_t version = format::kFormatVersion;
   bool write_version = true;
   bool write_labels = true;
+  bool write_label_names = true;
   bool fixed_strings = false;  // h5py writes numpy bytes as fixed-length strings
   int64_t vocab_size = 30522;
   int32_t max_length = 512;
@@ -132,7 +133,7 @@ class TokenDatasetTest : public ::testing::Test {
     WriteStr(g, format::kAttrVocabSha256, kSha, spec.fixed_strings);
     WriteInt(g, format::kAttrVocabSize, spec.vocab_size);
     WriteInt(g, format::kAttrMaxLength, spec.max_length);
-    WriteStrs(g, format::kAttrLabelNames, {"negative", "positive"}, spec.fixed_strings);
+    if (spec.write_label_names) WriteStrs(g, format::kAttrLabelNames, {"negative", "positive"}, spec.fixed_strings);
     WriteInt(g, format::kAttrNumExamples,
              spec.num_examples_attr >= 0 ? spec.num_examples_attr : static_cast<int64_t>(offsets.size()) - 1);
     WriteStr(g, format::kAttrSourceName, "train.csv", spec.fixed_strings);
@@ -296,7 +297,9 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"LabelsCountDiffers", [](Spec* s) { s->labels.pop_back(); }, absl::StatusCode::kDataLoss,
                "labels has 3 entries but offsets describes 4 examples"},
         Broken{"NoLabels", [](Spec* s) { s->write_labels = false; }, absl::StatusCode::kDataLoss,
-               "dataset 'labels' is missing"},
+               "dataset 'labels' is missing, but label_names names 2 labels"},
+        Broken{"LabelsWithoutNames", [](Spec* s) { s->write_label_names = false; }, absl::StatusCode::kDataLoss,
+               "attribute 'label_names' is missing, but there is a 'labels' dataset"},
         Broken{"FloatIds", [](Spec* s) { s->ids_type = H5T_IEEE_F32LE; }, absl::StatusCode::kDataLoss,
                "'input_ids' is not of an integer type"},
         Broken{"LongerThanMaxLength", [](Spec* s) { s->max_length = 4; }, absl::StatusCode::kDataLoss,
@@ -306,6 +309,33 @@ INSTANTIATE_TEST_SUITE_P(
         Broken{"BadVocabSize", [](Spec* s) { s->vocab_size = 0; }, absl::StatusCode::kDataLoss,
                "vocab_size 0 is out of range"}),
     [](const ::testing::TestParamInfo<Broken>& info) { return std::string(info.param.name); });
+
+// Without both the labels dataset and label_names, a dataset has no labels (`ftune prep
+// --label_column=`): it opens, and every example's label is -1.
+TEST_F(TokenDatasetTest, ADatasetWithoutLabels) {
+  Spec spec;
+  spec.write_labels = false;
+  spec.write_label_names = false;
+  auto ds = TokenDataset::Open(Write(spec));
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_FALSE((*ds)->has_labels());
+  EXPECT_THAT((*ds)->info().label_names, IsEmpty());
+  EXPECT_EQ((*ds)->size(), 4);
+  EXPECT_EQ((*ds)->label(3), -1);
+  auto ex = (*ds)->Read(std::vector<int64_t>{3, 0});
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_THAT((*ex)[0].ids, ElementsAre(101, 2088, 2088, 2088, 102));
+  EXPECT_EQ((*ex)[0].label, -1);
+  EXPECT_THAT((*ex)[1].ids, ElementsAre(101, 7592, 102));
+  EXPECT_EQ((*ex)[1].label, -1);
+
+  spec.write_label_names = true;  // and a labeled one says it has labels
+  spec.write_labels = true;
+  ds = TokenDataset::Open(Write(spec, "labeled.h5"));
+  ASSERT_TRUE(ds.ok()) << ds.status();
+  EXPECT_TRUE((*ds)->has_labels());
+  EXPECT_EQ((*ds)->label(3), 1);
+}
 
 // A file written by h5py with the snippet in data-prep/README.md (vlen UTF-8 string attributes,
 // numpy integer types, contiguous datasets) reads like one from `ftune prep`.

@@ -13,7 +13,7 @@
 //  - Open succeeds exactly when the model says the file keeps the contract, else it fails with the
 //    model's code (FailedPrecondition: not ours / other version; ResourceExhausted: more examples
 //    than the reader keeps in memory; DataLoss: anything else), one line, naming the file;
-//  - after Open: info, length(i) and label(i) match what was written; Read() of all examples, in
+//  - after Open: info, length(i) and label(i) (-1 without labels) match what was written; Read() of all examples, in
 //    order, and of a shuffled subset with duplicates, returns exactly the written ids, or DataLoss
 //    when one of the requested examples holds an id outside [0, vocab_size); a bad index is
 //    OutOfRange; CheckVocab accepts the file's own vocab and refuses another one.
@@ -252,9 +252,13 @@ absl::StatusCode Model(const Spec& s) {
   if (!IsIntAttr(s.vocab_size)) return C::kDataLoss;
   const int64_t vocab = As64(AttrInt(s.vocab_size));
   if (vocab <= 0 || vocab > (int64_t{1} << 31)) return C::kDataLoss;
-  if (s.label_names.kind != Attr::kString || s.label_names.two_d || s.label_names.strings.empty()) {
+  // A dataset without labels has neither the labels dataset nor label_names.
+  const bool labeled = s.labels.present;
+  if (s.label_names.kind != Attr::kAbsent &&
+      (s.label_names.kind != Attr::kString || s.label_names.two_d || s.label_names.strings.empty())) {
     return C::kDataLoss;
   }
+  if ((s.label_names.kind != Attr::kAbsent) != labeled) return C::kDataLoss;
   const int64_t num_labels = static_cast<int64_t>(s.label_names.strings.size());
   int64_t max_length = 0;
   if (s.max_length.kind != Attr::kAbsent) {
@@ -264,12 +268,13 @@ absl::StatusCode Model(const Spec& s) {
   }
   if (s.source_name.kind != Attr::kAbsent && !IsSingleString(s.source_name)) return C::kDataLoss;
   for (const Array* a : {&s.ids, &s.offsets, &s.labels}) {
+    if (a == &s.labels && !labeled) continue;
     if (!a->present || Types()[a->type].is_float || a->two_d) return C::kDataLoss;
   }
   if (s.offsets.extent < 1) return C::kDataLoss;
   const uint64_t n = s.offsets.extent - 1;
   if (n > static_cast<uint64_t>(kMaxExamples)) return C::kResourceExhausted;
-  if (s.labels.extent != n) return C::kDataLoss;
+  if (labeled && s.labels.extent != n) return C::kDataLoss;
   for (const Attr* a : {&s.num_examples, &s.num_tokens}) {
     if (a->kind == Attr::kAbsent) continue;
     if (!IsIntAttr(*a)) return C::kDataLoss;
@@ -283,11 +288,16 @@ absl::StatusCode Model(const Spec& s) {
     if (len < 0 || (max_length > 0 && len > max_length) || len > kMaxExampleTokens) return C::kDataLoss;
   }
   if (off(n) != i128(s.ids.extent)) return C::kDataLoss;
-  for (uint64_t i = 0; i < n; ++i) {
+  for (uint64_t i = 0; labeled && i < n; ++i) {
     const i128 l = As64(s.labels.at(i));
     if (l < 0 || l >= num_labels) return C::kDataLoss;
   }
   return C::kOk;
+}
+
+// The label Open/Read must give example i: -1 in a dataset without labels.
+int64_t WantLabel(const Spec& s, int64_t i) {
+  return s.labels.present ? static_cast<int64_t>(As64(s.labels.at(static_cast<uint64_t>(i)))) : -1;
 }
 
 // ---- Writing a Spec with the HDF5 C API.
@@ -427,7 +437,7 @@ void CheckRead(const data::TokenDataset& ds, const Spec& s, const std::vector<in
   FUZZ_CHECK(got->size() == idx.size(), "Read returned the wrong number of examples");
   for (size_t j = 0; j < idx.size(); ++j) {
     const data::Example& e = (*got)[j];
-    FUZZ_CHECK(e.index == idx[j] && e.label == As64(s.labels.at(idx[j])), "wrong index/label");
+    FUZZ_CHECK(e.index == idx[j] && e.label == WantLabel(s, idx[j]), "wrong index/label");
     std::vector<int32_t> want;
     for (i128 k = As64(s.offsets.at(idx[j])); k < As64(s.offsets.at(idx[j] + 1)); ++k) {
       want.push_back(As32(s.ids.at(static_cast<uint64_t>(k))));
@@ -472,7 +482,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
              "max_length differs");
   for (int64_t i = 0; i < n; ++i) {
     FUZZ_CHECK(d.length(i) == As64(s.offsets.at(i + 1)) - As64(s.offsets.at(i)), "length differs");
-    FUZZ_CHECK(d.label(i) == As64(s.labels.at(i)), "label differs");
+    FUZZ_CHECK(d.label(i) == WantLabel(s, i), "label differs");
   }
   std::vector<int64_t> all(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) all[static_cast<size_t>(i)] = i;
