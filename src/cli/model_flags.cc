@@ -14,6 +14,14 @@ model::LoraOptions LoraOptionsFromFlags() {
   return o;
 }
 
+model::MethodOptions MethodOptionsFromFlags() {
+  model::MethodOptions o(LoraOptionsFromFlags());
+  o.ia3.targets = absl::GetFlag(FLAGS_ia3_targets);
+  o.ia3.feedforward = absl::GetFlag(FLAGS_ia3_feedforward);
+  o.last_k_layers = absl::GetFlag(FLAGS_last_k_layers);
+  return o;
+}
+
 absl::StatusOr<model::Method> MethodFromFlags() { return model::ParseMethod(absl::GetFlag(FLAGS_method)); }
 
 absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options) {

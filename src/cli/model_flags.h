@@ -1,5 +1,6 @@
-// Turns the model flags (--model_dir / --model_config / --method / --lora_* / --adapter_dir) into
-// a built model with its trainable set selected. Shared by inspect, train, eval and predict.
+// Turns the model flags (--model_dir / --model_config / --method / --lora_* / --ia3_* /
+// --last_k_layers / --adapter_dir) into a built model and method options. Shared by inspect,
+// train, eval and predict.
 #pragma once
 
 #include "common/status.h"
@@ -10,6 +11,8 @@
 namespace ftune::cli {
 
 model::LoraOptions LoraOptionsFromFlags();
+// --lora_*, --ia3_* and --last_k_layers (the options of every method).
+model::MethodOptions MethodOptionsFromFlags();
 absl::StatusOr<model::Method> MethodFromFlags();
 
 // Loads/builds the model named by the flags (no method applied). With neither --model_dir nor
