@@ -93,6 +93,7 @@ TEST(Ia3, ForwardMatchesHandComputation) {
 }
 
 TEST(Ia3, GradientsMatchFiniteDifferences) {
+  torch::manual_seed(1);
   for (bool feedforward : {false, true}) {
     Ia3LinearImpl l(HandBase(), feedforward);
     {
@@ -103,7 +104,7 @@ TEST(Ia3, GradientsMatchFiniteDifferences) {
     torch::Tensor w_out = torch::randn({4, 2}, torch::kDouble);
     auto loss = [&] { return (l.forward(x) * w_out).sum(); };
     loss().backward();
-    EXPECT_LT(MaxAbsDiff(l.ia3_l.grad(), FiniteDifferenceGrad(l.ia3_l, [&] { return loss().item<double>(); })), 1e-9)
+    EXPECT_LT(MaxAbsDiff(l.ia3_l.grad(), FiniteDifferenceGrad(l.ia3_l, [&] { return loss().item<double>(); })), 1e-7)
         << "feedforward " << feedforward;
   }
   // Through a whole model: every IA3 vector's gradient of the classification loss.
@@ -127,6 +128,7 @@ TEST(Ia3, GradientsMatchFiniteDifferences) {
 }
 
 TEST(Ia3, MergeScalesRowsOrColumnsAndKeepsTheOutputs) {
+  torch::manual_seed(2);
   torch::NoGradGuard g;
   torch::Tensor x = torch::randn({5, 3}, torch::kDouble);
   Ia3LinearImpl out(HandBase(), false);
