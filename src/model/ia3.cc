@@ -46,12 +46,6 @@ absl::StatusOr<std::vector<std::string>> ApplyIa3(torch::nn::Module& root, const
     }
   }
   FTUNE_ASSIGN_OR_RETURN(std::vector<LinearSlot> hits, FindTargetSlots(root, o.targets, "IA3"));
-  for (const LinearSlot& slot : hits) {
-    if (slot.owner->GetLinear(slot.child)->as<DenseImpl>() == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("%s already has an adapter layer; load or apply one adapter on a base model", slot.qualified));
-    }
-  }
   std::vector<std::string> replaced;
   for (const LinearSlot& slot : hits) {
     const bool feedforward = std::any_of(o.feedforward.begin(), o.feedforward.end(),

@@ -81,7 +81,8 @@ bool MatchesTarget(const std::string& qualified, const std::string& target) {
   return qualified == target || absl::EndsWith(qualified, "." + target);
 }
 
-absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root, const std::vector<std::string>& targets,
+absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root,
+                                                        const std::vector<std::string>& targets,
                                                         const std::string& what) {
   if (targets.empty()) return absl::InvalidArgumentError(absl::StrFormat("%s targets are empty", what));
   const std::vector<LinearSlot> slots = LinearSlots(root);
@@ -102,6 +103,12 @@ absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root,
     for (const LinearSlot& slot : slots) names.insert(slot.child);
     return absl::InvalidArgumentError(absl::StrFormat("%s target \"%s\" matches no Linear layer (layer names: %s)",
                                                       what, targets[t], absl::StrJoin(names, ", ")));
+  }
+  for (const LinearSlot& slot : hits) {
+    if (slot.owner->GetLinear(slot.child)->as<DenseImpl>() == nullptr) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s already has an adapter layer; apply or load one adapter on a base model", slot.qualified));
+    }
   }
   return hits;
 }

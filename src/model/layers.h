@@ -73,10 +73,12 @@ std::vector<LinearSlot> LinearSlots(torch::nn::Module& root);
 // target or ends with "." + target.
 bool MatchesTarget(const std::string& qualified, const std::string& target);
 
-// The slots matching any of `targets`, in model order. An empty list, or a target that matches
-// nothing (a typo would otherwise silently train only the head), is an InvalidArgument error that
-// names `what` (e.g. "LoRA") and lists the layer names there are.
-absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root, const std::vector<std::string>& targets,
+// The slots an adapter named `what` (e.g. "LoRA") would wrap: those matching any of `targets`, in
+// model order. An empty list, or a target that matches nothing (a typo would otherwise silently
+// train only the head), is an InvalidArgument error listing the layer names there are; a match
+// that is not a plain Linear (already wrapped by an adapter) is FailedPrecondition.
+absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root,
+                                                        const std::vector<std::string>& targets,
                                                         const std::string& what);
 
 // The device and dtype of `layer`'s first parameter (where an adapter's new parameters must live).

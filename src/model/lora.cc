@@ -84,13 +84,6 @@ absl::StatusOr<std::vector<std::string>> ApplyLora(torch::nn::Module& root, cons
   }
   if (o.targets.empty()) return absl::InvalidArgumentError("--lora_targets is empty");
   FTUNE_ASSIGN_OR_RETURN(std::vector<LinearSlot> hits, FindTargetSlots(root, o.targets, o.use_dora ? "DoRA" : "LoRA"));
-  for (const LinearSlot& slot : hits) {
-    LinearLayer base = slot.owner->GetLinear(slot.child);
-    if (base->as<DenseImpl>() == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("%s already has an adapter layer; load or apply one adapter on a base model", slot.qualified));
-    }
-  }
   std::vector<std::string> replaced;
   for (const LinearSlot& slot : hits) {
     slot.owner->ReplaceLinear(slot.child, std::make_shared<LoraLinearImpl>(slot.owner->GetLinear(slot.child), o));
