@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${FTUNE_ASAN_BUILD_DIR:-build-asan}
 targets=(ftune_common_test ftune_io_test ftune_data_test ftune_prep_test ftune_hardening_test
-         ftune_distributed_test ftune_distributed_abort_probe)
+         ftune_distributed_test ftune_distributed_abort_probe ftune_report_test)
 
 [ "${FTUNE_SKIP_DEPS:-0}" = 1 ] || launch/install-deps.sh
 gen=()

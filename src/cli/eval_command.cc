@@ -34,8 +34,7 @@ absl::StatusOr<model::LoadedModel> LoadForInference(RunContext& run) {
   const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
   if (!adapter.empty()) {
     FTUNE_ASSIGN_OR_RETURN(model::AdapterInfo info, model::LoadAdapter(m.model, adapter));
-    LogInfo("adapter %s: LoRA r %d, alpha %g on %d layers", adapter, info.lora.rank, info.lora.alpha,
-            model::FindLoraLayers(*m.model).size());
+    LogInfo("adapter %s: %s", adapter, model::DescribeAdapter(info));
   }
   m.model->to(run.device());
   return m;

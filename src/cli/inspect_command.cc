@@ -3,7 +3,6 @@
 #include <cstdio>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_join.h"
 #include "cli/command.h"
 #include "cli/shared_flags.h"
 #include "common/torch_compat.h"
@@ -21,15 +20,16 @@ int Run(const std::vector<std::string>& positional) {
   if (!method.ok()) return ReportFailure(method.status());
   auto loaded = LoadModelFromFlags({});
   if (!loaded.ok()) return ReportFailure(loaded.status());
-  model::LoraOptions lora = LoraOptionsFromFlags();
+  model::MethodOptions options = MethodOptionsFromFlags();
   const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
   if (!adapter.empty()) {
     auto info = model::LoadAdapter(loaded->model, adapter);
     if (!info.ok()) return ReportFailure(info.status());
-    lora = info->lora;
-    *method = model::Method::kLora;
+    options.lora = info->lora;
+    options.ia3 = info->ia3;
+    *method = info->method;
   }
-  absl::Status st = model::SelectTrainable(loaded->model, *method, lora);
+  absl::Status st = model::SelectTrainable(loaded->model, *method, options);
   if (!st.ok()) return ReportFailure(st);
   const auto& c = loaded->config;
   std::printf("model: %s\n", loaded->source.c_str());
@@ -42,9 +42,14 @@ int Run(const std::vector<std::string>& positional) {
   const int64_t trainable = model::CountTrainableParameters(*loaded->model);
   const int64_t all = model::CountAllParameters(*loaded->model);
   std::printf("method: %s", model::MethodName(*method));
-  if (*method == model::Method::kLora) {
-    std::printf(" (r %ld, alpha %g, dropout %g, targets %s: %zu layers)", static_cast<long>(lora.rank), lora.alpha,
-                lora.dropout, absl::StrJoin(lora.targets, ",").c_str(), model::FindLoraLayers(*loaded->model).size());
+  if (*method == model::Method::kLastK) {
+    std::printf(" (top %ld of %ld blocks)", static_cast<long>(options.last_k_layers), static_cast<long>(c.n_layers));
+  } else if (model::IsAdapterMethod(*method)) {
+    model::AdapterInfo info{*method, options.lora, options.ia3, {}, {}};
+    info.lora.use_dora = *method == model::Method::kDora;
+    const size_t layers = *method == model::Method::kIa3 ? model::FindIa3Layers(*loaded->model).size()
+                                                         : model::FindLoraLayers(*loaded->model).size();
+    std::printf(" (%s: %zu layers)", model::DescribeAdapter(info).c_str(), layers);
   }
   std::printf("\ntrainable parameters: %ld\n", static_cast<long>(trainable));
   std::printf("all parameters: %ld (%.2f%% trainable)\n", static_cast<long>(all), 100.0 * trainable / all);
@@ -62,9 +67,14 @@ const Command& InspectCommand() {
       "  ftune inspect                                  # distilbert-base-uncased: 66955010\n"
       "  ftune inspect --method=head                    # 592130\n"
       "  ftune inspect --method=lora --lora_rank=12     # 813314\n"
-      "  ftune inspect --model_dir=DIR --adapter_dir=A  # a saved PEFT adapter on its base",
-      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "lora_rank", "lora_alpha",
-                             "lora_dropout", "lora_targets", "adapter_dir"}}},
+      "  ftune inspect --method=bitfit                  # 643586\n"
+      "  ftune inspect --method=last_k --last_k_layers=2  # 14767874\n"
+      "  ftune inspect --method=ia3                     # 619778\n"
+      "  ftune inspect --method=dora                    # 822530\n"
+      "  ftune inspect --model_dir=DIR --adapter_dir=A  # a saved PEFT adapter (LoRA, DoRA, IA3) on its base",
+      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "last_k_layers", "lora_rank",
+                             "lora_alpha", "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward",
+                             "adapter_dir"}}},
       __FILE__,
       &Run};
   return c;

@@ -18,16 +18,25 @@ ABSL_FLAG(std::string, output, "", "Output path (file or directory, depending on
 ABSL_FLAG(int32_t, threads, 0, "Worker threads (0 = all cores of this process's share of the node).");
 ABSL_FLAG(std::string, method, "full",
           "Fine-tuning method: full (every parameter trains), head (only pre_classifier + classifier; the "
-          "encoder is frozen), lora (LoRA layers on --lora_targets, plus the head).");
+          "encoder is frozen), bitfit (every bias, LayerNorm biases too, plus the head), last_k (the top "
+          "--last_k_layers transformer blocks plus the head), lora (LoRA layers on --lora_targets, plus the head), "
+          "dora (lora with DoRA's magnitude vectors), ia3 (IA3 scaling vectors on --ia3_targets, plus the head).");
+ABSL_FLAG(int32_t, last_k_layers, 2, "Transformer blocks that train with --method=last_k, counted from the top.");
 ABSL_FLAG(int32_t, lora_rank, 12, "LoRA rank r (--method=lora).");
 ABSL_FLAG(double, lora_alpha, 24, "LoRA alpha; the update is scaled by alpha / r.");
 ABSL_FLAG(double, lora_dropout, 0.0, "Dropout on the LoRA branch's input.");
 ABSL_FLAG(std::vector<std::string>, lora_targets, std::vector<std::string>({"q_lin", "v_lin"}),
           "Comma-separated Linear layers to wrap with LoRA, by qualified-name suffix (e.g. q_lin,v_lin or "
           "attention.out_lin). Every match in every block is replaced.");
+ABSL_FLAG(std::vector<std::string>, ia3_targets, std::vector<std::string>({"k_lin", "v_lin", "lin2"}),
+          "Comma-separated Linear layers that get an IA3 vector (--method=ia3), by qualified-name suffix like "
+          "--lora_targets (PEFT's target_modules).");
+ABSL_FLAG(std::vector<std::string>, ia3_feedforward, std::vector<std::string>({"lin2"}),
+          "Those of --ia3_targets whose IA3 vector scales the layer's input instead of its output (PEFT's "
+          "feedforward_modules).");
 ABSL_FLAG(std::string, adapter_dir, "",
-          "A PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors) to apply on top "
-          "of --model_dir.");
+          "A PEFT adapter directory (adapter_config.json + adapter_model.safetensors: LoRA, DoRA or IA3) to "
+          "apply on top of --model_dir.");
 ABSL_FLAG(int32_t, num_labels, 0, "Number of classes (0 = from config.json, 2 when it says nothing).");
 ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available, else CPU), cpu, or cuda.");
 ABSL_FLAG(std::string, precision, "fp32",
@@ -55,6 +64,14 @@ model::LoraOptions LoraOptionsFromFlags() {
   o.alpha = absl::GetFlag(FLAGS_lora_alpha);
   o.dropout = absl::GetFlag(FLAGS_lora_dropout);
   o.targets = absl::GetFlag(FLAGS_lora_targets);
+  return o;
+}
+
+model::MethodOptions MethodOptionsFromFlags() {
+  model::MethodOptions o(LoraOptionsFromFlags());
+  o.ia3.targets = absl::GetFlag(FLAGS_ia3_targets);
+  o.ia3.feedforward = absl::GetFlag(FLAGS_ia3_feedforward);
+  o.last_k_layers = absl::GetFlag(FLAGS_last_k_layers);
   return o;
 }
 

@@ -19,10 +19,13 @@ ABSL_DECLARE_FLAG(int32_t, max_length);
 ABSL_DECLARE_FLAG(std::string, output);
 ABSL_DECLARE_FLAG(int32_t, threads);
 ABSL_DECLARE_FLAG(std::string, method);
+ABSL_DECLARE_FLAG(int32_t, last_k_layers);
 ABSL_DECLARE_FLAG(int32_t, lora_rank);
 ABSL_DECLARE_FLAG(double, lora_alpha);
 ABSL_DECLARE_FLAG(double, lora_dropout);
 ABSL_DECLARE_FLAG(std::vector<std::string>, lora_targets);
+ABSL_DECLARE_FLAG(std::vector<std::string>, ia3_targets);
+ABSL_DECLARE_FLAG(std::vector<std::string>, ia3_feedforward);
 ABSL_DECLARE_FLAG(std::string, adapter_dir);
 ABSL_DECLARE_FLAG(int32_t, num_labels);
 ABSL_DECLARE_FLAG(std::string, device);
@@ -34,6 +37,8 @@ ABSL_DECLARE_FLAG(std::string, gradient_comm);
 namespace ftune::cli {
 
 model::LoraOptions LoraOptionsFromFlags();
+// --lora_*, --ia3_* and --last_k_layers (the options of every method).
+model::MethodOptions MethodOptionsFromFlags();
 absl::StatusOr<model::Method> MethodFromFlags();
 
 // Loads/builds the model named by the flags (no method applied). With neither --model_dir nor

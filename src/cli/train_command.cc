@@ -58,7 +58,8 @@ ABSL_FLAG(int64_t, pad_to_multiple_of, 1,
           "kernels aligned lengths and fewer distinct shapes, at the cost of some padding.");
 ABSL_FLAG(int64_t, logging_steps, 50, "Write a train record to metrics.jsonl every this many steps.");
 ABSL_FLAG(double, bucket_mb, 25, "Gradient all-reduce bucket size in MiB (fractions allowed).");
-ABSL_FLAG(bool, merge, false, "--method=lora: save merged full weights (HF model) instead of a PEFT adapter.");
+ABSL_FLAG(bool, merge, false,
+          "--method=lora|dora|ia3: save merged full weights (an HF model) instead of a PEFT adapter.");
 ABSL_FLAG(bool, overwrite, false, "Reuse an --output_dir that already holds a run.");
 ABSL_FLAG(bool, save_model, true, "Save the trained model (or adapter) into --output_dir.");
 ABSL_FLAG(bool, cache_frozen_features, false,
@@ -142,23 +143,23 @@ struct Trainee {
   std::string saved_what;  // for the log: "model", "PEFT adapter"
 };
 
-absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, const model::LoraOptions& lora,
+absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, const model::MethodOptions& options,
                                         const data::TokenDataset& train, const data::TokenDataset* eval) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
   FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, train));
   if (eval != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval));
   AdoptLabelNames(loaded, train);
-  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, lora));
+  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, options));
   if (!loaded.report.loaded.empty()) LogInfo("model: %s: %s", loaded.source, loaded.report.Summary());
   Trainee t;
   t.config = loaded.config;
   t.trainable = model::CountTrainableParameters(*loaded.model);
   t.total = model::CountAllParameters(*loaded.model);
-  const bool adapter = method == model::Method::kLora && !absl::GetFlag(FLAGS_merge);
+  const bool adapter = model::IsAdapterMethod(method) && !absl::GetFlag(FLAGS_merge);
   t.saved_what = adapter ? "PEFT adapter" : "model";
-  t.save = [model = loaded.model, method, lora, adapter, source = loaded.source](const std::string& dir) mutable {
-    if (adapter) return model::SaveAdapter(model, lora, source, dir);
-    if (method == model::Method::kLora) model::MergeLora(*model);
+  t.save = [model = loaded.model, options, adapter, source = loaded.source](const std::string& dir) mutable {
+    if (adapter) return model::SaveAdapter(model, options, source, dir);
+    model::MergeAdapters(*model);
     return model::SavePretrained(model, dir);
   };
   t.objective = std::make_unique<train::ClassificationObjective>(loaded.model);
@@ -233,12 +234,12 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   if (out.empty()) return absl::InvalidArgumentError("--output_dir is required");
   if (absl::GetFlag(FLAGS_train_data).empty()) return absl::InvalidArgumentError("--train_data is required");
   FTUNE_ASSIGN_OR_RETURN(model::Method method, MethodFromFlags());
-  model::LoraOptions lora = LoraOptionsFromFlags();
+  const model::MethodOptions method_options = MethodOptionsFromFlags();
   if (opts.cache_frozen_features && method != model::Method::kHead) {
     return absl::InvalidArgumentError("--cache_frozen_features applies to --method=head only");
   }
-  if (absl::GetFlag(FLAGS_merge) && method != model::Method::kLora) {
-    return absl::InvalidArgumentError("--merge applies to --method=lora only");
+  if (absl::GetFlag(FLAGS_merge) && !model::IsAdapterMethod(method)) {
+    return absl::InvalidArgumentError("--merge applies to the adapter methods (lora, dora, ia3) only");
   }
   const std::string objective = absl::GetFlag(FLAGS_objective);
   if (objective != "classification" && objective != "mlm") {
@@ -265,7 +266,7 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   torch::manual_seed(static_cast<uint64_t>(opts.seed));
   FTUNE_ASSIGN_OR_RETURN(Trainee trainee, absl::GetFlag(FLAGS_objective) == "mlm"
                                               ? BuildMaskedLm(run, method, *train_ds, eval_ds.get())
-                                              : BuildClassifier(run, method, lora, *train_ds, eval_ds.get()));
+                                              : BuildClassifier(run, method, method_options, *train_ds, eval_ds.get()));
   LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainee.trainable,
           trainee.total, 100.0 * trainee.trainable / trainee.total);
   trainee.objective->module().to(run.device());
@@ -365,7 +366,7 @@ int Run(const std::vector<std::string>& positional) {
 const Command& TrainCommand() {
   static const Command c{
       "train",
-      "fine-tune (full | head | lora) on an HDF5 dataset, under mpirun or alone",
+      "fine-tune (full, head, bitfit, last_k, lora, dora, ia3) or pretrain (mlm) on an HDF5 dataset",
       "Fine-tunes DistilBERT for sequence classification with Hugging Face Trainer's defaults (AdamW\n"
       "lr 5e-5, linear decay, clip 1.0, 3 epochs, batch 8, seed 42), evaluating accuracy after every\n"
       "epoch. Launch with mpirun to spread batches over ranks: each rank reads its share of every\n"
@@ -374,11 +375,12 @@ const Command& TrainCommand() {
       "              --train_data=train.h5 --eval_data=eval.h5 --output_dir=runs/lora\n"
       "  mpirun -np 4 ftune train --method=full ...\n\n"
       "Writes <output_dir>/metrics.jsonl, results.json, run_config.json and model/ (config.json +\n"
-      "model.safetensors, or a PEFT adapter for lora without --merge).\n\n"
+      "model.safetensors, or a PEFT adapter for lora, dora and ia3 without --merge).\n\n"
       "Preemption: SIGTERM/SIGUSR1 (and a first SIGINT) stop every rank at the next step, write a\n"
       "checkpoint to <output_dir>/checkpoints and exit 75; run again with --resume=auto to continue.",
-      {{"model and method", {"objective", "model_dir", "model_config", "num_labels", "method", "lora_rank",
-                             "lora_alpha", "lora_dropout", "lora_targets", "mlm_probability", "vocab"}},
+      {{"model and method", {"objective", "model_dir", "model_config", "num_labels", "method", "last_k_layers",
+                             "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ia3_targets",
+                             "ia3_feedforward", "mlm_probability", "vocab"}},
        {"data and output", {"train_data", "eval_data", "output_dir", "overwrite", "save_model", "merge"}},
        {"optimization (HF TrainingArguments names)",
         {"epochs", "max_steps", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",

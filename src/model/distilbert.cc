@@ -80,10 +80,14 @@ TransformerImpl::TransformerImpl(const DistilBertConfig& c, const ModelOptions& 
   }
 }
 
-torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& keep,
-                                       std::vector<torch::Tensor>* hidden) {
-  for (auto& block : blocks_) {
-    x = block(x, keep);
+torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden,
+                                       int64_t begin, int64_t end) {
+  const int64_t n = static_cast<int64_t>(blocks_.size());
+  if (end < 0) end = n;
+  TORCH_CHECK(0 <= begin && begin <= end && end <= n, "blocks [", begin, ", ", end, ") out of range for ", n,
+              " layers");
+  for (int64_t i = begin; i < end; ++i) {
+    x = blocks_[i](x, keep);
     if (hidden) hidden->push_back(x);
   }
   return x;
@@ -95,15 +99,37 @@ DistilBertModelImpl::DistilBertModelImpl(const DistilBertConfig& c, const ModelO
   transformer = register_module("transformer", Transformer(c, o));
 }
 
+namespace {
+torch::Tensor KeepMask(const torch::Tensor& attention_mask) {
+  return attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, 1, T]
+}
+}  // namespace
+
 torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                            std::vector<torch::Tensor>* hidden) {
   TORCH_CHECK(input_ids.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
               "input_ids and attention_mask must both be [batch, seq]");
   compat::AutocastGuard autocast(input_ids.device(), compute_dtype_);
-  torch::Tensor keep = attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, 1, T]
   torch::Tensor x = embeddings(input_ids);
   if (hidden) hidden->push_back(x);
-  return transformer(x, keep, hidden);
+  return transformer(x, KeepMask(attention_mask), hidden);
+}
+
+torch::Tensor DistilBertModelImpl::ForwardBelow(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+                                                int64_t k) {
+  TORCH_CHECK(input_ids.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
+              "input_ids and attention_mask must both be [batch, seq]");
+  compat::AutocastGuard autocast(input_ids.device(), compute_dtype_);
+  return transformer->forward(embeddings(input_ids), KeepMask(attention_mask), nullptr, 0, k);
+}
+
+torch::Tensor DistilBertModelImpl::ForwardFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
+                                               int64_t k) {
+  TORCH_CHECK(hidden.dim() == 3 && attention_mask.dim() == 2 && hidden.size(0) == attention_mask.size(0) &&
+                  hidden.size(1) == attention_mask.size(1),
+              "hidden must be [batch, seq, dim] and attention_mask [batch, seq]");
+  compat::AutocastGuard autocast(hidden.device(), compute_dtype_);
+  return transformer->forward(hidden, KeepMask(attention_mask), nullptr, k);
 }
 
 DistilBertForSequenceClassificationImpl::DistilBertForSequenceClassificationImpl(const DistilBertConfig& c,
@@ -125,6 +151,11 @@ torch::Tensor DistilBertForSequenceClassificationImpl::forward(const torch::Tens
                                                                const torch::Tensor& attention_mask) {
   torch::Tensor h = distilbert(input_ids, attention_mask);
   return ClassifyFeatures(h.select(1, 0));
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::ClassifyFrom(const torch::Tensor& hidden,
+                                                                    const torch::Tensor& attention_mask, int64_t k) {
+  return ClassifyFeatures(distilbert->ForwardFrom(hidden, attention_mask, k).select(1, 0));
 }
 
 void DistilBertForSequenceClassificationImpl::InitWeights() {

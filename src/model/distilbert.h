@@ -83,8 +83,9 @@ TORCH_MODULE(TransformerBlock);
 class TransformerImpl : public torch::nn::Module {
  public:
   TransformerImpl(const DistilBertConfig& c, const ModelOptions& o);
-  // Appends each block's output to `hidden` when given.
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden);
+  // Runs blocks [begin, end) (all of them by default); appends each block's output to `hidden` when given.
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden,
+                        int64_t begin = 0, int64_t end = -1);
   void pretty_print(std::ostream& os) const override { os << "Transformer"; }
 
   torch::nn::ModuleList layer{nullptr};
@@ -101,6 +102,13 @@ class DistilBertModelImpl : public torch::nn::Module {
   // `hidden`, when given, receives the embedding output and every block's output (HF hidden_states).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                         std::vector<torch::Tensor>* hidden = nullptr);
+  // The encoder cut before block k (0 <= k <= n_layers), so a frozen bottom can run without
+  // autograd or be computed once (see FrozenBlockPrefix in methods.h):
+  //   forward(ids, mask) == ForwardFrom(ForwardBelow(ids, mask, k), mask, k), bit for bit.
+  // ForwardBelow: embeddings + blocks [0, k) -> the hidden states entering block k, [B, T, dim].
+  torch::Tensor ForwardBelow(const torch::Tensor& input_ids, const torch::Tensor& attention_mask, int64_t k);
+  // ForwardFrom: blocks [k, n_layers) on those hidden states -> last hidden [B, T, dim].
+  torch::Tensor ForwardFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask, int64_t k);
   void pretty_print(std::ostream& os) const override { os << "DistilBertModel"; }
 
   Embeddings embeddings{nullptr};
@@ -118,6 +126,9 @@ class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
   // The head alone, on [CLS] features [B, dim]: pre_classifier -> ReLU -> dropout -> classifier.
   torch::Tensor ClassifyFeatures(const torch::Tensor& cls);
+  // Logits from the hidden states entering block k (DistilBertModel::ForwardBelow's output):
+  // blocks [k, n_layers), then the head on [CLS].
+  torch::Tensor ClassifyFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask, int64_t k);
   void pretty_print(std::ostream& os) const override { os << "DistilBertForSequenceClassification"; }
 
   // Hugging Face's _init_weights for a fresh model: Linear/Embedding ~ N(0, initializer_range),

@@ -225,9 +225,10 @@ absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOp
 absl::Status SavePretrained(DistilBertForSequenceClassification& model, const std::string& dir) {
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& p : model->named_parameters()) {
-    if (absl::StrContains(p.key(), ".base_layer.") || absl::StrContains(p.key(), ".lora_")) {
+    if (absl::StrContains(p.key(), ".base_layer.")) {
       return absl::FailedPreconditionError(
-          "the model still has LoRA layers; merge them (--merge) or save a PEFT adapter instead");
+          "the model still has adapter layers (LoRA, DoRA or IA3); merge them (--merge) or save a PEFT adapter "
+          "instead");
     }
     tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));
   }

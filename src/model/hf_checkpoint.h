@@ -44,7 +44,7 @@ absl::StatusOr<LoadedModel> BuildFromConfigFile(const std::string& path, const M
 LoadedModel BuildFromConfig(const io::DistilBertConfig& config, const ModelOptions& options = {});
 
 // Writes config.json + model.safetensors that transformers' from_pretrained loads. Each file is
-// written atomically. Refuses models that still carry unmerged LoRA layers.
+// written atomically. Refuses models that still carry unmerged adapter layers.
 absl::Status SavePretrained(DistilBertForSequenceClassification& model, const std::string& dir);
 
 // --- lower-level pieces, shared with adapters and checkpoints ---

@@ -1,6 +1,10 @@
 #include "model/layers.h"
 
+#include <set>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace ftune::model {
 
@@ -59,6 +63,59 @@ void LinearOwner::RegisterLinear(torch::nn::Module* self, const std::string& nam
   self_ = self;
   *slot = self->register_module(name, layer);
   slots_.emplace_back(name, slot);
+}
+
+std::vector<LinearSlot> LinearSlots(torch::nn::Module& root) {
+  std::vector<LinearSlot> out;
+  for (const auto& item : root.named_modules("", /*include_self=*/true)) {
+    auto* owner = dynamic_cast<LinearOwner*>(item.value().get());
+    if (owner == nullptr) continue;
+    for (const std::string& child : owner->LinearNames()) {
+      out.push_back({item.key().empty() ? child : item.key() + "." + child, owner, child});
+    }
+  }
+  return out;
+}
+
+bool MatchesTarget(const std::string& qualified, const std::string& target) {
+  return qualified == target || absl::EndsWith(qualified, "." + target);
+}
+
+absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root,
+                                                        const std::vector<std::string>& targets,
+                                                        const std::string& what) {
+  if (targets.empty()) return absl::InvalidArgumentError(absl::StrFormat("%s targets are empty", what));
+  const std::vector<LinearSlot> slots = LinearSlots(root);
+  std::vector<LinearSlot> hits;
+  std::vector<bool> used(targets.size(), false);
+  for (const LinearSlot& slot : slots) {
+    for (size_t t = 0; t < targets.size(); ++t) {
+      if (MatchesTarget(slot.qualified, targets[t])) {
+        used[t] = true;
+        hits.push_back(slot);
+        break;
+      }
+    }
+  }
+  for (size_t t = 0; t < targets.size(); ++t) {
+    if (used[t]) continue;
+    std::set<std::string> names;
+    for (const LinearSlot& slot : slots) names.insert(slot.child);
+    return absl::InvalidArgumentError(absl::StrFormat("%s target \"%s\" matches no Linear layer (layer names: %s)",
+                                                      what, targets[t], absl::StrJoin(names, ", ")));
+  }
+  for (const LinearSlot& slot : hits) {
+    if (slot.owner->GetLinear(slot.child)->as<DenseImpl>() == nullptr) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s already has an adapter layer; apply or load one adapter on a base model", slot.qualified));
+    }
+  }
+  return hits;
+}
+
+torch::TensorOptions ParameterOptions(const torch::nn::Module& layer) {
+  for (const auto& p : layer.parameters()) return p.options().requires_grad(false);
+  return torch::TensorOptions();
 }
 
 }  // namespace ftune::model

@@ -1,16 +1,20 @@
-// Building blocks shared by the DistilBERT modules and LoRA:
+// Building blocks shared by the DistilBERT modules and the adapters (LoRA, DoRA, IA3):
 //  - LinearLayer: the interface of every replaceable y = f(x) projection (q_lin, ..., classifier);
 //  - Dense: a plain Linear whose parameters are named `weight` and `bias` like torch.nn.Linear;
 //  - LinearOwner: a module that holds LinearLayer slots by name and can swap one for another
-//    (how LoRA replaces q_lin/v_lin after the model is built, without branching in forward()).
+//    (how adapters replace q_lin/v_lin/... after the model is built, without branching in forward());
+//  - FindTargetSlots: PEFT's target_modules rule, resolved against every slot under a module.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "common/status.h"
 
 namespace ftune::model {
 
@@ -54,6 +58,31 @@ class LinearOwner {
   torch::nn::Module* self_ = nullptr;
   std::vector<std::pair<std::string, LinearLayer*>> slots_;
 };
+
+// One linear slot under a root module: `owner->GetLinear(child)` is the layer named `qualified`.
+struct LinearSlot {
+  std::string qualified;  // e.g. "distilbert.transformer.layer.0.attention.q_lin"
+  LinearOwner* owner;
+  std::string child;      // e.g. "q_lin"
+};
+
+// Every linear slot under `root`, in model order.
+std::vector<LinearSlot> LinearSlots(torch::nn::Module& root);
+
+// PEFT's rule for a list of target_modules: a layer matches when its qualified name equals the
+// target or ends with "." + target.
+bool MatchesTarget(const std::string& qualified, const std::string& target);
+
+// The slots an adapter named `what` (e.g. "LoRA") would wrap: those matching any of `targets`, in
+// model order. An empty list, or a target that matches nothing (a typo would otherwise silently
+// train only the head), is an InvalidArgument error listing the layer names there are; a match
+// that is not a plain Linear (already wrapped by an adapter) is FailedPrecondition.
+absl::StatusOr<std::vector<LinearSlot>> FindTargetSlots(torch::nn::Module& root,
+                                                        const std::vector<std::string>& targets,
+                                                        const std::string& what);
+
+// The device and dtype of `layer`'s first parameter (where an adapter's new parameters must live).
+torch::TensorOptions ParameterOptions(const torch::nn::Module& layer);
 
 // The activation of DistilBERT's FFN as a module, so the tree prints like Hugging Face's.
 class ActivationImpl : public torch::nn::Module {

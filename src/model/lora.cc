@@ -1,37 +1,13 @@
 #include "model/lora.h"
 
-#include <set>
-
-#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 
 namespace ftune::model {
-namespace {
 
-bool MatchesTarget(const std::string& qualified, const std::string& target) {
-  return qualified == target || absl::EndsWith(qualified, "." + target);
-}
-
-std::string Join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
-}
-
-// Calls fn(qualified_name, owner, child_name) for every linear slot under `root`.
-template <typename Fn>
-void ForEachLinearSlot(torch::nn::Module& root, Fn fn) {
-  for (const auto& item : root.named_modules("", /*include_self=*/true)) {
-    auto* owner = dynamic_cast<LinearOwner*>(item.value().get());
-    if (owner == nullptr) continue;
-    for (const std::string& child : owner->LinearNames()) fn(Join(item.key(), child), owner, child);
-  }
-}
-
-}  // namespace
-
-LoraLinearImpl::LoraLinearImpl(LinearLayer base, const LoraOptions& o) : rank_(o.rank), scaling_(o.scaling()) {
+LoraLinearImpl::LoraLinearImpl(LinearLayer base, const LoraOptions& o)
+    : rank_(o.rank), scaling_(o.scaling()), has_dropout_(o.dropout > 0.0) {
   base_layer = register_module("base_layer", base);
-  if (o.dropout > 0.0) {
+  if (has_dropout_) {
     lora_dropout = torch::nn::AnyModule(torch::nn::Dropout(o.dropout));
   } else {
     lora_dropout = torch::nn::AnyModule(torch::nn::Identity());
@@ -40,23 +16,63 @@ LoraLinearImpl::LoraLinearImpl(LinearLayer base, const LoraOptions& o) : rank_(o
   // Dense's default init is nn.Linear's kaiming_uniform_(a=sqrt(5)), which is PEFT's init of A.
   lora_A = register_module("lora_A", std::make_shared<DenseImpl>(base->in_features(), o.rank, /*bias=*/false));
   lora_B = register_module("lora_B", std::make_shared<DenseImpl>(o.rank, base->out_features(), /*bias=*/false));
+  // New parameters live where the base weights live.
+  const torch::TensorOptions where = ParameterOptions(*base);
+  lora_A->to(where.device(), where.dtype().toScalarType());
+  lora_B->to(where.device(), where.dtype().toScalarType());
   torch::NoGradGuard no_grad;
   lora_B->weight.zero_();
+  if (o.use_dora) {
+    TORCH_CHECK(Base() != nullptr, "DoRA needs a plain Linear base layer");
+    // PEFT's DoraLinearLayer.update_layer, after the LoRA init: m = ||W + s B A||_row = ||W||_row.
+    lora_magnitude_vector = register_parameter("lora_magnitude_vector", WeightNorm());
+  }
+}
+
+DenseImpl* LoraLinearImpl::Base() const { return base_layer->as<DenseImpl>(); }
+
+torch::Tensor LoraLinearImpl::WeightNorm() const {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor& w = Base()->weight;
+  return (w + torch::matmul(lora_B->weight, lora_A->weight) * scaling_).norm(2, {1});
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor update = lora_B->forward(lora_A->forward(lora_dropout.forward(x)));
-  return base_layer->forward(x) + update * scaling_;
+  torch::Tensor result = base_layer->forward(x);
+  // Back to the base output's dtype, as PEFT does (under autocast the fp32 magnitude would promote it).
+  if (use_dora()) return (result + DoraForward(x, result)).to(result.scalar_type());
+  return result + lora_B->forward(lora_A->forward(lora_dropout.forward(x))) * scaling_;
+}
+
+// PEFT's DoraLinearVariant.forward + DoraLinearLayer.forward: the term added to the base output.
+torch::Tensor LoraLinearImpl::DoraForward(const torch::Tensor& x, const torch::Tensor& base_result) {
+  DenseImpl* base = Base();
+  const bool dropped = has_dropout_ && is_training();
+  const torch::Tensor in = dropped ? lora_dropout.forward(x) : x;
+  // n = ||W + s B A||_row of the current weights, a constant for autograd (detached twice in
+  // PEFT: B A before the sum and the norm after it; one guard does both).
+  torch::Tensor norm = WeightNorm();
+  torch::Tensor scale = (lora_magnitude_vector / norm).view({1, -1});
+  torch::Tensor lora_result = lora_B->forward(lora_A->forward(in));
+  torch::Tensor plain;  // W x (without bias) on the input the LoRA branch saw
+  if (dropped) {
+    plain = torch::nn::functional::linear(in, base->weight);
+  } else {
+    plain = base->bias.defined() ? base_result - base->bias : base_result;
+  }
+  return (scale - 1) * plain + scale * lora_result * scaling_;
 }
 
 Dense LoraLinearImpl::Merged() const {
-  auto* base = base_layer->as<DenseImpl>();
+  DenseImpl* base = Base();
   TORCH_CHECK(base != nullptr, "LoRA merge needs a plain Linear base layer");
   auto merged = std::make_shared<DenseImpl>(base->in_features(), base->out_features(), base->bias.defined());
+  merged->to(base->weight.device(), base->weight.scalar_type());  // before the copy: a double model stays exact
   torch::NoGradGuard no_grad;
-  merged->weight.copy_(base->weight + torch::matmul(lora_B->weight, lora_A->weight) * scaling_);
+  torch::Tensor w = base->weight + torch::matmul(lora_B->weight, lora_A->weight) * scaling_;
+  if (use_dora()) w = (lora_magnitude_vector / w.norm(2, {1})).view({-1, 1}) * w;
+  merged->weight.copy_(w);
   if (base->bias.defined()) merged->bias.copy_(base->bias);
-  merged->to(base->weight.device(), base->weight.scalar_type());
   return merged;
 }
 
@@ -67,62 +83,30 @@ absl::StatusOr<std::vector<std::string>> ApplyLora(torch::nn::Module& root, cons
     return absl::InvalidArgumentError(absl::StrFormat("--lora_dropout must be in [0, 1) (got %g)", o.dropout));
   }
   if (o.targets.empty()) return absl::InvalidArgumentError("--lora_targets is empty");
-  std::vector<std::tuple<std::string, LinearOwner*, std::string>> hits;
-  std::vector<bool> used(o.targets.size(), false);
-  ForEachLinearSlot(root, [&](const std::string& qualified, LinearOwner* owner, const std::string& child) {
-    for (size_t t = 0; t < o.targets.size(); ++t) {
-      if (MatchesTarget(qualified, o.targets[t])) {
-        used[t] = true;
-        hits.emplace_back(qualified, owner, child);
-        return;
-      }
-    }
-  });
-  for (size_t t = 0; t < o.targets.size(); ++t) {
-    if (!used[t]) {
-      std::set<std::string> names;
-      ForEachLinearSlot(root, [&](const std::string&, LinearOwner*, const std::string& c) { names.insert(c); });
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "LoRA target \"%s\" matches no Linear layer (layer names: %s)", o.targets[t], absl::StrJoin(names, ", ")));
-    }
-  }
+  FTUNE_ASSIGN_OR_RETURN(std::vector<LinearSlot> hits, FindTargetSlots(root, o.targets, o.use_dora ? "DoRA" : "LoRA"));
   std::vector<std::string> replaced;
-  for (auto& [qualified, owner, child] : hits) {
-    LinearLayer base = owner->GetLinear(child);
-    if (dynamic_cast<LoraLinearImpl*>(base.get()) != nullptr) {
-      return absl::FailedPreconditionError(absl::StrFormat("%s already has a LoRA layer", qualified));
-    }
-    auto lora = std::make_shared<LoraLinearImpl>(base, o);
-    // New A/B parameters live where the base weights live.
-    for (auto& p : base->parameters()) {
-      lora->lora_A->to(p.device(), p.scalar_type());
-      lora->lora_B->to(p.device(), p.scalar_type());
-      break;
-    }
-    owner->ReplaceLinear(child, lora);
-    replaced.push_back(qualified);
+  for (const LinearSlot& slot : hits) {
+    slot.owner->ReplaceLinear(slot.child, std::make_shared<LoraLinearImpl>(slot.owner->GetLinear(slot.child), o));
+    replaced.push_back(slot.qualified);
   }
   return replaced;
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<LoraLinearImpl>>> FindLoraLayers(torch::nn::Module& root) {
   std::vector<std::pair<std::string, std::shared_ptr<LoraLinearImpl>>> out;
-  ForEachLinearSlot(root, [&](const std::string& qualified, LinearOwner* owner, const std::string& child) {
-    auto l = std::dynamic_pointer_cast<LoraLinearImpl>(owner->GetLinear(child));
-    if (l) out.emplace_back(qualified, l);
-  });
+  for (const LinearSlot& slot : LinearSlots(root)) {
+    auto l = std::dynamic_pointer_cast<LoraLinearImpl>(slot.owner->GetLinear(slot.child));
+    if (l) out.emplace_back(slot.qualified, l);
+  }
   return out;
 }
 
 int MergeLora(torch::nn::Module& root) {
   int n = 0;
-  std::vector<std::tuple<LinearOwner*, std::string, Dense>> todo;
-  ForEachLinearSlot(root, [&](const std::string&, LinearOwner* owner, const std::string& child) {
-    auto l = std::dynamic_pointer_cast<LoraLinearImpl>(owner->GetLinear(child));
-    if (l) todo.emplace_back(owner, child, l->Merged());
-  });
-  for (auto& [owner, child, merged] : todo) {
-    owner->ReplaceLinear(child, merged);
+  for (const LinearSlot& slot : LinearSlots(root)) {
+    auto l = std::dynamic_pointer_cast<LoraLinearImpl>(slot.owner->GetLinear(slot.child));
+    if (!l) continue;
+    slot.owner->ReplaceLinear(slot.child, l->Merged());
     ++n;
   }
   return n;

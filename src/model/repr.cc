@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace ftune::model {
 namespace {
@@ -48,6 +49,14 @@ void Render(const torch::nn::Module& m, const std::string& indent, std::ostrings
     std::ostringstream os;
     Render(*child.value(), inner, os);
     rendered.emplace_back(child.key(), os.str());
+  }
+  // Parameters registered directly on a container (an adapter's ia3_l or lora_magnitude_vector),
+  // printed the way PyTorch prints a ParameterDict entry.
+  for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+    std::string size = absl::StrJoin(p.value().sizes(), "x");
+    std::string device = p.value().is_cuda() ? "cuda." : "";
+    rendered.emplace_back(p.key(), absl::StrFormat("Parameter containing: [torch.%s%sTensor of size %s]", device,
+                                                   c10::toString(p.value().scalar_type()), size));
   }
   for (size_t i = 0; i < rendered.size();) {
     size_t j = i + 1;

@@ -345,7 +345,7 @@ TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {
   EXPECT_THAT(r.output, HasSubstr("unknown flag --model-dir"));
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=prefix");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_THAT(r.output, HasSubstr("not one of full, head, lora"));
+  EXPECT_THAT(r.output, HasSubstr("not one of full, head, bitfit, last_k, lora, dora, ia3"));
   r = RunCommand(base + " --output_dir=" + dir / "o" + " --method=lora --lora_rank=0");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--lora_rank must be > 0"));

@@ -1,65 +1,22 @@
-// LoRA, the three methods, and PEFT adapter interop against PEFT's own outputs.
+// The LoRA and DoRA layers: replacement by name, PEFT's init, the formulas against hand
+// computation, gradients by finite differences (float64), and merging.
 #include "model/lora.h"
 
-#include <fstream>
-
-#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "model/hf_checkpoint.h"
-#include "model/methods.h"
-#include "model/peft_adapter.h"
 #include "model/repr.h"
-#include "nlohmann/json.hpp"
 #include "tests/model/reference.h"
+#include "tests/model/test_util.h"
 
 namespace ftune::model {
 namespace {
 
+using ::ftune::testing::FiniteDifferenceGrad;
 using ::ftune::testing::HfFixture;
 using ::ftune::testing::MaxAbsDiff;
 using ::ftune::testing::ReadAll;
 using ::testing::HasSubstr;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-int64_t CountFor(Method method, LoraOptions lora = {}) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
-  EXPECT_TRUE(SelectTrainable(m.model, method, lora).ok());
-  return CountTrainableParameters(*m.model);
-}
-
-TEST(Methods, FullSizeTrainableCountsEqualHuggingFaceAndPeft) {
-  auto counts = ReadJson(HfFixture("counts.json"));
-  EXPECT_EQ(CountFor(Method::kFull), counts["full"].get<int64_t>());
-  EXPECT_EQ(CountFor(Method::kHead), counts["head"].get<int64_t>());
-  EXPECT_EQ(CountFor(Method::kLora), counts["lora_r12_qv_with_head"].get<int64_t>());
-  LoraOptions r8;
-  r8.rank = 8;
-  r8.alpha = 16;
-  EXPECT_EQ(CountFor(Method::kLora, r8), counts["lora_r8_qv_with_head"].get<int64_t>());
-  EXPECT_EQ(CountFor(Method::kLora), 813314);
-  EXPECT_EQ(CountFor(Method::kHead), 592130);
-}
-
-TEST(Methods, TinyLoraCountEqualsPeft) {
-  auto m = LoadPretrained(HfFixture("hf-tiny-cls"));
-  ASSERT_TRUE(m.ok());
-  LoraOptions o;
-  o.rank = 4;
-  o.alpha = 8;
-  ASSERT_TRUE(SelectTrainable(m->model, Method::kLora, o).ok());
-  EXPECT_EQ(CountTrainableParameters(*m->model), ReadJson(HfFixture("hf-tiny-lora/io.json"))["trainable"]);
-}
-
-TEST(Methods, UnknownMethodIsRefused) {
-  auto m = ParseMethod("prefix");
-  EXPECT_EQ(m.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(m.status().message()), HasSubstr("full, head, lora"));
-}
 
 TEST(Lora, ReplacesAllTwelveQueryAndValueLayersByQualifiedName) {
   LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
@@ -74,6 +31,7 @@ TEST(Lora, ReplacesAllTwelveQueryAndValueLayersByQualifiedName) {
             torch::IntArrayRef({12, 768}));
   EXPECT_EQ(params["distilbert.transformer.layer.3.attention.v_lin.lora_B.weight"].sizes(),
             torch::IntArrayRef({768, 12}));
+  EXPECT_EQ(params.find("distilbert.transformer.layer.3.attention.v_lin.lora_magnitude_vector"), nullptr);
   std::string tree = ModuleTreeString(*m.model);
   EXPECT_THAT(tree, HasSubstr("(q_lin): lora.Linear(\n"));
   EXPECT_THAT(tree, HasSubstr("(lora_A): Linear(in_features=768, out_features=12, bias=False)"));
@@ -110,61 +68,163 @@ TEST(Lora, TargetMatchingNothingIsAnError) {
   o.targets = {"q_lin"};
   o.rank = 0;
   EXPECT_EQ(ApplyLora(*m.model, o).status().code(), absl::StatusCode::kInvalidArgument);
-}
-
-TEST(PeftAdapter, LoadsPeftAdapterAndMatchesPeftLogitsBeforeAndAfterMerge) {
-  auto m = LoadPretrained(HfFixture("hf-tiny-cls"), ModelOptions{false});
-  ASSERT_TRUE(m.ok());
-  auto info = LoadAdapter(m->model, HfFixture("hf-tiny-lora"));
-  ASSERT_TRUE(info.ok()) << info.status();
-  EXPECT_EQ(info->lora.rank, 4);
-  EXPECT_DOUBLE_EQ(info->lora.alpha, 8.0);
-  EXPECT_EQ(FindLoraLayers(*m->model).size(), 4u);
-  auto io = ReadAll(HfFixture("hf-tiny-lora/io.safetensors"));
-  m->model->eval();
-  torch::NoGradGuard g;
-  EXPECT_LT(MaxAbsDiff(m->model(io["input_ids"], io["attention_mask"]), io["logits"]), 1e-5);
-  EXPECT_EQ(MergeLora(*m->model), 4);
-  EXPECT_TRUE(FindLoraLayers(*m->model).empty());
-  EXPECT_LT(MaxAbsDiff(m->model(io["input_ids"], io["attention_mask"]), io["logits_merged"]), 1e-5);
-}
-
-TEST(PeftAdapter, SaveLoadRoundTripWithPeftKeyNames) {
-  auto m = LoadPretrained(HfFixture("hf-tiny-cls"), ModelOptions{false});
-  ASSERT_TRUE(m.ok());
-  ASSERT_TRUE(LoadAdapter(m->model, HfFixture("hf-tiny-lora")).ok());
-  char tmpl[] = "/tmp/ftune_adapter.XXXXXX";
-  std::string dir = std::string(mkdtemp(tmpl)) + "/adapter";
-  LoraOptions o;
   o.rank = 4;
-  o.alpha = 8;
-  ASSERT_TRUE(SaveAdapter(m->model, o, "distilbert-base-uncased", dir).ok());
-  // Same key set and values as PEFT's own file.
-  auto ours = ReadAll(dir + "/adapter_model.safetensors");
-  auto theirs = ReadAll(HfFixture("hf-tiny-lora/adapter_model.safetensors"));
-  ASSERT_EQ(ours.size(), theirs.size());
-  for (const auto& [k, v] : theirs) {
-    ASSERT_TRUE(ours.count(k)) << k;
-    EXPECT_TRUE(torch::equal(ours.at(k), v)) << k;
-  }
-  auto cfg = ReadJson(dir + "/adapter_config.json");
-  EXPECT_EQ(cfg["peft_type"], "LORA");
-  EXPECT_EQ(cfg["r"], 4);
-  EXPECT_EQ(cfg["modules_to_save"], nlohmann::json({"pre_classifier", "classifier"}));
-  // And it loads back onto a fresh base with identical outputs.
-  auto again = LoadPretrained(HfFixture("hf-tiny-cls"), ModelOptions{false});
-  ASSERT_TRUE(LoadAdapter(again->model, dir).ok());
-  auto io = ReadAll(HfFixture("hf-tiny-lora/io.safetensors"));
-  torch::NoGradGuard g;
-  again->model->eval();
-  EXPECT_LT(MaxAbsDiff(again->model(io["input_ids"], io["attention_mask"]), io["logits"]), 1e-5);
+  ASSERT_TRUE(ApplyLora(*m.model, o).ok());
+  EXPECT_EQ(ApplyLora(*m.model, o).status().code(), absl::StatusCode::kFailedPrecondition);  // already wrapped
 }
 
-TEST(PeftAdapter, SavePretrainedRefusesUnmergedLora) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
-  ASSERT_TRUE(ApplyLora(*m.model, LoraOptions{}).ok());
-  auto st = SavePretrained(m.model, "/tmp/ftune_never_written");
-  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+// A DoRA layer in float64 on a 3 -> 2 Linear with every number chosen by hand:
+// W = [[1, 2, 0], [0, -1, 3]], b = [0.5, -1], r 2, alpha 3 (s = 1.5).
+std::shared_ptr<LoraLinearImpl> HandDora(double dropout = 0.0) {
+  auto base = std::make_shared<DenseImpl>(3, 2);
+  base->to(torch::kDouble);
+  torch::NoGradGuard g;
+  base->weight.copy_(torch::tensor({{1.0, 2.0, 0.0}, {0.0, -1.0, 3.0}}, torch::kDouble));
+  base->bias.copy_(torch::tensor({0.5, -1.0}, torch::kDouble));
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 3;
+  o.dropout = dropout;
+  o.use_dora = true;
+  auto l = std::make_shared<LoraLinearImpl>(base, o);
+  l->lora_A->weight.copy_(torch::tensor({{0.1, -0.2, 0.3}, {0.0, 0.4, -0.1}}, torch::kDouble));
+  l->lora_B->weight.copy_(torch::tensor({{0.2, -0.1}, {0.5, 0.3}}, torch::kDouble));
+  l->lora_magnitude_vector.copy_(torch::tensor({2.5, 2.0}, torch::kDouble));
+  return l;
+}
+
+TEST(Dora, MagnitudeStartsAtTheRowNormsOfW) {
+  torch::manual_seed(1);
+  auto base = std::make_shared<DenseImpl>(3, 2);
+  base->to(torch::kDouble);
+  {
+    torch::NoGradGuard g;
+    base->weight.copy_(torch::tensor({{1.0, 2.0, 2.0}, {0.0, -3.0, 4.0}}, torch::kDouble));
+  }
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 4;
+  o.use_dora = true;
+  LoraLinearImpl l(base, o);
+  ASSERT_TRUE(l.use_dora());
+  EXPECT_EQ(l.lora_magnitude_vector.scalar_type(), torch::kDouble);
+  EXPECT_DOUBLE_EQ(l.lora_magnitude_vector[0].item<double>(), 3.0);  // sqrt(1 + 4 + 4)
+  EXPECT_DOUBLE_EQ(l.lora_magnitude_vector[1].item<double>(), 5.0);  // sqrt(9 + 16)
+  // B = 0 and m = ||W||: a fresh DoRA layer is the base layer.
+  torch::Tensor x = torch::randn({4, 3}, torch::kDouble);
+  EXPECT_LT(MaxAbsDiff(l.forward(x), base->forward(x)), 1e-15);
+}
+
+TEST(Dora, ForwardMatchesHandComputation) {
+  auto l = HandDora();
+  const double s = 1.5;
+  const double W[2][3] = {{1, 2, 0}, {0, -1, 3}}, b[2] = {0.5, -1};
+  const double A[2][3] = {{0.1, -0.2, 0.3}, {0.0, 0.4, -0.1}}, B[2][2] = {{0.2, -0.1}, {0.5, 0.3}};
+  const double m[2] = {2.5, 2.0};
+  const double x[2][3] = {{1.0, -2.0, 0.5}, {0.3, 0.7, -1.1}};
+  // V = W + s B A; y = b + m / ||V||_row * V x.
+  double V[2][3];
+  for (int o = 0; o < 2; ++o) {
+    for (int i = 0; i < 3; ++i) V[o][i] = W[o][i] + s * (B[o][0] * A[0][i] + B[o][1] * A[1][i]);
+  }
+  torch::Tensor y = l->forward(torch::tensor({{1.0, -2.0, 0.5}, {0.3, 0.7, -1.1}}, torch::kDouble));
+  for (int n = 0; n < 2; ++n) {
+    for (int o = 0; o < 2; ++o) {
+      double norm = 0, vx = 0;
+      for (int i = 0; i < 3; ++i) {
+        norm += V[o][i] * V[o][i];
+        vx += V[o][i] * x[n][i];
+      }
+      EXPECT_NEAR(y[n][o].item<double>(), b[o] + m[o] / std::sqrt(norm) * vx, 1e-14) << n << "," << o;
+    }
+  }
+}
+
+TEST(Dora, DropoutAppliesToTheAdapterPathOnlyAsPeftDoes) {
+  // PEFT (DoraLinearVariant.forward with lora_dropout active): y = W x + b + (m/n - 1) W d(x) + (m/n) s B A d(x).
+  auto l = HandDora(/*dropout=*/0.5);
+  l->train();
+  torch::Tensor x = torch::randn({64, 3}, torch::kDouble);
+  torch::manual_seed(11);
+  torch::Tensor y = l->forward(x);
+  torch::manual_seed(11);
+  torch::Tensor dx = torch::dropout(x, 0.5, /*train=*/true);  // the same draws as the layer's Dropout
+  ASSERT_FALSE(torch::equal(dx, x));
+  {
+    torch::NoGradGuard g;
+    auto* base = l->base_layer->as<DenseImpl>();
+    torch::Tensor ba = torch::matmul(l->lora_B->weight, l->lora_A->weight);
+    torch::Tensor scale = l->lora_magnitude_vector / (base->weight + 1.5 * ba).norm(2, {1});
+    torch::Tensor expected = torch::matmul(x, base->weight.t()) + base->bias +
+                             (scale - 1) * torch::matmul(dx, base->weight.t()) + scale * 1.5 * torch::matmul(dx, ba.t());
+    EXPECT_LT(MaxAbsDiff(y, expected), 1e-13);
+  }
+  // In eval mode the dropout is off and the layer is its merged form.
+  l->eval();
+  torch::NoGradGuard g;
+  EXPECT_LT(MaxAbsDiff(l->forward(x), l->Merged()->forward(x)), 1e-13);
+}
+
+TEST(Dora, GradientsMatchFiniteDifferencesWithTheWeightNormHeldConstant) {
+  torch::manual_seed(1);
+  auto l = HandDora();
+  torch::Tensor x = torch::randn({5, 3}, torch::kDouble);
+  torch::Tensor w_out = torch::randn({5, 2}, torch::kDouble);
+  auto loss = [&] { return (l->forward(x) * w_out).sum(); };
+  loss().backward();
+  // The reference: the same function with n frozen at its current value (DoRA section 4.3 and
+  // PEFT's weight_norm.detach()): y = b + (m / n0) (W x + s B A x).
+  auto* base = l->base_layer->as<DenseImpl>();
+  const torch::Tensor n0 = l->WeightNorm();
+  auto frozen_norm = [&] {
+    torch::Tensor v = base->weight + 1.5 * torch::matmul(l->lora_B->weight, l->lora_A->weight);
+    torch::Tensor y = base->bias + (l->lora_magnitude_vector / n0) * torch::matmul(x, v.t());
+    return (y * w_out).sum().item<double>();
+  };
+  auto full = [&] { return loss().item<double>(); };
+  for (auto* p : {&l->lora_A->weight, &l->lora_B->weight, &l->lora_magnitude_vector}) {
+    ASSERT_TRUE(p->grad().defined());
+    EXPECT_LT(MaxAbsDiff(p->grad(), FiniteDifferenceGrad(*p, frozen_norm)), 1e-7);
+  }
+  // The norm does depend on A and B: letting it move would give another gradient, so the match
+  // above is the detach, not an accident.
+  EXPECT_GT(MaxAbsDiff(l->lora_A->weight.grad(), FiniteDifferenceGrad(l->lora_A->weight, full)), 1e-4);
+  // m does not enter n, so its gradient is the full function's too.
+  EXPECT_LT(MaxAbsDiff(l->lora_magnitude_vector.grad(), FiniteDifferenceGrad(l->lora_magnitude_vector, full)), 1e-7);
+}
+
+TEST(Dora, MergedLayerAndModelGiveTheSameOutputs) {
+  torch::manual_seed(1);
+  auto l = HandDora();
+  torch::NoGradGuard g;
+  torch::Tensor x = torch::randn({7, 3}, torch::kDouble);
+  Dense merged = l->Merged();
+  EXPECT_LT(MaxAbsDiff(merged->forward(x), l->forward(x)), 1e-14);
+  EXPECT_TRUE(torch::equal(merged->bias, l->base_layer->as<DenseImpl>()->bias));  // PEFT keeps the bias
+
+  auto m = ::ftune::testing::TinyDoubleModel();
+  LoraOptions o;
+  o.rank = 2;
+  o.alpha = 4;
+  o.use_dora = true;
+  ASSERT_TRUE(ApplyLora(*m, o).ok());
+  for (auto& p : m->parameters()) p.add_(0.1 * torch::randn_like(p));  // B != 0, m != ||W||
+  auto b = ::ftune::testing::MakeTinyBatch();
+  m->eval();
+  torch::Tensor before = m(b.ids, b.mask);
+  EXPECT_EQ(MergeLora(*m), 4);
+  EXPECT_TRUE(FindLoraLayers(*m).empty());
+  EXPECT_LT(MaxAbsDiff(m(b.ids, b.mask), before), 1e-12);
+}
+
+TEST(Dora, PrintsTheMagnitudeVectorInTheTree) {
+  auto m = ::ftune::testing::TinyDoubleModel();
+  LoraOptions o;
+  o.use_dora = true;
+  ASSERT_TRUE(ApplyLora(*m, o).ok());
+  std::string tree = ModuleTreeString(*m);
+  EXPECT_THAT(tree, HasSubstr("(q_lin): lora.Linear(\n"));
+  EXPECT_THAT(tree, HasSubstr("(lora_magnitude_vector): Parameter containing: [torch.DoubleTensor of size 8]\n"));
 }
 
 }  // namespace
