@@ -22,8 +22,8 @@
 #   --vocab FILE        vocab.txt                              default tests/fixtures/tokens/vocab.txt
 #   --methods LIST      of full lora head head-cache           default "full lora head-cache head"
 #   --precisions LIST   of fp32 bf16                           default "bf16 fp32" on CUDA, "fp32" on CPU
-#   --variants LIST     of nocudnn (--nocudnn_sdp) and padN (--pad_to_multiple_of N)
-#                                                              default "nocudnn pad32 pad8 pad64" on CUDA, none on CPU
+#   --variants LIST     of cudnn (--cudnn_sdp) and padN (--pad_to_multiple_of N)
+#                                                              default "pad32 pad8 pad64 cudnn" on CUDA, none on CPU
 #   --batch N           per-device batch                       default 8
 #   --max-steps N       cap each timed run (default: one epoch, 250 steps)
 #   --phase-steps N     steps of the --time_phases runs        default 60 (0 = none)
@@ -77,7 +77,7 @@ for f in "$data/train.csv" "$data/eval.csv" "$vocab"; do
   [ -f "$f" ] || { echo "bench: $f not found (--data DIR with train.csv and eval.csv; --vocab FILE)" >&2; exit 2; }
 done
 for v in $([ "$variants" = unset ] || echo "$variants"); do
-  [[ "$v" =~ ^(nocudnn|pad[0-9]+)$ ]] || { echo "bench: unknown variant $v (nocudnn, padN)" >&2; exit 2; }
+  [[ "$v" =~ ^(cudnn|pad[0-9]+)$ ]] || { echo "bench: unknown variant $v (cudnn, padN)" >&2; exit 2; }
 done
 FTUNE_BIN=${FTUNE_BIN:-$root/${FTUNE_BUILD_DIR:-build}/ftune}
 [ -x "$FTUNE_BIN" ] || { echo "bench: $FTUNE_BIN not built (launch/build.sh or launch/build-gpu.sh; or set FTUNE_BIN)" >&2; exit 2; }
@@ -86,7 +86,7 @@ if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
   device_tag=$(echo "$gpu" | tr 'A-Z' 'a-z' | sed 's/nvidia //; s/[^a-z0-9]\+/-/g; s/-$//')
   : "${precisions:=bf16 fp32}"
-  [ "$variants" != unset ] || variants="nocudnn pad32 pad8 pad64"
+  [ "$variants" != unset ] || variants="pad32 pad8 pad64 cudnn"
 else
   gpu="CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //') ($(nproc) cores)"
   device_tag=cpu
@@ -186,7 +186,7 @@ for v in $variants; do
   for m in full lora; do
     [[ " $methods " == *" $m "* ]] || continue
     case "$v" in
-      nocudnn) f=--nocudnn_sdp ;;
+      cudnn) f=--cudnn_sdp ;;
       pad*) f=--pad_to_multiple_of=${v#pad} ;;
     esac
     planned+=("$work/$m-$p0-$v")

@@ -21,7 +21,8 @@
 #   launch/device-check.sh --cpu [--budget S] [--out DIR]  the same stages on this machine's CPU build
 #       (build/, brought up to date), the tiny model and a few steps: what tests/launch checks
 # Options: --device cpu|cuda (the device the smoke run must train on: cuda, or cpu with --cpu),
-#   --hfbench FILE (the HF anchor script; default .devdata/generate/hfbench.py, none with --cpu).
+#   --hfbench FILE (the HF anchor script; default .devdata/generate/hfbench.py, none with --cpu),
+#   --no-hf (no HF anchor: the bench's ftune runs alone).
 # Environment: FTUNE_BENCH_ARGS (extra launch/bench.sh options), FTUNE_GPU_BUILD_DIR (build-gpu).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -33,7 +34,8 @@ while [ $# -gt 0 ]; do
     --out) out=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --hfbench) hfbench=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-hf) hfbench=none; shift ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "device-check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -77,7 +79,8 @@ main() {
 
   # PEFT reference outputs for the IA3/DoRA adapters (tests/fixtures/generate/peft_methods.py: CPU
   # Python with transformers and PEFT, which only the GPU machine has), made while ftune builds.
-  if [ "$mode" = gpu ] && python3 -c 'import peft' 2>/dev/null; then
+  # Only while they are not vendored yet.
+  if [ "$mode" = gpu ] && [ ! -f tests/fixtures/hf/counts_methods.json ] && python3 -c 'import peft' 2>/dev/null; then
     (mkdir -p "$work/fixtures" && cp -r tests/fixtures/hf/hf-tiny-cls "$work/fixtures/" &&
      CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=2 timeout 150 nice python3 tests/fixtures/generate/peft_methods.py \
        "$work/fixtures" >"$work/fixtures/log.txt" 2>&1
@@ -162,7 +165,7 @@ main() {
     bench=(--data data-prep/demo --methods "full head-cache" --variants pad8 --max-steps 3 --phase-steps 2
            --min-run 5)
   fi
-  if [ -n "$hfbench" ]; then bench+=(--hf --hfbench "$hfbench"); else bench+=(--no-hf); fi
+  if [ -n "$hfbench" ] && [ "$hfbench" != none ]; then bench+=(--hf --hfbench "$hfbench"); else bench+=(--no-hf); fi
   [ "$mode" = cpu ] && bench+=(-- --model_config=configs/tiny.json --threads=1)
   # shellcheck disable=SC2086
   FTUNE_BIN=$b/ftune timeout -k 5 $((bench_budget + 10)) launch/bench.sh --out "$work/bench.md" \

@@ -322,12 +322,12 @@ absl::Status RunBenchReport() {
     const std::string method = r.value("method", std::string("?")), precision = r.value("precision", std::string("?"));
     const bool cache = r.value("feature_cache", false);
     const int pad = std::atoi(ConfigValue(config, "pad_to_multiple_of", "1").c_str());
-    const bool cudnn = ConfigValue(config, "cudnn_sdp", "true") != "false";
+    const bool cudnn = ConfigValue(config, "cudnn_sdp", "true") != "false";  // runs before it was a flag: on
     const bool whole_epochs = std::atoi(ConfigValue(config, "max_steps", "-1").c_str()) <= 0;
     std::vector<std::string> settings;
     if (cache) settings.push_back("feature cache");
     settings.push_back(pad > 1 ? absl::StrFormat("padded to x%d", pad) : "dynamic padding");
-    if (!cudnn) settings.push_back("no cuDNN attention");
+    if (cudnn) settings.push_back("cuDNN attention");
 
     const double train_s = r.value("train_seconds", 0.0), cache_s = r.value("feature_cache_seconds", 0.0);
     double sps = r.value("samples_per_second", 0.0);
@@ -407,7 +407,7 @@ absl::Status RunBenchReport() {
     }
   }
   md += "\n- settings: `--pad_to_multiple_of` (dynamic padding pads each batch to its longest review only), "
-        "`--nocudnn_sdp`, `--cache_frozen_features` (head: samples/s over the whole epoch charges the one-time "
+        "`--cudnn_sdp`, `--cache_frozen_features` (head: samples/s over the whole epoch charges the one-time "
         "encoding to it; in brackets the training alone and the encoding).\n"
         "- step ms: a separate short run with `--time_phases`, which synchronises the device at each phase "
         "boundary, so the phases add up to more than an unsynchronised step.\n"

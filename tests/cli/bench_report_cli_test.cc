@@ -61,7 +61,7 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   ScratchDir d;
   // full, dynamic padding: 100 samples/s over 20 s; its --time_phases run beside it.
   Write(d / "full-bf16/results.json", Results("full", 100, 30000, 20).dump());
-  Write(d / "full-bf16/run_config.json", Config("full", "1", "true").dump());
+  Write(d / "full-bf16/run_config.json", Config("full", "1", "false").dump());
   Write(d / "full-bf16-phases/results.json",
         json({{"step_seconds", {{"data", 0.001}, {"forward", 0.01}, {"backward", 0.02}, {"comm", 0.0005},
                                 {"optimizer", 0.002}}}}).dump());
@@ -70,12 +70,12 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   cache["feature_cache"] = true;
   cache["feature_cache_seconds"] = 2.0;
   Write(d / "head-cache-bf16/results.json", cache.dump());
-  Write(d / "head-cache-bf16/run_config.json", Config("head", "1", "true").dump());
-  // LoRA padded to multiples of 32 without cuDNN attention, 150 samples/s, 3 steps skipped.
+  Write(d / "head-cache-bf16/run_config.json", Config("head", "1", "false").dump());
+  // LoRA padded to multiples of 32 with cuDNN attention (--cudnn_sdp), 150 samples/s, 3 steps skipped.
   json lora = Results("lora", 150, 45000, 13.3);
   lora["skipped_steps"] = 3;
   Write(d / "lora-bf16-pad32/results.json", lora.dump());
-  Write(d / "lora-bf16-pad32/run_config.json", Config("lora", "32", "false").dump());
+  Write(d / "lora-bf16-pad32/run_config.json", Config("lora", "32", "true").dump());
   // Started but cut by the time limit (run_config.json only), and never started.
   Write(d / "lora-bf16/run_config.json", Config("lora", "1", "true").dump());
   Write(d / "lora-bf16/status", "timed out after 40 s\n");
@@ -113,7 +113,7 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
                                      "0.600", "", "2.0x (HF head_dyn_bf16: 250)", "1.6x (HF head_bf16: 320)"));
   const auto lora_row = Row(*md, "lora-bf16-pad32");
   ASSERT_EQ(lora_row.size(), 13u) << *md;
-  EXPECT_EQ(lora_row[3], "padded to x32, no cuDNN attention");
+  EXPECT_EQ(lora_row[3], "padded to x32, cuDNN attention");
   EXPECT_EQ(lora_row[4], "150 (3 non-finite steps skipped)");
   EXPECT_EQ(lora_row[11], "1.5x (HF lora_dyn_bf16: 100)");
   EXPECT_THAT(Row(*md, "lora-bf16"), ::testing::ElementsAre("lora-bf16", "lora", "bf16", "", "timed out after 40 s",
@@ -139,7 +139,7 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   EXPECT_DOUBLE_EQ(doc["rows"][1]["samples_per_second"].get<double>(), 500.0);
   EXPECT_DOUBLE_EQ(doc["rows"][1]["train_samples_per_second"].get<double>(), 1000.0);
   EXPECT_EQ(doc["rows"][2]["pad_to_multiple_of"], 32);
-  EXPECT_EQ(doc["rows"][2]["cudnn_sdp"], false);
+  EXPECT_EQ(doc["rows"][2]["cudnn_sdp"], true);
   EXPECT_EQ(doc["rows"][2]["skipped_steps"], 3);
   EXPECT_EQ(doc["rows"][3]["status"], "timed out after 40 s");
   EXPECT_EQ(doc["rows"][3]["method"], "lora");
