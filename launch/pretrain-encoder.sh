@@ -8,8 +8,8 @@
 #
 # Stages (each skipped where its output exists in --work):
 #   corpus    aclImdb unsup + train (--aclimdb: the gzip'd CSVs of cluster/fetch-imdb.sh) minus every
-#             review whose whitespace-normalised text is in --exclude (default: the default eval set),
-#             shuffled with a fixed seed; the last 999 reviews held out for perplexity
+#             review whose whitespace-normalised text is in --exclude (default: the default eval set);
+#             every 75th review held out for perplexity; corpus.json: counts and sha256 of both files
 #   prep      ftune prep, unlabeled (--label_column=), --max-length tokens
 #   pretrain  ftune train --objective=mlm: --epochs, or with --seconds as many steps as fit (timed
 #             on a 40-step run first), linear decay to 0 either way
@@ -26,12 +26,14 @@
 #   --epochs N | --seconds S      default --epochs 10
 #   --device D --precision P      default auto, and bf16 on CUDA / fp32 on CPU
 #   --dtype fp16|fp32   the exported weights (default fp16: half the size; ftune loads either)
+#   --stop-after STAGE  corpus or prep (e.g. to check a corpus against a model's provenance.json)
 #   -- ...              extra flags for `ftune train` (e.g. -- --learning_rate=5e-4)
 # Environment: FTUNE_BIN (default build/ftune), FTUNE_MPIRUN (e.g. "mpirun -np 4": ranks for pretrain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="" config=configs/imdb-mlm.json work="" aclimdb=../shared/data/aclImdb exclude=data-prep/imdb/eval.csv
 vocab=tests/fixtures/tokens/vocab.txt max_length=256 epochs=10 seconds="" device=auto precision="" dtype=fp16
+stop_after=""
 extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --precision) precision=$2; shift 2 ;;
     --dtype) dtype=$2; shift 2 ;;
+    --stop-after) stop_after=$2; shift 2 ;;
     -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) echo "pretrain-encoder: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -63,12 +66,12 @@ say() { echo "pretrain-encoder: $*"; }
 start=$(date +%s)
 
 # corpus -----------------------------------------------------------------------------------------
-if [ ! -s "$work/pt_train.h5" ] && [ ! -s "$work/train.csv" ]; then
+if [ ! -s "$work/pt_train.h5" ] && [ ! -s "$work/corpus.json" ]; then
   for f in unsup train; do
     [ -s "$aclimdb/$f.csv.gz" ] || { say "no $aclimdb/$f.csv.gz (cluster/fetch-imdb.sh makes it)"; exit 1; }
   done
   python3 - "$aclimdb" "$exclude" "$work" <<'EOF'
-import csv, gzip, random, re, sys
+import csv, gzip, hashlib, json, re, sys
 src, exclude, work = sys.argv[1:4]
 norm = lambda t: re.sub(r"\s+", " ", t).strip()
 csv.field_size_limit(1 << 30)
@@ -82,18 +85,25 @@ for name in ("unsup", "train"):
                 dropped += 1
             else:
                 texts.append(r["review"])
-random.Random(1234).shuffle(texts)
-for name, part in (("train", texts[:-999]), ("eval", texts[-999:])):
+# Every 75th review held out (999 of 74,894), the rest in the files' order (ftune shuffles each epoch).
+parts = {"train": [t for i, t in enumerate(texts) if i % 75], "eval": texts[::75]}
+info = {"source": "aclImdb unsup.csv.gz + train.csv.gz, text only", "left_out": dropped, "left_out_because":
+        f"whitespace-normalised text equal to a review of {exclude}"}
+for name, part in parts.items():
     with open(f"{work}/{name}.csv.tmp", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["review"])
         w.writerows([t] for t in part)
-print(f"pretrain-encoder: corpus: {len(texts) - 999} reviews to pretrain on, 999 held out, "
+    info[name] = {"reviews": len(part), "sha256": hashlib.sha256(open(f"{work}/{name}.csv.tmp", "rb").read()).hexdigest()}
+json.dump(info, open(f"{work}/corpus.json", "w"), indent=1)
+print(f"pretrain-encoder: corpus: {len(parts['train'])} reviews to pretrain on, {len(parts['eval'])} held out, "
       f"{dropped} left out (in {exclude})")
 EOF
   mv "$work/train.csv.tmp" "$work/train.csv"
   mv "$work/eval.csv.tmp" "$work/eval.csv"
 fi
+
+[ "$stop_after" != corpus ] || exit 0
 
 # prep -------------------------------------------------------------------------------------------
 for s in train eval; do
@@ -101,6 +111,8 @@ for s in train eval; do
   "$ftune" prep --input="$work/$s.csv" --label_column= --vocab="$vocab" --max_length="$max_length" \
     --output="$work/pt_$s.h5" | tail -1
 done
+
+[ "$stop_after" != prep ] || exit 0
 
 # pretrain ---------------------------------------------------------------------------------------
 [ -n "$precision" ] || { precision=fp32; [ "$device" = cuda ] && precision=bf16; }
@@ -160,10 +172,11 @@ python3 - "$work" "$out.tmp" "$config" "$(($(date +%s) - start))" "$aclimdb" "$e
 import json, platform, sys
 work, out, config, secs, src, exclude, flags = sys.argv[1:8]
 r = json.load(open(f"{work}/run/results.json"))
+corpus = json.load(open(f"{work}/corpus.json")) if __import__("os").path.exists(f"{work}/corpus.json") else None
 keep = {k: r[k] for k in ("steps", "epochs", "train_seconds", "samples_per_second", "device", "torch",
                           "eval_loss", "eval_perplexity", "train_loss") if k in r}
 json.dump({"made_by": "launch/pretrain-encoder.sh", "objective": "mlm (ftune train --objective=mlm)",
-           "corpus": f"{src}: unsup.csv.gz + train.csv.gz (text only), minus the reviews in {exclude}",
+           "corpus": corpus or f"{src}: unsup.csv.gz + train.csv.gz (text only), minus the reviews in {exclude}",
            "config": json.load(open(config)), "flags": flags, "wall_seconds": int(secs),
            "machine": platform.node(), "result": keep}, open(f"{out}/provenance.json", "w"), indent=1)
 EOF

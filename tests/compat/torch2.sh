@@ -69,10 +69,11 @@ echo "torch2: LibTorch $(in_root dpkg-query -W -f='${Version}' libtorch-dev), $(
 cuda=()
 [ -f "$root/usr/local/cuda/include/nccl.h" ] && cuda=(-DFTUNE_WITH_NCCL=ON -DFTUNE_NCCL_ROOT=/usr/local/cuda)
 in_root bash -c "cd /src/ftune && FTUNE_SKIP_DEPS=1 FTUNE_BUILD_DIR=/src/build launch/build.sh ${cuda[*]}"
-# Not here: the SLURM tests (a chroot has no cgroups) and the tokenizer's HF-oracle tests (the
-# tokenizer is torch-free: tests/run.sh already ran them against the same code).
+# Not here: the SLURM tests (a chroot has no cgroups), and what does not touch LibTorch, which
+# tests/run.sh already ran against the same code: the tokenizer and prep (data-prep, its HF-oracle
+# tests), the launch scripts, the fuzzers.
 in_root bash -c 'cd /src/ftune && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
-  ctest --test-dir /src/build --output-on-failure -j "${FTUNE_TEST_JOBS:-2}" -LE "slurm|oracle" "$@"' ctest "$@"
+  ctest --test-dir /src/build --output-on-failure -j "${FTUNE_TEST_JOBS:-2}" -LE "slurm|oracle|data-prep|launch|fuzz" "$@"' ctest "$@"
 
 # The GPU host's case: Abseil and the rest outside the system's library path, found through the
 # binaries' RPATH. ftune_common_test links Abseil (with its indirect libraries), OpenSSL and GTest.

@@ -3,7 +3,8 @@
 # with the real ftune binary:
 #   tests/launch/launch_test.sh CASE FTUNE_BIN
 # CASE: train_sh_options | train_sh_two_cpu_ranks | sweep_sh_grid | sweep_sh_stop_and_continue |
-#       fetch_model | bench_sh_report | device_check_cpu | device_check_stops | check_binaries.
+#       fetch_model | bench_sh_report | device_check_cpu | device_check_stops | check_binaries |
+#       default_encoder.
 # Exit 0 pass, 1 fail, 77 skipped (CTest SKIP_RETURN_CODE).
 # FTUNE_KEEP_TEST_DIRS=1 keeps the scratch directory.
 set -euo pipefail
@@ -54,6 +55,33 @@ cores=$(nproc)
 task=$work/task
 
 case "$case_name" in
+
+# ---- the embedded default's encoder: made from the corpus its provenance names, which holds none of
+# the default eval reviews; it loads as a pretrained encoder ---------------------------------------
+default_encoder)
+  enc=$repo/data-prep/imdb/encoder
+  expect_rc 0 "$FTUNE_BIN" inspect --model_dir="$enc"
+  expect_out "loaded 68 tensors; newly initialised \(not in checkpoint\): pre_classifier.weight, pre_classifier.bias, classifier.weight, classifier.bias; ignored 5 masked-LM head tensors"
+  acl=$repo/../shared/data/aclImdb
+  if [ ! -f "$acl/unsup.csv.gz" ]; then echo "SKIP: $acl (../shared) not here: the corpus cannot be rebuilt"; exit 77; fi
+  expect_rc 0 "$repo/launch/pretrain-encoder.sh" --out "$work/m" --work "$work/c" --aclimdb "$acl" --stop-after corpus
+  python3 - "$enc/provenance.json" "$work/c" "$repo/data-prep/imdb/eval.csv" "$repo/configs/imdb-mlm.json" <<'EOF' || fail "corpus"
+import csv, json, sys
+prov, work, eval_csv, cfg = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], json.load(open(sys.argv[4]))
+rebuilt = json.load(open(f"{work}/corpus.json"))
+for part in ("train", "eval"):
+    assert rebuilt[part] == prov["corpus"][part], (part, rebuilt[part], prov["corpus"][part])
+assert prov["config"] == cfg, "provenance.json's model config is not configs/imdb-mlm.json"
+csv.field_size_limit(1 << 30)
+squash = lambda t: "".join(t.split()).lower()  # stricter than the script's rule: no whitespace at all, any case
+evals = {squash(r["review"]) for r in csv.DictReader(open(eval_csv, newline="", encoding="utf-8"))}
+for part in ("train", "eval"):
+    seen = [r["review"][:60] for r in csv.DictReader(open(f"{work}/{part}.csv", newline="", encoding="utf-8"))
+            if squash(r["review"]) in evals]
+    assert not seen, f"{len(seen)} default eval reviews in the pretraining {part} text: {seen[:3]}"
+print("corpus ok:", rebuilt["train"]["reviews"], "reviews,", rebuilt["left_out"], "left out")
+EOF
+  ;;
 
 # ---- launch/train.sh: GPU detection, rank count, binding, threads, binary lookup (no training) --
 train_sh_options)
