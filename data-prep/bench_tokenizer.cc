@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
     } else if (a.rfind("--repeat=", 0) == 0) {
       if (!absl::SimpleAtoi(a.substr(9), &repeat) || repeat < 1) return Fail("bad --repeat");
     } else {
-      std::printf("usage: ftune_bench_tokenizer [--shared=DIR] [--csv=FILE[.gz]] [--hf] [--threads=1,2] [--repeat=5]\n");
+      std::printf(
+          "usage: ftune_bench_tokenizer [--shared=DIR] [--csv=FILE[.gz]] [--hf] [--threads=1,2] [--repeat=5]\n");
       return a == "--help" ? 0 : 2;
     }
   }
@@ -132,8 +133,8 @@ int main(int argc, char** argv) {
     if (auto st = ReadReviews(path, *data, &texts, &bytes); !st.ok()) return Fail(std::string(st.message()));
   }
   const int64_t n = static_cast<int64_t>(texts.size());
-  std::printf("tokenizer benchmark: %lld reviews, %.2f MB of text, %u hardware threads\n",
-              static_cast<long long>(n), bytes / 1e6, std::thread::hardware_concurrency());
+  std::printf("tokenizer benchmark: %lld reviews, %.2f MB of text, %u hardware threads\n", static_cast<long long>(n),
+              bytes / 1e6, std::thread::hardware_concurrency());
 
   int64_t ftune_tokens = 0;
   for (int threads : thread_counts) {
@@ -172,7 +173,8 @@ int main(int argc, char** argv) {
                                   vocab, "' ", tmp, ".texts ", repeat));
       if (!out.ok()) {
         unlink((tmp + ".texts").c_str());
-        return Fail(std::string(out.status().message()) + " (launch/install-deps.sh installs node and the npm package)");
+        return Fail(std::string(out.status().message()) +
+                    " (launch/install-deps.sh installs node and the npm package)");
       }
       const auto j = nlohmann::json::parse(*out);
       const double best = j["seconds"].get<double>();

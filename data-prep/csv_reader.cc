@@ -20,9 +20,9 @@ absl::StatusOr<CsvReader> CsvReader::Create(std::string name, absl::string_view 
   if (bad != absl::string_view::npos) {
     int64_t line, col;
     LineAndColumn(data, bad, &line, &col);
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s:%d: invalid UTF-8 (byte 0x%02x at column %d); save the file as UTF-8", name, line,
-        static_cast<uint8_t>(data[bad]), col));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s:%d: invalid UTF-8 (byte 0x%02x at column %d); save the file as UTF-8", name, line,
+                        static_cast<uint8_t>(data[bad]), col));
   }
   CsvReader r(std::move(name), data);
   if (data.substr(0, 3) == "\xEF\xBB\xBF") r.pos_ = 3;

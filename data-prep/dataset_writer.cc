@@ -86,7 +86,8 @@ absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::
   const hid_t f = w->h5_->file.get();
   FTUNE_ASSIGN_OR_RETURN(w->h5_->input_ids, MakeDataset(f, w->temp_path_, fmt::kInputIds,
                                                         w->uint16_ ? H5T_STD_U16LE : H5T_STD_I32LE, fmt::kTokenChunk));
-  FTUNE_ASSIGN_OR_RETURN(w->h5_->offsets, MakeDataset(f, w->temp_path_, fmt::kOffsets, H5T_STD_I64LE, fmt::kIndexChunk));
+  FTUNE_ASSIGN_OR_RETURN(w->h5_->offsets,
+                         MakeDataset(f, w->temp_path_, fmt::kOffsets, H5T_STD_I64LE, fmt::kIndexChunk));
   if (labeled) {
     FTUNE_ASSIGN_OR_RETURN(w->h5_->labels,
                            MakeDataset(f, w->temp_path_, fmt::kLabels, H5T_STD_I32LE, fmt::kIndexChunk));

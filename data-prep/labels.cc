@@ -1,9 +1,9 @@
 #include "data-prep/labels.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/utf8.h"
 #include "nlohmann/json.hpp"
@@ -13,15 +13,13 @@ namespace {
 constexpr size_t kMaxRecorded = 1000;  // distinct raw values kept for the mapping attribute
 }
 
-LabelMapper::LabelMapper(std::vector<std::string> names)
-    : explicit_(!names.empty()), names_(std::move(names)) {
+LabelMapper::LabelMapper(std::vector<std::string> names) : explicit_(!names.empty()), names_(std::move(names)) {
   if (!explicit_) names_ = {"negative", "positive"};
 }
 
 std::string LabelMapper::Describe() const {
   if (!explicit_) return "expected 0/1, negative/positive or neg/pos (case-insensitive), or pass --labels";
-  return absl::StrCat("expected one of --labels (", absl::StrJoin(names_, ","), ") or an index 0..",
-                      names_.size() - 1);
+  return absl::StrCat("expected one of --labels (", absl::StrJoin(names_, ","), ") or an index 0..", names_.size() - 1);
 }
 
 absl::StatusOr<int32_t> LabelMapper::Map(absl::string_view raw) {

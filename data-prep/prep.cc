@@ -10,11 +10,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "data-prep/csv_reader.h"
 #include "data-prep/dataset_writer.h"
 #include "data-prep/labels.h"
 #include "data-prep/parallel.h"
-#include "common/utf8.h"
 #include "data-prep/wordpiece_tokenizer.h"
 #include "nlohmann/json.hpp"
 
@@ -36,7 +36,10 @@ absl::Status InputError(const std::string& file, int64_t line, absl::string_view
 class Sink {
  public:
   Sink(DatasetWriter* writer, const PrepOptions& opt, int64_t bytes_total, int num_labels)
-      : writer_(writer), opt_(opt), bytes_total_(bytes_total), label_counts_(static_cast<size_t>(num_labels), 0),
+      : writer_(writer),
+        opt_(opt),
+        bytes_total_(bytes_total),
+        label_counts_(static_cast<size_t>(num_labels), 0),
         start_(std::chrono::steady_clock::now()) {}
 
   absl::Status Add(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels,
@@ -62,9 +65,7 @@ class Sink {
     return absl::OkStatus();
   }
 
-  double Seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
+  double Seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
 
   DatasetWriter* writer_;
   const PrepOptions& opt_;
@@ -86,8 +87,8 @@ std::string HeaderForMessage(const std::vector<std::string>& header) {
   return out;
 }
 
-absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordPieceTokenizer& tok,
-                     LabelMapper* labels, Sink* sink, int threads) {
+absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordPieceTokenizer& tok, LabelMapper* labels,
+                     Sink* sink, int threads) {
   FTUNE_ASSIGN_OR_RETURN(CsvReader reader, CsvReader::Create(opt.input, data));
   std::vector<std::string> header;
   int64_t line = 1;
@@ -139,7 +140,8 @@ absl::Status ReadCsv(const PrepOptions& opt, absl::string_view data, const WordP
     ids.assign(texts.size(), {});
     untruncated.assign(texts.size(), 0);
     ParallelFor(static_cast<int64_t>(texts.size()), threads, [&](int64_t i) {
-      ids[static_cast<size_t>(i)] = tok.Encode(texts[static_cast<size_t>(i)], opt.max_length, &untruncated[static_cast<size_t>(i)]);
+      ids[static_cast<size_t>(i)] =
+          tok.Encode(texts[static_cast<size_t>(i)], opt.max_length, &untruncated[static_cast<size_t>(i)]);
     });
     FTUNE_RETURN_IF_ERROR(sink->Add(ids, batch_labels, untruncated, static_cast<int64_t>(reader.bytes_consumed())));
   }
@@ -155,8 +157,9 @@ absl::Status ReadJsonl(const PrepOptions& opt, absl::string_view data, const Wor
   if (bad != absl::string_view::npos) {
     int64_t line, col;
     LineAndColumn(data, bad, &line, &col);
-    return InputError(opt.input, line, absl::StrFormat("invalid UTF-8 (byte 0x%02x at column %d)",
-                                                       static_cast<uint8_t>(data[bad]), col));
+    return InputError(
+        opt.input, line,
+        absl::StrFormat("invalid UTF-8 (byte 0x%02x at column %d)", static_cast<uint8_t>(data[bad]), col));
   }
   const int64_t batch = std::max<int64_t>(1, opt.batch_size);
   const int64_t vocab = tok.vocab_size();
@@ -359,12 +362,12 @@ std::string PrepSummary::Format() const {
   std::vector<std::string> parts;
   for (size_t k = 0; k < label_names.size(); ++k) {
     int64_t c = k < label_counts.size() ? label_counts[k] : 0;
-    parts.push_back(absl::StrFormat("%s %d (%.1f%%)", label_names[k], c,
-                                    num_examples > 0 ? 100.0 * c / num_examples : 0.0));
+    parts.push_back(
+        absl::StrFormat("%s %d (%.1f%%)", label_names[k], c, num_examples > 0 ? 100.0 * c / num_examples : 0.0));
   }
-  absl::StrAppendFormat(&out, "  labels     %s\n",
-                        parts.empty() ? "none (--label_column is empty: a dataset for pretraining)"
-                                      : absl::StrJoin(parts, ", "));
+  absl::StrAppendFormat(
+      &out, "  labels     %s\n",
+      parts.empty() ? "none (--label_column is empty: a dataset for pretraining)" : absl::StrJoin(parts, ", "));
   absl::StrAppendFormat(&out, "  vocab      sha256 %s\n", vocab_sha256);
   absl::StrAppendFormat(&out, "  time       %.2f s, %d thread%s (%.0f examples/s)\n", seconds, threads,
                         threads == 1 ? "" : "s", seconds > 0 ? num_examples / seconds : 0.0);

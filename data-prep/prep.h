@@ -16,8 +16,8 @@ enum class InputFormat { kCsv, kJsonl };
 absl::StatusOr<InputFormat> ParseInputFormat(absl::string_view name);  // "csv" | "jsonl"
 
 struct PrepProgress {
-  int64_t examples = 0;     // written so far
-  int64_t bytes_done = 0;   // of the input file
+  int64_t examples = 0;    // written so far
+  int64_t bytes_done = 0;  // of the input file
   int64_t bytes_total = 0;
   double seconds = 0;
 };
@@ -34,22 +34,22 @@ struct PrepOptions {
   // Longest sequence including [CLS] and [SEP]; longer texts keep their first max_length - 2
   // pieces. JSONL ids longer than this keep their first max_length - 1 ids and their last one.
   int32_t max_length = 512;
-  int threads = 0;            // tokenizer threads, 0 = all hardware threads
-  int64_t batch_size = 4096;  // examples tokenized together and appended per HDF5 write
+  int threads = 0;                                    // tokenizer threads, 0 = all hardware threads
+  int64_t batch_size = 4096;                          // examples tokenized together and appended per HDF5 write
   std::function<void(const PrepProgress&)> progress;  // called after every batch, if set
 };
 
 struct PrepSummary {
   std::string input, output;
   int64_t num_examples = 0;
-  int64_t num_tokens = 0;         // stored (after truncation)
+  int64_t num_tokens = 0;  // stored (after truncation)
   int64_t num_truncated = 0;
-  double mean_length = 0;         // stored tokens per example
-  int64_t max_length = 0;         // longest stored example
-  int64_t max_untruncated = 0;    // longest example before truncation
+  double mean_length = 0;       // stored tokens per example
+  int64_t max_length = 0;       // longest stored example
+  int64_t max_untruncated = 0;  // longest example before truncation
   std::vector<std::string> label_names;
   std::vector<int64_t> label_counts;
-  std::string token_type;         // "uint16" | "int32"
+  std::string token_type;  // "uint16" | "int32"
   std::string vocab_sha256, source_sha256;
   int64_t output_bytes = 0;
   int threads = 1;

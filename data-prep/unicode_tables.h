@@ -13,21 +13,21 @@
 namespace ftune::prep::unicode {
 
 enum CharFlags : uint8_t {
-  kDrop = 1,        // clean_text removes it: U+0000, U+FFFD, Cc/Cf/Co (8.0) except \t \n \r
-  kSpace = 2,       // char::is_whitespace (White_Space, 17.0): clean_text's ' ', the pre-tokenizer's split
-  kCjk = 4,         // is_chinese_char: handle_chinese_chars puts spaces around it
-  kMn = 8,          // nonspacing mark (8.0): strip_accents removes it (after NFD)
-  kPunct = 16,      // ASCII punctuation or P* (8.0): the pre-tokenizer makes it a word of its own
-  kHangul = 32,     // precomposed Hangul syllable: NFD decomposes it arithmetically
-  kLowerSeq = 64,   // lowercases to several characters: `lower` is an offset into the lower pool
+  kDrop = 1,       // clean_text removes it: U+0000, U+FFFD, Cc/Cf/Co (8.0) except \t \n \r
+  kSpace = 2,      // char::is_whitespace (White_Space, 17.0): clean_text's ' ', the pre-tokenizer's split
+  kCjk = 4,        // is_chinese_char: handle_chinese_chars puts spaces around it
+  kMn = 8,         // nonspacing mark (8.0): strip_accents removes it (after NFD)
+  kPunct = 16,     // ASCII punctuation or P* (8.0): the pre-tokenizer makes it a word of its own
+  kHangul = 32,    // precomposed Hangul syllable: NFD decomposes it arithmetically
+  kLowerSeq = 64,  // lowercases to several characters: `lower` is an offset into the lower pool
 };
 
 // One character's properties. Characters with equal properties share a record.
 struct CharRecord {
-  uint8_t flags;   // CharFlags
-  uint8_t ccc;     // canonical combining class (9.0): NFD reorders runs of ccc != 0 by it
-  uint16_t nfd;    // 0, or an offset into the NFD pool of [n, c1..cn]: the full canonical decomposition
-  int32_t lower;   // to_lowercase: c + lower (or, with kLowerSeq, an offset into the lower pool of [n, c1..cn])
+  uint8_t flags;  // CharFlags
+  uint8_t ccc;    // canonical combining class (9.0): NFD reorders runs of ccc != 0 by it
+  uint16_t nfd;   // 0, or an offset into the NFD pool of [n, c1..cn]: the full canonical decomposition
+  int32_t lower;  // to_lowercase: c + lower (or, with kLowerSeq, an offset into the lower pool of [n, c1..cn])
 };
 
 namespace internal {

@@ -63,11 +63,8 @@ class WordSplitter {
         if (cls == kDrop) continue;
         if (!marks_.empty()) FlushMarks(end_word);
         switch (cls) {
-          case kDrop:
-            break;
-          case kSpace:
-            end_word();
-            break;
+          case kDrop: break;
+          case kSpace: end_word(); break;
           case kPunct:
             end_word();
             word_.push_back(static_cast<char>(b));

@@ -37,8 +37,7 @@ class WordPieceTokenizer {
   // [CLS] + word pieces + [SEP]. max_length > 0 keeps the first max_length - 2 pieces (HF's
   // truncation of a single sequence); 0 = no truncation. `untruncated_length`, when given,
   // receives the length the encoding would have without truncation.
-  std::vector<int32_t> Encode(absl::string_view text, int32_t max_length,
-                              int64_t* untruncated_length = nullptr) const;
+  std::vector<int32_t> Encode(absl::string_view text, int32_t max_length, int64_t* untruncated_length = nullptr) const;
   // Appends the word pieces of `text` (no [CLS]/[SEP], no truncation) to `ids`.
   void EncodePieces(absl::string_view text, std::vector<int32_t>* ids) const;
   // The words WordPiece sees (normalized and pre-tokenized; special tokens as themselves).

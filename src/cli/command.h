@@ -13,7 +13,7 @@
 namespace ftune::cli {
 
 struct FlagGroup {
-  const char* title;                // e.g. "optimization"
+  const char* title;               // e.g. "optimization"
   std::vector<const char*> flags;  // names, in the order --help shows them
 };
 
@@ -22,7 +22,7 @@ struct Command {
   const char* summary;  // one line for `ftune --help`
   const char* usage;    // paragraph(s) for `ftune <name> --help`
   std::vector<FlagGroup> flag_groups;
-  const char* source;   // __FILE__ of the command's .cc: its own flags (see above)
+  const char* source;  // __FILE__ of the command's .cc: its own flags (see above)
   // Runs after flags are parsed; returns the process exit code (see ExitCode in common/status.h).
   int (*run)(const std::vector<std::string>& positional);
 };

@@ -27,9 +27,10 @@ absl::StatusOr<model::LoadedModel> LoadForInference(RunContext& run) {
   }
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadModelFromFlags(run.model_options()));
   if (!m.report.fresh.empty()) {
-    LogWarn("%s has no trained classification head (%s); scores will be chance-level unless --adapter_dir "
-            "provides one",
-            m.source, m.report.fresh.front());
+    LogWarn(
+        "%s has no trained classification head (%s); scores will be chance-level unless --adapter_dir "
+        "provides one",
+        m.source, m.report.fresh.front());
   }
   const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
   if (!adapter.empty()) {
@@ -77,22 +78,23 @@ absl::Status RunPredict(RunContext& run) {
   std::vector<int64_t> all(ds->size());
   for (int64_t i = 0; i < ds->size(); ++i) all[i] = i;
   int64_t correct = 0;
-  FTUNE_RETURN_IF_ERROR(train::ForEachLogits(
-      m.model, *ds, all, Options(run, m), [&](const data::HostBatch& b, const train::DeviceBatch&, const torch::Tensor& logits) {
-        torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
-        for (int64_t r = 0; r < b.rows; ++r) {
-          const float* v = l[r].data_ptr<float>();
-          int64_t pred = 0;
-          for (int64_t k = 1; k < l.size(1); ++k) {
-            if (v[k] > v[pred]) pred = k;
-          }
-          correct += pred == b.labels[r];
-          std::string line = absl::StrFormat("%d,%d,%d", b.indices[r], b.labels[r], pred);
-          for (int64_t k = 0; k < l.size(1); ++k) absl::StrAppendFormat(&line, ",%.9g", v[k]);
-          rows[b.indices[r]] = line + "\n";
-        }
-        return absl::OkStatus();
-      }));
+  FTUNE_RETURN_IF_ERROR(
+      train::ForEachLogits(m.model, *ds, all, Options(run, m),
+                           [&](const data::HostBatch& b, const train::DeviceBatch&, const torch::Tensor& logits) {
+                             torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
+                             for (int64_t r = 0; r < b.rows; ++r) {
+                               const float* v = l[r].data_ptr<float>();
+                               int64_t pred = 0;
+                               for (int64_t k = 1; k < l.size(1); ++k) {
+                                 if (v[k] > v[pred]) pred = k;
+                               }
+                               correct += pred == b.labels[r];
+                               std::string line = absl::StrFormat("%d,%d,%d", b.indices[r], b.labels[r], pred);
+                               for (int64_t k = 0; k < l.size(1); ++k) absl::StrAppendFormat(&line, ",%.9g", v[k]);
+                               rows[b.indices[r]] = line + "\n";
+                             }
+                             return absl::OkStatus();
+                           }));
   std::string csv = "row,label,pred";
   for (int64_t k = 0; k < m.config.num_labels; ++k) absl::StrAppend(&csv, ",logit_", k);
   csv += "\n";
@@ -104,14 +106,16 @@ absl::Status RunPredict(RunContext& run) {
 }
 
 int RunEvalCmd(const std::vector<std::string>& positional) {
-  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (!positional.empty())
+    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
     FTUNE_RETURN_IF_ERROR(RunEval(run));
     return Outcome::kDone;
   });
 }
 int RunPredictCmd(const std::vector<std::string>& positional) {
-  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (!positional.empty())
+    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
     FTUNE_RETURN_IF_ERROR(RunPredict(run));
     return Outcome::kDone;
@@ -121,21 +125,24 @@ int RunPredictCmd(const std::vector<std::string>& positional) {
 }  // namespace
 
 const Command& EvalCommand() {
-  static const Command c{"eval", "accuracy and loss of a saved model on an HDF5 dataset",
-                         "Scores a saved model (--model_dir, plus --adapter_dir for a PEFT LoRA adapter) on every\n"
-                         "example of --data and prints accuracy and mean cross-entropy. Under mpirun each rank\n"
-                         "scores a share and the counts are summed.\n\n"
-                         "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
-                         "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
-                         {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
-                          {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
-                         __FILE__,
-                         &RunEvalCmd};
+  static const Command c{
+      "eval",
+      "accuracy and loss of a saved model on an HDF5 dataset",
+      "Scores a saved model (--model_dir, plus --adapter_dir for a PEFT LoRA adapter) on every\n"
+      "example of --data and prints accuracy and mean cross-entropy. Under mpirun each rank\n"
+      "scores a share and the counts are summed.\n\n"
+      "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
+      "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
+      {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
+       {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
+      __FILE__,
+      &RunEvalCmd};
   return c;
 }
 
 const Command& PredictCommand() {
-  static const Command c{"predict", "write per-example predictions and logits as CSV",
+  static const Command c{"predict",
+                         "write per-example predictions and logits as CSV",
                          "Writes one CSV row per example of --data, in dataset order:\n"
                          "  row,label,pred,logit_0,logit_1[,...]\n\n"
                          "  ftune predict --model_dir=runs/full/model --data=eval.h5 --output=preds.csv",

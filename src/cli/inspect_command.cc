@@ -72,9 +72,9 @@ const Command& InspectCommand() {
       "  ftune inspect --method=ia3                     # 619778\n"
       "  ftune inspect --method=dora                    # 822530\n"
       "  ftune inspect --model_dir=DIR --adapter_dir=A  # a saved PEFT adapter (LoRA, DoRA, IA3) on its base",
-      {{"model and method", {"model_dir", "model_config", "num_labels", "method", "last_k_layers", "lora_rank",
-                             "lora_alpha", "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward",
-                             "adapter_dir"}}},
+      {{"model and method",
+        {"model_dir", "model_config", "num_labels", "method", "last_k_layers", "lora_rank", "lora_alpha",
+         "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward", "adapter_dir"}}},
       __FILE__,
       &Run};
   return c;

@@ -18,8 +18,9 @@
 namespace ftune::cli {
 namespace {
 
-std::vector<const Command*> AllCommands() { return {&PrepCommand(), &InspectCommand(), &TrainCommand(), &EvalCommand(), &PredictCommand(),
-          &ReportCommand()}; }
+std::vector<const Command*> AllCommands() {
+  return {&PrepCommand(), &InspectCommand(), &TrainCommand(), &EvalCommand(), &PredictCommand(), &ReportCommand()};
+}
 
 void PrintTopHelp() {
   std::printf(
@@ -103,8 +104,7 @@ int ReportFailure(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   using namespace ftune::cli;
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
-      !std::strcmp(argv[1], "help")) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     PrintTopHelp();
     return argc < 2 ? ftune::kExitUsage : ftune::kExitOk;
   }

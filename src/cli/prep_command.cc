@@ -51,8 +51,7 @@ class Progress {
     if (tty_) {
       if (p.seconds - last_ < 0.2 && p.bytes_done < p.bytes_total) return;
       last_ = p.seconds;
-      std::fprintf(stderr, "\r\033[Kprep: %lld examples, %.0f%% of input, %.1f s",
-                   static_cast<long long>(p.examples),
+      std::fprintf(stderr, "\r\033[Kprep: %lld examples, %.0f%% of input, %.1f s", static_cast<long long>(p.examples),
                    p.bytes_total > 0 ? 100.0 * p.bytes_done / p.bytes_total : 100.0, p.seconds);
       std::fflush(stderr);
       shown_ = true;

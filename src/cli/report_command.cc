@@ -62,16 +62,20 @@ double FinalAccuracy(const json& r) {
 // launch/sweep.sh wrote it) joined with each run's results.json or its exit code in logs/.
 absl::Status RunSweepSummary(const std::string& dir) {
   FTUNE_ASSIGN_OR_RETURN(std::string grid, ReadFileToString(dir + "/grid.csv"));
-  std::string csv = "run,method,learning_rate,lora_rank,seed,trainable_parameters,eval_accuracy,samples_per_second,status\n";
-  std::string md = "| run | method | lr | rank | seed | trainable params | eval accuracy | samples/s | status |\n"
-                   "|---|---|---|---|---|---:|---:|---:|---|\n";
+  std::string csv =
+      "run,method,learning_rate,lora_rank,seed,trainable_parameters,eval_accuracy,samples_per_second,status\n";
+  std::string md =
+      "| run | method | lr | rank | seed | trainable params | eval accuracy | samples/s | status |\n"
+      "|---|---|---|---|---|---:|---:|---:|---|\n";
   int rows = 0, line_no = 0;
   for (absl::string_view line : absl::StrSplit(grid, '\n', absl::SkipEmpty())) {
     if (++line_no == 1) continue;  // header
     std::vector<std::string> f = absl::StrSplit(line, ',');
     if (f.size() != 5) {
-      return absl::DataLossError(absl::StrFormat("%s/grid.csv:%d: expected 5 fields (run,method,learning_rate,"
-                                                 "lora_rank,seed), got %d", dir, line_no, f.size()));
+      return absl::DataLossError(
+          absl::StrFormat("%s/grid.csv:%d: expected 5 fields (run,method,learning_rate,"
+                          "lora_rank,seed), got %d",
+                          dir, line_no, f.size()));
     }
     std::string trainable, acc, sps, status = "pending";
     auto r = ReadResults(dir + "/" + f[0]);
@@ -123,8 +127,9 @@ absl::Status RunReport() {
       "world_size,device";
   for (size_t e = 1; e <= max_epochs; ++e) absl::StrAppend(&csv, ",eval_accuracy_epoch_", e);
   csv += "\n";
-  md += "| method | trainable params | % of all | final eval acc. | train time | samples/s | tokens/s | "
-        "peak memory | all-reduced / step | comm share |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  md +=
+      "| method | trainable params | % of all | final eval acc. | train time | samples/s | tokens/s | "
+      "peak memory | all-reduced / step | comm share |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   std::string per_epoch = "| method |";
   for (size_t e = 1; e <= max_epochs; ++e) absl::StrAppend(&per_epoch, " epoch ", e, " |");
   per_epoch += "\n|---|";
@@ -155,20 +160,20 @@ absl::Status RunReport() {
                           Mib(r.value("peak_memory_bytes", 0.0)), r.value("peak_memory_kind", std::string("?")),
                           Mib(r.value("comm_bytes_per_step", 0.0)), 100.0 * r.value("comm_share", 0.0));
     absl::StrAppendFormat(&per_epoch, "| %s | %s |\n", method, absl::StrJoin(accs, " | "));
-    absl::StrAppendFormat(&csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s", method,
-                          r["dir"].get<std::string>(), trainable, all, 100.0 * trainable / all,
-                          final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
-                          r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0),
-                          r.value("peak_memory_bytes", 0.0), r.value("peak_memory_kind", std::string("")),
-                          r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0), r.value("world_size", 1),
-                          r.value("device", std::string("")));
+    absl::StrAppendFormat(
+        &csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s", method, r["dir"].get<std::string>(),
+        trainable, all, 100.0 * trainable / all, final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
+        r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0), r.value("peak_memory_bytes", 0.0),
+        r.value("peak_memory_kind", std::string("")), r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0),
+        r.value("world_size", 1), r.value("device", std::string("")));
     for (size_t e = 0; e < max_epochs; ++e) absl::StrAppend(&csv, ",", e < accs.size() ? accs[e] : "");
     csv += "\n";
   }
   md += "\nEval accuracy per epoch:\n\n" + per_epoch;
-  md += "\nPeak memory is the resident set (CPU) or the CUDA allocator's peak (GPU) of rank 0. "
-        "\"all-reduced / step\" counts the gradient bytes each rank sends into the all-reduce: trainable "
-        "parameters x 4 bytes, frozen ones never cross the wire. Throughput excludes evaluation.\n";
+  md +=
+      "\nPeak memory is the resident set (CPU) or the CUDA allocator's peak (GPU) of rank 0. "
+      "\"all-reduced / step\" counts the gradient bytes each rank sends into the all-reduce: trainable "
+      "parameters x 4 bytes, frozen ones never cross the wire. Throughput excludes evaluation.\n";
   md += "\n![accuracy per epoch and throughput](compare.svg)\n";
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.md", md));
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.csv", csv));
@@ -181,11 +186,12 @@ absl::Status RunReport() {
       "set ylabel 'accuracy'\nset key bottom right\nset grid\nset xtics 1\nplot ",
       out, absl::GetFlag(FLAGS_title));
   for (size_t i = 0; i < results.size(); ++i) {
-    absl::StrAppendFormat(&gp, "%s'%s/compare.dat' index %d with linespoints lw 2 title '%s'",
-                          i ? ", " : "", out, i, results[i]["method"].get<std::string>());
+    absl::StrAppendFormat(&gp, "%s'%s/compare.dat' index %d with linespoints lw 2 title '%s'", i ? ", " : "", out, i,
+                          results[i]["method"].get<std::string>());
   }
-  gp += "\nset title 'training throughput'\nset ylabel 'samples/s'\nunset xlabel\nset style fill solid 0.6\n"
-        "set boxwidth 0.6\nset xtics ()\nset yrange [0:*]\nunset key\nplot '-' using 1:2:xtic(3) with boxes\n";
+  gp +=
+      "\nset title 'training throughput'\nset ylabel 'samples/s'\nunset xlabel\nset style fill solid 0.6\n"
+      "set boxwidth 0.6\nset xtics ()\nset yrange [0:*]\nunset key\nplot '-' using 1:2:xtic(3) with boxes\n";
   for (size_t i = 0; i < results.size(); ++i) {
     absl::StrAppendFormat(&gp, "%d %.3f %s\n", i, results[i].value("samples_per_second", 0.0),
                           results[i]["method"].get<std::string>());
@@ -238,7 +244,8 @@ double ModelTflops(const json& r) {
   const json m = r.value("model", json{{"dim", 768}, {"n_layers", 6}, {"hidden_dim", 3072}});
   const double layers = m.value("n_layers", 6), d = m.value("dim", 768), ff = m.value("hidden_dim", 3072);
   const double secs = r["train_seconds"].get<double>();
-  const double padded = r.value("tokens_per_second", 0.0) * secs / std::max(1e-9, 1.0 - r.value("padding_fraction", 0.0));
+  const double padded =
+      r.value("tokens_per_second", 0.0) * secs / std::max(1e-9, 1.0 - r.value("padding_fraction", 0.0));
   const double samples = std::max(1.0, r.value("samples_per_second", 0.0) * secs);
   const double per_token_forward = 2 * layers * (4 * d * d + 2 * d * ff) + layers * 4 * (padded / samples) * d;
   const std::string method = r.value("method", std::string("full"));
@@ -314,7 +321,8 @@ absl::Status RunBenchReport() {
       // run_config.json is written before training starts, so a run that died later still names its set-up.
       const std::string method = ConfigValue(config, "method", ""), precision = ConfigValue(config, "precision", "");
       if (!method.empty()) row.update({{"method", method}, {"precision", precision}});
-      absl::StrAppendFormat(&md_rows, "| %s | %s | %s | | %s | | | | | | | | |\n", Basename(dir), method, precision, why);
+      absl::StrAppendFormat(&md_rows, "| %s | %s | %s | | %s | | | | | | | | |\n", Basename(dir), method, precision,
+                            why);
       rows.push_back(row);
       continue;
     }
@@ -355,45 +363,62 @@ absl::Status RunBenchReport() {
       step_ms = absl::StrJoin(parts, " / ");
     }
     const int64_t skipped = r.value("skipped_steps", int64_t{0});
-    row.update({{"status", "ok"}, {"method", method}, {"precision", precision}, {"feature_cache", cache},
-                {"pad_to_multiple_of", pad}, {"cudnn_sdp", cudnn}, {"samples_per_second", sps},
+    row.update({{"status", "ok"},
+                {"method", method},
+                {"precision", precision},
+                {"feature_cache", cache},
+                {"pad_to_multiple_of", pad},
+                {"cudnn_sdp", cudnn},
+                {"samples_per_second", sps},
                 {"train_samples_per_second", r.value("samples_per_second", 0.0)},
                 {"tokens_per_second", r.value("tokens_per_second", 0.0)},
                 {"padding_fraction", r.value("padding_fraction", 0.0)},
                 {"peak_memory_bytes", r.value("peak_memory_bytes", 0.0)},
-                {"peak_memory_kind", r.value("peak_memory_kind", std::string())}, {"steps", r.value("steps", 0)},
-                {"skipped_steps", skipped}, {"train_seconds", train_s}, {"feature_cache_seconds", cache_s},
+                {"peak_memory_kind", r.value("peak_memory_kind", std::string())},
+                {"steps", r.value("steps", 0)},
+                {"skipped_steps", skipped},
+                {"train_seconds", train_s},
+                {"feature_cache_seconds", cache_s},
                 {"device", r.value("device", std::string())}});
     if (tflops >= 0) row["model_tflops"] = tflops;
     if (eval_acc >= 0) row["eval_accuracy"] = eval_acc;
     if (!step.is_null()) row["step_seconds"] = step;
-    if (same) row["hf_same_config"] = {{"run", same->name}, {"samples_per_second", same->samples_per_second},
-                                       {"ratio", sps / same->samples_per_second}, {"peak_mem_gib", same->peak_gib}};
-    if (best) row["hf_best"] = {{"run", best->name}, {"samples_per_second", best->samples_per_second},
-                                {"ratio", sps / best->samples_per_second}, {"peak_mem_gib", best->peak_gib}};
+    if (same)
+      row["hf_same_config"] = {{"run", same->name},
+                               {"samples_per_second", same->samples_per_second},
+                               {"ratio", sps / same->samples_per_second},
+                               {"peak_mem_gib", same->peak_gib}};
+    if (best)
+      row["hf_best"] = {{"run", best->name},
+                        {"samples_per_second", best->samples_per_second},
+                        {"ratio", sps / best->samples_per_second},
+                        {"peak_mem_gib", best->peak_gib}};
     rows.push_back(row);
-    absl::StrAppendFormat(
-        &md_rows, "| %s | %s | %s | %s | %s%s | %s | %.1f%% | %.2f %s | %s | %s | %s | %s | %s |\n", Basename(dir),
-        method, precision, absl::StrJoin(settings, ", "), sps_cell,
-        skipped ? absl::StrFormat(" (%d non-finite steps skipped)", skipped) : "",
-        cache ? "" : absl::StrFormat("%.0f", r.value("tokens_per_second", 0.0)),
-        100 * r.value("padding_fraction", 0.0), r.value("peak_memory_bytes", 0.0) / (1 << 30),
-        r.value("peak_memory_kind", std::string()), tflops < 0 ? "" : absl::StrFormat("%.1f", tflops),
-        eval_acc < 0 ? "" : absl::StrFormat("%.3f", eval_acc), step_ms, VsHf(sps, same), VsHf(sps, best));
+    absl::StrAppendFormat(&md_rows, "| %s | %s | %s | %s | %s%s | %s | %.1f%% | %.2f %s | %s | %s | %s | %s | %s |\n",
+                          Basename(dir), method, precision, absl::StrJoin(settings, ", "), sps_cell,
+                          skipped ? absl::StrFormat(" (%d non-finite steps skipped)", skipped) : "",
+                          cache ? "" : absl::StrFormat("%.0f", r.value("tokens_per_second", 0.0)),
+                          100 * r.value("padding_fraction", 0.0), r.value("peak_memory_bytes", 0.0) / (1 << 30),
+                          r.value("peak_memory_kind", std::string()), tflops < 0 ? "" : absl::StrFormat("%.1f", tflops),
+                          eval_acc < 0 ? "" : absl::StrFormat("%.3f", eval_acc), step_ms, VsHf(sps, same),
+                          VsHf(sps, best));
   }
 
   std::string title = absl::GetFlag(FLAGS_title);
   if (title == kCompareTitle) title = "ftune training speed";
-  std::string md = absl::StrFormat("# %s\n\nLibTorch %s. Each row is one `ftune train` run; samples/s and tokens/s are over "
-                                   "its training (evaluation excluded, first steps included).\n\n",
-                                   title, torch_version);
-  md += "| run | method | precision | settings | samples/s | tokens/s | padding | peak memory GiB | model TFLOP/s "
-        "(approx.) | eval acc. | step ms: data / fwd / bwd / comm / opt | vs HF Trainer, same settings | vs HF "
-        "Trainer's fastest run of the method |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|\n";
+  std::string md = absl::StrFormat(
+      "# %s\n\nLibTorch %s. Each row is one `ftune train` run; samples/s and tokens/s are over "
+      "its training (evaluation excluded, first steps included).\n\n",
+      title, torch_version);
+  md +=
+      "| run | method | precision | settings | samples/s | tokens/s | padding | peak memory GiB | model TFLOP/s "
+      "(approx.) | eval acc. | step ms: data / fwd / bwd / comm / opt | vs HF Trainer, same settings | vs HF "
+      "Trainer's fastest run of the method |\n|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---|\n";
   md += md_rows;
   if (hf_doc.contains("runs") && hf_doc["runs"].is_object() && !hf_doc["runs"].empty()) {
-    absl::StrAppendFormat(&md, "\nHugging Face Trainer anchor (hfbench.py, same call; transformers %s, torch %s):\n\n"
-                               "| HF run | samples/s | peak memory GiB | eval acc. |\n|---|---:|---:|---:|\n",
+    absl::StrAppendFormat(&md,
+                          "\nHugging Face Trainer anchor (hfbench.py, same call; transformers %s, torch %s):\n\n"
+                          "| HF run | samples/s | peak memory GiB | eval acc. |\n|---|---:|---:|---:|\n",
                           hf_doc.value("transformers", std::string("?")), hf_doc.value("torch", std::string("?")));
     for (const auto& [name, v] : hf_doc["runs"].items()) {
       if (hf.count(name)) {
@@ -406,16 +431,17 @@ absl::Status RunBenchReport() {
       }
     }
   }
-  md += "\n- settings: `--pad_to_multiple_of` (dynamic padding pads each batch to its longest review only), "
-        "`--cudnn_sdp`, `--cache_frozen_features` (head: samples/s over the whole epoch charges the one-time "
-        "encoding to it; in brackets the training alone and the encoding).\n"
-        "- step ms: a separate short run with `--time_phases`, which synchronises the device at each phase "
-        "boundary, so the phases add up to more than an unsynchronised step.\n"
-        "- model TFLOP/s: 2 FLOPs per multiply-add of the encoder's matmuls and attention over the padded tokens; "
-        "full = 3x forward, LoRA = 2x, head = 1x.\n"
-        "- vs HF: ftune's samples/s over HF Trainer's (hfbench.py: Trainer + PEFT, random init) for the same "
-        "method, precision and dynamic padding, and over HF's fastest run of the method in this call (`_dyn` = "
-        "dynamic padding with length grouping, else every review padded to 512).\n";
+  md +=
+      "\n- settings: `--pad_to_multiple_of` (dynamic padding pads each batch to its longest review only), "
+      "`--cudnn_sdp`, `--cache_frozen_features` (head: samples/s over the whole epoch charges the one-time "
+      "encoding to it; in brackets the training alone and the encoding).\n"
+      "- step ms: a separate short run with `--time_phases`, which synchronises the device at each phase "
+      "boundary, so the phases add up to more than an unsynchronised step.\n"
+      "- model TFLOP/s: 2 FLOPs per multiply-add of the encoder's matmuls and attention over the padded tokens; "
+      "full = 3x forward, LoRA = 2x, head = 1x.\n"
+      "- vs HF: ftune's samples/s over HF Trainer's (hfbench.py: Trainer + PEFT, random init) for the same "
+      "method, precision and dynamic padding, and over HF's fastest run of the method in this call (`_dyn` = "
+      "dynamic padding with length grouping, else every review padded to 512).\n";
   json doc = {{"title", title}, {"torch", torch_version}, {"rows", rows}, {"hf", hf_doc}};
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, md));
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out_json, doc.dump(1) + "\n"));
@@ -425,7 +451,8 @@ absl::Status RunBenchReport() {
 }
 
 int Run(const std::vector<std::string>& positional) {
-  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (!positional.empty())
+    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   absl::Status st = absl::GetFlag(FLAGS_bench) ? RunBenchReport() : RunReport();
   return st.ok() ? kExitOk : ReportFailure(st);
 }
@@ -433,23 +460,25 @@ int Run(const std::vector<std::string>& positional) {
 }  // namespace
 
 const Command& ReportCommand() {
-  static const Command c{"report", "compare finished runs: compare.md, compare.csv, compare.svg",
-                         "Reads results.json of each run and writes the comparison: per method the trainable\n"
-                         "parameters (and share of all), eval accuracy per epoch, training time, samples/s,\n"
-                         "tokens/s, peak memory, gradient bytes all-reduced per step and the share of time spent\n"
-                         "communicating, plus a plot (gnuplot).\n\n"
-                         "  ftune report --runs=runs/full,runs/head,runs/lora --output=results/compare\n"
-                         "  ftune report --sweep=runs/sweep    # summary.md/csv of a launch/sweep.sh grid\n\n"
-                         "With --bench, the speed table of launch/bench.sh instead: a row per run directory\n"
-                         "(samples/s, tokens/s, padding, peak memory, model TFLOP/s, eval accuracy, the\n"
-                         "--time_phases breakdown of <run>-phases/, and the ratio to the HF Trainer runs in\n"
-                         "--hf_results), as FILE.md and FILE.json:\n\n"
-                         "  ftune report --bench --runs=b/full-bf16,b/lora-bf16 --hf_results=b/hf.json --output=bench.md",
-                         {{"comparison", {"runs", "output", "title"}},
-                          {"sweep summary", {"sweep"}},
-                          {"speed table (launch/bench.sh)", {"bench", "hf_results"}}},
-                         __FILE__,
-                         &Run};
+  static const Command c{
+      "report",
+      "compare finished runs: compare.md, compare.csv, compare.svg",
+      "Reads results.json of each run and writes the comparison: per method the trainable\n"
+      "parameters (and share of all), eval accuracy per epoch, training time, samples/s,\n"
+      "tokens/s, peak memory, gradient bytes all-reduced per step and the share of time spent\n"
+      "communicating, plus a plot (gnuplot).\n\n"
+      "  ftune report --runs=runs/full,runs/head,runs/lora --output=results/compare\n"
+      "  ftune report --sweep=runs/sweep    # summary.md/csv of a launch/sweep.sh grid\n\n"
+      "With --bench, the speed table of launch/bench.sh instead: a row per run directory\n"
+      "(samples/s, tokens/s, padding, peak memory, model TFLOP/s, eval accuracy, the\n"
+      "--time_phases breakdown of <run>-phases/, and the ratio to the HF Trainer runs in\n"
+      "--hf_results), as FILE.md and FILE.json:\n\n"
+      "  ftune report --bench --runs=b/full-bf16,b/lora-bf16 --hf_results=b/hf.json --output=bench.md",
+      {{"comparison", {"runs", "output", "title"}},
+       {"sweep summary", {"sweep"}},
+       {"speed table (launch/bench.sh)", {"bench", "hf_results"}}},
+      __FILE__,
+      &Run};
   return c;
 }
 

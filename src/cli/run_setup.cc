@@ -46,9 +46,8 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
   mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
   run->host_comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
   const std::string gradient_comm = absl::GetFlag(FLAGS_gradient_comm);
-  const bool nccl = gradient_comm == "nccl" ||
-                    (gradient_comm == "auto" && run->ctx_.world_size() > 1 && run->device_.is_cuda() &&
-                     dist::NcclCompiledIn());
+  const bool nccl = gradient_comm == "nccl" || (gradient_comm == "auto" && run->ctx_.world_size() > 1 &&
+                                                run->device_.is_cuda() && dist::NcclCompiledIn());
   if (nccl) {
     if (!run->device_.is_cuda()) return absl::InvalidArgumentError("--gradient_comm=nccl needs CUDA ranks");
     FTUNE_ASSIGN_OR_RETURN(run->nccl_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
@@ -85,8 +84,8 @@ absl::Status RunContext::Agree(const absl::Status& st) {
   return absl::OkStatus();
 }
 
-absl::Status RunContext::CheckRanksAgree(torch::nn::Module& model,
-                                         const nlohmann::json& config, const data::TokenDataset& train) {
+absl::Status RunContext::CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config,
+                                         const data::TokenDataset& train) {
   nlohmann::json c = config;
   c.erase("device");  // differs legitimately (cuda:0 vs cuda:1)
   FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(c.dump()), "configuration (flags)"));
@@ -146,9 +145,9 @@ absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::
         ds.path(), info.vocab_size, config.vocab_size));
   }
   if (uses_labels && static_cast<int64_t>(info.label_names.size()) > config.num_labels) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s has %d labels but the model's classifier has %d outputs (set --num_labels)", ds.path(),
-        info.label_names.size(), config.num_labels));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s has %d labels but the model's classifier has %d outputs (set --num_labels)", ds.path(),
+                        info.label_names.size(), config.num_labels));
   }
   return absl::OkStatus();
 }
@@ -169,8 +168,8 @@ void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds) {
 absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool overwrite, bool resuming) {
   absl::Status st;
   if (run.ctx().is_root()) {
-    const bool used = PathExists(dir + "/metrics.jsonl") || PathExists(dir + "/results.json") ||
-                      PathExists(dir + "/model");
+    const bool used =
+        PathExists(dir + "/metrics.jsonl") || PathExists(dir + "/results.json") || PathExists(dir + "/model");
     if (used && !overwrite && !resuming) {
       st = absl::FailedPreconditionError(absl::StrFormat(
           "%s already holds a run (metrics.jsonl/results.json/model); pass --overwrite or pick another --output_dir",

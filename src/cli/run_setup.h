@@ -37,8 +37,7 @@ class RunContext {
   absl::Status Agree(const absl::Status& st);
   // Fails on every rank, naming what differs, if ranks were started with different settings,
   // models or data.
-  absl::Status CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config,
-                               const data::TokenDataset& train);
+  absl::Status CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config, const data::TokenDataset& train);
   // Peak resident memory (CPU) or peak CUDA allocation of this process, in bytes.
   int64_t PeakMemoryBytes() const;
   absl::Status Finalize();

@@ -9,8 +9,7 @@ ABSL_FLAG(std::string, model_dir, "",
 ABSL_FLAG(std::string, model_config, "",
           "A DistilBERT config.json to build a randomly initialised model from (no weights). With neither "
           "--model_dir nor --model_config, the distilbert-base-uncased architecture is used.");
-ABSL_FLAG(std::string, vocab, "",
-          "WordPiece vocab.txt (default: <model_dir>/vocab.txt).");
+ABSL_FLAG(std::string, vocab, "", "WordPiece vocab.txt (default: <model_dir>/vocab.txt).");
 ABSL_FLAG(int32_t, max_length, 512,
           "Maximum sequence length in tokens including [CLS] and [SEP]; longer inputs keep their first "
           "max_length-2 word pieces.");
@@ -84,7 +83,8 @@ absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions&
   const int64_t num_labels = absl::GetFlag(FLAGS_num_labels);
   if (num_labels < 0) return absl::InvalidArgumentError("--num_labels must be >= 0");
   if (!dir.empty() && !config.empty()) {
-    return absl::InvalidArgumentError("give --model_dir (pretrained weights) or --model_config (random init), not both");
+    return absl::InvalidArgumentError(
+        "give --model_dir (pretrained weights) or --model_config (random init), not both");
   }
   if (!dir.empty()) return model::LoadPretrained(dir, options, num_labels);
   if (!config.empty()) return model::BuildFromConfigFile(config, options, num_labels);

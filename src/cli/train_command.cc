@@ -196,10 +196,12 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, con
     return absl::InvalidArgumentError("--objective=mlm trains every parameter: use --method=full");
   }
   const double p = absl::GetFlag(FLAGS_mlm_probability);
-  if (!(p > 0 && p < 1)) return absl::InvalidArgumentError(absl::StrFormat("--mlm_probability must be in (0, 1), got %g", p));
+  if (!(p > 0 && p < 1))
+    return absl::InvalidArgumentError(absl::StrFormat("--mlm_probability must be in (0, 1), got %g", p));
   const std::string dir = absl::GetFlag(FLAGS_model_dir), config_path = absl::GetFlag(FLAGS_model_config);
   if (!dir.empty() && !config_path.empty()) {
-    return absl::InvalidArgumentError("give --model_dir (continue pretraining) or --model_config (from scratch), not both");
+    return absl::InvalidArgumentError(
+        "give --model_dir (continue pretraining) or --model_config (from scratch), not both");
   }
   model::LoadedMaskedLm m;
   if (!dir.empty()) {
@@ -211,7 +213,8 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, con
       FTUNE_ASSIGN_OR_RETURN(config, io::LoadDistilBertConfig(config_path));
     }
     m = model::BuildMaskedLm(config, run.model_options());
-    m.source = config_path.empty() ? "distilbert-base-uncased architecture (random init)" : config_path + " (random init)";
+    m.source =
+        config_path.empty() ? "distilbert-base-uncased architecture (random init)" : config_path + " (random init)";
   }
   for (const data::TokenDataset* ds : {&train, eval}) {
     if (ds != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(m.config, *ds, /*uses_labels=*/false));
@@ -267,8 +270,8 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(Trainee trainee, absl::GetFlag(FLAGS_objective) == "mlm"
                                               ? BuildMaskedLm(run, method, *train_ds, eval_ds.get())
                                               : BuildClassifier(run, method, method_options, *train_ds, eval_ds.get()));
-  LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainee.trainable,
-          trainee.total, 100.0 * trainee.trainable / trainee.total);
+  LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainee.trainable, trainee.total,
+          100.0 * trainee.trainable / trainee.total);
   trainee.objective->module().to(run.device());
 
   nlohmann::json resolved = ResolvedFlags();
@@ -301,8 +304,11 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
       {"objective", trainer.objective().name()},
       {"method", model::MethodName(method)},
       {"trainable_parameters", trainee.trainable},
-      {"model", {{"dim", trainee.config.dim}, {"n_layers", trainee.config.n_layers},
-                 {"hidden_dim", trainee.config.hidden_dim}, {"n_heads", trainee.config.n_heads}}},
+      {"model",
+       {{"dim", trainee.config.dim},
+        {"n_layers", trainee.config.n_layers},
+        {"hidden_dim", trainee.config.hidden_dim},
+        {"n_heads", trainee.config.n_heads}}},
       {"all_parameters", trainee.total},
       {"world_size", run.ctx().world_size()},
       {"device", run.device().str()},
@@ -330,8 +336,8 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   };
   if (opts.time_phases && fit.phases.steps > 0) {
     const double n = static_cast<double>(fit.phases.steps);
-    summary["step_seconds"] = {{"data", fit.phases.data / n},          {"forward", fit.phases.forward / n},
-                               {"backward", fit.phases.backward / n},  {"comm", fit.phases.comm / n},
+    summary["step_seconds"] = {{"data", fit.phases.data / n},           {"forward", fit.phases.forward / n},
+                               {"backward", fit.phases.backward / n},   {"comm", fit.phases.comm / n},
                                {"optimizer", fit.phases.optimizer / n}, {"steps", fit.phases.steps}};
   }
   nlohmann::json epochs = nlohmann::json::array();
@@ -354,7 +360,8 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
 }
 
 int Run(const std::vector<std::string>& positional) {
-  if (!positional.empty()) return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (!positional.empty())
+    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   // First thing: a SIGUSR1/SIGTERM that arrives while MPI starts or the model loads must not kill
   // the process (their default action); the flag is honoured at the first step boundary.
   train::InstallPreemptionHandlers();
@@ -378,17 +385,19 @@ const Command& TrainCommand() {
       "model.safetensors, or a PEFT adapter for lora, dora and ia3 without --merge).\n\n"
       "Preemption: SIGTERM/SIGUSR1 (and a first SIGINT) stop every rank at the next step, write a\n"
       "checkpoint to <output_dir>/checkpoints and exit 75; run again with --resume=auto to continue.",
-      {{"model and method", {"objective", "model_dir", "model_config", "num_labels", "method", "last_k_layers",
-                             "lora_rank", "lora_alpha", "lora_dropout", "lora_targets", "ia3_targets",
-                             "ia3_feedforward", "mlm_probability", "vocab"}},
+      {{"model and method",
+        {"objective", "model_dir", "model_config", "num_labels", "method", "last_k_layers", "lora_rank", "lora_alpha",
+         "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward", "mlm_probability", "vocab"}},
        {"data and output", {"train_data", "eval_data", "output_dir", "overwrite", "save_model", "merge"}},
        {"optimization (HF TrainingArguments names)",
         {"epochs", "max_steps", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",
          "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio", "max_grad_norm", "seed"}},
        {"logging", {"logging_steps", "time_phases"}},
-       {"checkpoints and preemption", {"save_every_steps", "save_every_epoch", "keep_last", "resume", "skip_nonfinite"}},
-       {"speed", {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
-                  "fused_adamw", "cudnn_sdp"}},
+       {"checkpoints and preemption",
+        {"save_every_steps", "save_every_epoch", "keep_last", "resume", "skip_nonfinite"}},
+       {"speed",
+        {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
+         "fused_adamw", "cudnn_sdp"}},
        {"distributed", {"gradient_comm", "overlap_comm", "bucket_mb", "comm_timeout"}}},
       __FILE__,
       &Run};

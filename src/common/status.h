@@ -10,10 +10,10 @@
 #define FTUNE_STATUS_CONCAT_(a, b) FTUNE_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function if `expr` is not OK.
-#define FTUNE_RETURN_IF_ERROR(expr)                       \
-  do {                                                    \
-    ::absl::Status ftune_status_ = (expr);                \
-    if (!ftune_status_.ok()) return ftune_status_;        \
+#define FTUNE_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status ftune_status_ = (expr);         \
+    if (!ftune_status_.ok()) return ftune_status_; \
   } while (0)
 
 // `lhs` = value of the StatusOr `rexpr`, or return its error. `lhs` may be a declaration.
@@ -35,9 +35,9 @@ inline absl::Status Annotate(const absl::Status& s, absl::string_view context) {
 // Exit codes of the ftune binary (documented in --help and the README).
 enum ExitCode : int {
   kExitOk = 0,
-  kExitError = 1,         // any failure (message on stderr)
-  kExitUsage = 2,         // bad command line
-  kExitPreempted = 75,    // stopped by SIGTERM/SIGUSR1/SIGINT after writing a checkpoint (EX_TEMPFAIL)
+  kExitError = 1,       // any failure (message on stderr)
+  kExitUsage = 2,       // bad command line
+  kExitPreempted = 75,  // stopped by SIGTERM/SIGUSR1/SIGINT after writing a checkpoint (EX_TEMPFAIL)
 };
 
 }  // namespace ftune

@@ -175,13 +175,11 @@ inline double LowestValue(torch::ScalarType t) {
 // LibTorch version has one; otherwise the eager math Hugging Face's "eager" implementation does
 // (scores * 1/sqrt(d), masked to the dtype's lowest value, softmax, dropout, @ v).
 inline torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& keep, double dropout_p, bool training,
-                               bool prefer_fused) {
+                               const torch::Tensor& keep, double dropout_p, bool training, bool prefer_fused) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
 #if FTUNE_HAS_SDPA
   if (prefer_fused) {
-    return at::scaled_dot_product_attention(q, k, v, keep, training ? dropout_p : 0.0, /*is_causal=*/false,
-                                            scale);
+    return at::scaled_dot_product_attention(q, k, v, keep, training ? dropout_p : 0.0, /*is_causal=*/false, scale);
   }
 #else
   (void)prefer_fused;

@@ -25,11 +25,11 @@ namespace ftune::data {
 
 struct HostBatch {
   int64_t epoch = 0;
-  int64_t step = 0;             // within the epoch
-  int64_t global_examples = 0;  // examples in the whole global batch (all ranks)
-  int64_t rows = 0;             // examples on this rank (may be 0 in a short last batch)
-  int64_t seq_len = 0;          // padded length
-  int64_t real_tokens = 0;      // non-padding tokens on this rank
+  int64_t step = 0;                     // within the epoch
+  int64_t global_examples = 0;          // examples in the whole global batch (all ranks)
+  int64_t rows = 0;                     // examples on this rank (may be 0 in a short last batch)
+  int64_t seq_len = 0;                  // padded length
+  int64_t real_tokens = 0;              // non-padding tokens on this rank
   std::vector<int64_t> input_ids;       // rows x seq_len, right-padded with pad_id
   std::vector<int64_t> attention_mask;  // rows x seq_len, 1 = token
   std::vector<int64_t> labels;          // rows
@@ -50,8 +50,8 @@ HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t 
 class BatchLoader {
  public:
   // `read_tokens` false: batches carry indices and labels only (training on cached features).
-  BatchLoader(const TokenDataset* dataset, const SamplerOptions& options, int rank, int64_t pad_id,
-              int prefetch = 4, bool read_tokens = true);
+  BatchLoader(const TokenDataset* dataset, const SamplerOptions& options, int rank, int64_t pad_id, int prefetch = 4,
+              bool read_tokens = true);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;

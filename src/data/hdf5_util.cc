@@ -64,8 +64,7 @@ Handle Utf8VarString() {
   return t;
 }
 
-absl::Status WriteAttr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, hid_t space,
-                       const void* data) {
+absl::Status WriteAttr(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, hid_t space, const void* data) {
   if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return AttrError(name, "cannot replace");
   Handle attr(H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT), &H5Aclose);
   if (!attr.valid()) return AttrError(name, "cannot create");

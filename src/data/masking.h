@@ -18,11 +18,11 @@ struct HostBatch;  // batch_loader.h
 inline constexpr int64_t kIgnoreIndex = -100;  // torch's CrossEntropyLoss ignore_index (HF's label)
 
 struct MaskingOptions {
-  double probability = 0.15;     // mlm_probability
-  double mask_replace = 0.8;     // of the chosen: replaced by [MASK]
-  double random_replace = 0.1;   // of the chosen: replaced by a uniform random token id
-  int32_t mask_id = -1;          // the [MASK] token id
-  int64_t vocab_size = 0;        // random tokens are drawn from [0, vocab_size)
+  double probability = 0.15;    // mlm_probability
+  double mask_replace = 0.8;    // of the chosen: replaced by [MASK]
+  double random_replace = 0.1;  // of the chosen: replaced by a uniform random token id
+  int32_t mask_id = -1;         // the [MASK] token id
+  int64_t vocab_size = 0;       // random tokens are drawn from [0, vocab_size)
   std::vector<int32_t> never_mask;
   uint64_t seed = 0;
 };

@@ -47,8 +47,7 @@ absl::Status Corrupt(const std::string& path, absl::string_view what) {
 }
 
 // Opens a required 1-D integer dataset and returns it with its length.
-absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std::string& path,
-                                                         const char* name) {
+absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std::string& path, const char* name) {
   if (H5Lexists(group, name, H5P_DEFAULT) <= 0) {
     return Corrupt(path, absl::StrCat("dataset '", name, "' is missing"));
   }
@@ -57,7 +56,8 @@ absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std:
   h5::Handle dapl(H5Pcreate(H5P_DATASET_ACCESS), &H5Pclose);
   H5Pset_chunk_cache(dapl.get(), kChunkCacheSlots, kChunkCacheBytes, 1.0);
   h5::Handle ds(H5Dopen2(group, name, dapl.get()), &H5Dclose);
-  if (!ds.valid()) return h5::Error(absl::StatusCode::kDataLoss, path, absl::StrCat("cannot open dataset '", name, "'"));
+  if (!ds.valid())
+    return h5::Error(absl::StatusCode::kDataLoss, path, absl::StrCat("cannot open dataset '", name, "'"));
   h5::Handle type(H5Dget_type(ds.get()), &H5Tclose);
   h5::Handle space(H5Dget_space(ds.get()), &H5Sclose);
   if (H5Tget_class(type.get()) != H5T_INTEGER) {
@@ -122,17 +122,17 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
 
   // Version first: everything else may differ in another version.
   if (!h5::HasAttr(g, fmt::kAttrFormatVersion)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, ": not an ftune token dataset (no '", fmt::kAttrFormatVersion,
-        "' attribute); create it with `ftune prep` or follow the layout in data-prep/README.md"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, ": not an ftune token dataset (no '", fmt::kAttrFormatVersion,
+                     "' attribute); create it with `ftune prep` or follow the layout in data-prep/README.md"));
   }
   auto version = h5::ReadIntAttr(g, fmt::kAttrFormatVersion);
   if (!version.ok()) return Corrupt(path, version.status().message());
   if (*version != fmt::kFormatVersion) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s: token dataset format version %d, but this ftune reads version %d; re-run `ftune prep` "
-        "with this ftune to rewrite it",
-        path, *version, fmt::kFormatVersion));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s: token dataset format version %d, but this ftune reads version %d; re-run `ftune prep` "
+                        "with this ftune to rewrite it",
+                        path, *version, fmt::kFormatVersion));
   }
   info.format_version = static_cast<int>(*version);
   std::string format_name = fmt::kFormatName;
@@ -166,8 +166,9 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
     }
     info.label_names = *std::move(names);
   } else if (labeled) {
-    return Corrupt(path, "attribute 'label_names' is missing, but there is a 'labels' dataset (an unlabeled "
-                         "dataset has neither)");
+    return Corrupt(path,
+                   "attribute 'label_names' is missing, but there is a 'labels' dataset (an unlabeled "
+                   "dataset has neither)");
   }
 
   // Optional attributes.
@@ -203,12 +204,11 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   const int64_t n = offsets.second - 1;
   if (n > kMaxExamples) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: offsets describes %d examples, more than the %d this reader keeps in memory; split the dataset",
-        path, n, kMaxExamples));
+        "%s: offsets describes %d examples, more than the %d this reader keeps in memory; split the dataset", path, n,
+        kMaxExamples));
   }
   if (labeled && labels.second != n) {
-    return Corrupt(path, absl::StrFormat("labels has %d entries but offsets describes %d examples",
-                                         labels.second, n));
+    return Corrupt(path, absl::StrFormat("labels has %d entries but offsets describes %d examples", labels.second, n));
   }
   info.num_examples = n;
   info.num_tokens = num_tokens;
@@ -220,8 +220,7 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   attr_count = num_tokens;
   FTUNE_RETURN_IF_ERROR(OptionalInt(g, fmt::kAttrNumTokens, path, &attr_count));
   if (attr_count != num_tokens) {
-    return Corrupt(path, absl::StrFormat("num_tokens attribute says %d, input_ids holds %d", attr_count,
-                                         num_tokens));
+    return Corrupt(path, absl::StrFormat("num_tokens attribute says %d, input_ids holds %d", attr_count, num_tokens));
   }
 
   ds->offsets_.resize(static_cast<size_t>(n + 1));
@@ -237,8 +236,8 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
     // Non-decreasing from off[0] = 0, so the difference cannot overflow.
     const int64_t len = off[i + 1] - off[i];
     if (info.max_length > 0 && len > info.max_length) {
-      return Corrupt(path, absl::StrFormat("example %d has %d tokens, more than max_length %d", i, len,
-                                           info.max_length));
+      return Corrupt(path,
+                     absl::StrFormat("example %d has %d tokens, more than max_length %d", i, len, info.max_length));
     }
     if (len > kMaxExampleTokens) {
       return Corrupt(path, absl::StrFormat("example %d has %d tokens, more than the %d an example may hold", i, len,

@@ -25,11 +25,11 @@ struct DatasetInfo {
   int32_t max_length = 0;                // 0 = no truncation was applied
   std::vector<std::string> label_names;  // label k is label_names[k]; empty: the dataset has no labels
   std::string source_name, source_sha256;
-  std::string tokenizer_json;            // tokenizer settings as a JSON object ("{}" when absent)
+  std::string tokenizer_json;  // tokenizer settings as a JSON object ("{}" when absent)
   int64_t num_truncated = 0;
-  std::string label_mapping_json;        // raw input label -> id, JSON object ("{}" when absent)
+  std::string label_mapping_json;  // raw input label -> id, JSON object ("{}" when absent)
   std::string created_by;
-  std::string token_type;                // on-disk type of input_ids: "uint16", "int32", ...
+  std::string token_type;  // on-disk type of input_ids: "uint16", "int32", ...
 };
 
 struct Example {

@@ -49,12 +49,10 @@ void Communicator::RecordAllReduce(uint64_t bytes, double seconds) {
 
 absl::Status ValidateAllReduceArgs(const void* data, size_t count, DType dtype, ReduceOp op) {
   if (DTypeSize(dtype) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("AllReduce: unknown dtype %d", static_cast<int>(dtype)));
+    return absl::InvalidArgumentError(absl::StrFormat("AllReduce: unknown dtype %d", static_cast<int>(dtype)));
   }
   if (op != ReduceOp::kSum && op != ReduceOp::kMax && op != ReduceOp::kMin) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("AllReduce: unknown reduce op %d", static_cast<int>(op)));
+    return absl::InvalidArgumentError(absl::StrFormat("AllReduce: unknown reduce op %d", static_cast<int>(op)));
   }
   if (data == nullptr && count > 0) {
     return absl::InvalidArgumentError(
@@ -63,11 +61,9 @@ absl::Status ValidateAllReduceArgs(const void* data, size_t count, DType dtype, 
   return absl::OkStatus();
 }
 
-absl::Status ValidateBroadcastArgs(const void* data, size_t count, DType dtype, int root,
-                                   int world_size) {
+absl::Status ValidateBroadcastArgs(const void* data, size_t count, DType dtype, int root, int world_size) {
   if (DTypeSize(dtype) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("Broadcast: unknown dtype %d", static_cast<int>(dtype)));
+    return absl::InvalidArgumentError(absl::StrFormat("Broadcast: unknown dtype %d", static_cast<int>(dtype)));
   }
   if (root < 0 || root >= world_size) {
     return absl::InvalidArgumentError(
@@ -86,8 +82,7 @@ bool NcclCompiledIn() { return true; }
 #else
 bool NcclCompiledIn() { return false; }
 
-absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistContext& ctx,
-                                                                   int cuda_device) {
+absl::StatusOr<std::unique_ptr<Communicator> > MakeNcclCommunicator(const DistContext& ctx, int cuda_device) {
   return absl::UnimplementedError(
       "this ftune was built without the NCCL communicator; reconfigure with "
       "-DFTUNE_WITH_NCCL=ON (needs nccl.h and the CUDA runtime) or use the MPI backend");

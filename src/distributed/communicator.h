@@ -62,11 +62,9 @@ class Communicator {
   // In-place all-reduce of `count` elements at `data` (host memory for MPI, device memory for
   // NCCL). `stream` is a cudaStream_t for NCCL (nullptr = the default stream); MPI ignores it.
   // MPI: bf16/f16 are Unimplemented (MPI has no such types; ftune keeps fp32 gradients).
-  virtual absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op,
-                                 void* stream = nullptr) = 0;
+  virtual absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op, void* stream = nullptr) = 0;
   // Copies `count` elements at `data` on `root` to `data` on every other rank (any dtype).
-  virtual absl::Status Broadcast(void* data, size_t count, DType dtype, int root,
-                                 void* stream = nullptr) = 0;
+  virtual absl::Status Broadcast(void* data, size_t count, DType dtype, int root, void* stream = nullptr) = 0;
   // Host-side barrier: returns once every rank has entered it. Does not synchronise CUDA streams.
   virtual absl::Status Barrier() = 0;
 
@@ -74,8 +72,7 @@ class Communicator {
   // in-place all-reduce and returns; `data` must stay untouched until WaitAll() returns. Every
   // rank must start the same operations in the same order. Default: the blocking AllReduce (NCCL
   // is asynchronous on its stream anyway).
-  virtual absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op,
-                                      void* stream = nullptr) {
+  virtual absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op, void* stream = nullptr) {
     return AllReduce(data, count, dtype, op, stream);
   }
   // Lets started operations advance without blocking (MPI moves non-blocking collectives forward
@@ -100,8 +97,7 @@ class Communicator {
 // Shared argument checks (same verdict on every rank): known dtype/op, `data` non-null when
 // count > 0, 0 <= root < world_size.
 absl::Status ValidateAllReduceArgs(const void* data, size_t count, DType dtype, ReduceOp op);
-absl::Status ValidateBroadcastArgs(const void* data, size_t count, DType dtype, int root,
-                                   int world_size);
+absl::Status ValidateBroadcastArgs(const void* data, size_t count, DType dtype, int root, int world_size);
 
 struct MpiCommunicatorOptions {
   // Most elements handed to one MPI call (MPI counts are int). Larger buffers are split into
@@ -115,8 +111,7 @@ struct MpiCommunicatorOptions {
 
 // MPI transport on a private duplicate of MPI_COMM_WORLD (so its traffic never matches anyone
 // else's). Collective when world_size > 1. Destroy it before DistContext::Finalize().
-std::unique_ptr<Communicator> MakeMpiCommunicator(const DistContext& ctx,
-                                                  const MpiCommunicatorOptions& options = {});
+std::unique_ptr<Communicator> MakeMpiCommunicator(const DistContext& ctx, const MpiCommunicatorOptions& options = {});
 
 // True when this build has the NCCL transport (configured with -DFTUNE_WITH_NCCL=ON).
 bool NcclCompiledIn();
@@ -126,7 +121,6 @@ bool NcclCompiledIn();
 // ranks agree (over MPI) that their device and the id are fine before joining, so a bad device
 // fails on every rank instead of hanging the others. Without NCCL compiled in: Unimplemented.
 // A failed NCCL call aborts the NCCL communicator (ncclCommAbort) before the error returns.
-absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistContext& ctx,
-                                                                   int cuda_device);
+absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistContext& ctx, int cuda_device);
 
 }  // namespace ftune::dist

@@ -62,9 +62,10 @@ absl::StatusOr<DistContext> DistContext::Init(int* argc, char*** argv) {
     FTUNE_MPI_RETURN_IF_ERROR(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
     ctx.owns_mpi_ = true;
     if (provided < MPI_THREAD_FUNNELED) {
-      LogWarn("MPI provides thread level %d < MPI_THREAD_FUNNELED; keep every MPI call on the "
-              "main thread (ftune does)",
-              provided);
+      LogWarn(
+          "MPI provides thread level %d < MPI_THREAD_FUNNELED; keep every MPI call on the "
+          "main thread (ftune does)",
+          provided);
     }
   }
   FTUNE_MPI_RETURN_IF_ERROR(MPI_Comm_rank(MPI_COMM_WORLD, &ctx.rank_));
@@ -104,8 +105,7 @@ absl::Status DistContext::CheckSameOnAllRanks(uint64_t hash, absl::string_view w
   // One allgather answers both "do we agree?" and "who differs?", identically on every rank, so
   // every rank returns the same verdict and none is left waiting.
   std::vector<uint64_t> all(static_cast<size_t>(world_size_));
-  FTUNE_MPI_RETURN_IF_ERROR(
-      MPI_Allgather(&hash, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD));
+  FTUNE_MPI_RETURN_IF_ERROR(MPI_Allgather(&hash, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, MPI_COMM_WORLD));
   if (std::all_of(all.begin(), all.end(), [&](uint64_t h) { return h == all[0]; })) {
     return absl::OkStatus();
   }
@@ -121,23 +121,22 @@ absl::Status DistContext::CheckSameOnAllRanks(uint64_t hash, absl::string_view w
   std::vector<std::string> parts;
   for (size_t g = 0; g < groups.size() && g < kMaxGroupsShown; ++g) {
     const auto& ranks = groups[g].second;
-    parts.push_back(absl::StrFormat("rank%s %s: 0x%016x", ranks.size() > 1 ? "s" : "",
-                                    absl::StrJoin(ranks, ","), groups[g].first));
+    parts.push_back(
+        absl::StrFormat("rank%s %s: 0x%016x", ranks.size() > 1 ? "s" : "", absl::StrJoin(ranks, ","), groups[g].first));
   }
   if (groups.size() > kMaxGroupsShown) {
     parts.push_back(absl::StrCat("... and ", groups.size() - kMaxGroupsShown, " more values"));
   }
-  return absl::FailedPreconditionError(absl::StrCat(
-      what, " differs across ranks (", groups.size(), " distinct values among ", world_size_,
-      " ranks): ", absl::StrJoin(parts, "; "),
-      ". HINT: every rank must run the same ftune build with the same flags and input files; "
-      "compare what each rank resolved (a shared file system that is stale on one node is a "
-      "common cause)."));
+  return absl::FailedPreconditionError(
+      absl::StrCat(what, " differs across ranks (", groups.size(), " distinct values among ", world_size_,
+                   " ranks): ", absl::StrJoin(parts, "; "),
+                   ". HINT: every rank must run the same ftune build with the same flags and input files; "
+                   "compare what each rank resolved (a shared file system that is stale on one node is a "
+                   "common cause)."));
 }
 
 int DistContext::DefaultIntraOpThreads() const {
-  return ComputeIntraOpThreads(static_cast<int>(std::thread::hardware_concurrency()),
-                               AllowedCpus(), local_size_);
+  return ComputeIntraOpThreads(static_cast<int>(std::thread::hardware_concurrency()), AllowedCpus(), local_size_);
 }
 
 absl::Status DistContext::Finalize() {

@@ -14,8 +14,8 @@ inline absl::Status MpiError(int rc, const char* call, const char* file, int lin
   char text[MPI_MAX_ERROR_STRING] = {0};
   int len = 0;
   if (MPI_Error_string(rc, text, &len) != MPI_SUCCESS) len = 0;
-  return absl::InternalError(absl::StrFormat("MPI error at %s:%d in %s: %s (code %d)", file, line,
-                                             call, len > 0 ? text : "unknown error", rc));
+  return absl::InternalError(absl::StrFormat("MPI error at %s:%d in %s: %s (code %d)", file, line, call,
+                                             len > 0 ? text : "unknown error", rc));
 }
 
 // True once MPI_Finalize has run: destructors must not call MPI after that.
@@ -27,9 +27,9 @@ inline bool MpiFinalized() {
 
 }  // namespace ftune::dist::internal
 
-#define FTUNE_MPI_RETURN_IF_ERROR(call)                                                  \
-  do {                                                                                   \
-    const int ftune_mpi_rc_ = (call);                                                    \
-    if (ftune_mpi_rc_ != MPI_SUCCESS)                                                    \
+#define FTUNE_MPI_RETURN_IF_ERROR(call)                                                   \
+  do {                                                                                    \
+    const int ftune_mpi_rc_ = (call);                                                     \
+    if (ftune_mpi_rc_ != MPI_SUCCESS)                                                     \
       return ::ftune::dist::internal::MpiError(ftune_mpi_rc_, #call, __FILE__, __LINE__); \
   } while (0)

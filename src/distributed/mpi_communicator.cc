@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cstdio>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -60,16 +60,15 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 
-  absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op,
-                         void* /*stream*/) override {
+  absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op, void* /*stream*/) override {
     FTUNE_RETURN_IF_ERROR(ValidateAllReduceArgs(data, count, dtype, op));
     const MPI_Datatype type = ReduceType(dtype);
     if (type == MPI_DATATYPE_NULL) {
       // Checked before the world-size-1 shortcut so a single-process test catches the misuse.
-      return absl::UnimplementedError(absl::StrFormat(
-          "MPI AllReduce of %s: MPI has no %s arithmetic; all-reduce float32 gradients on CPU "
-          "(or use the NCCL backend, which reduces bf16/fp16 natively)",
-          DTypeName(dtype), DTypeName(dtype)));
+      return absl::UnimplementedError(
+          absl::StrFormat("MPI AllReduce of %s: MPI has no %s arithmetic; all-reduce float32 gradients on CPU "
+                          "(or use the NCCL backend, which reduces bf16/fp16 natively)",
+                          DTypeName(dtype), DTypeName(dtype)));
     }
     const uint64_t bytes = static_cast<uint64_t>(count) * DTypeSize(dtype);
     if (world_size_ == 1 || count == 0) {
@@ -91,8 +90,7 @@ class MpiCommunicator final : public Communicator {
     return absl::OkStatus();
   }
 
-  absl::Status Broadcast(void* data, size_t count, DType dtype, int root,
-                         void* /*stream*/) override {
+  absl::Status Broadcast(void* data, size_t count, DType dtype, int root, void* /*stream*/) override {
     FTUNE_RETURN_IF_ERROR(ValidateBroadcastArgs(data, count, dtype, root, world_size_));
     if (world_size_ == 1 || count == 0) return absl::OkStatus();
     const MPI_Datatype type = CopyType(dtype);
@@ -107,8 +105,7 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
-  absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op,
-                              void* /*stream*/) override {
+  absl::Status StartAllReduce(void* data, size_t count, DType dtype, ReduceOp op, void* /*stream*/) override {
     FTUNE_RETURN_IF_ERROR(ValidateAllReduceArgs(data, count, dtype, op));
     const MPI_Datatype type = ReduceType(dtype);
     if (type == MPI_DATATYPE_NULL) return AllReduce(data, count, dtype, op, nullptr);  // its error
@@ -147,7 +144,8 @@ class MpiCommunicator final : public Communicator {
     }
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     // One record per started operation; the blocked time goes to the first.
-    for (uint64_t i = 0; i < pending_calls_; ++i) RecordAllReduce(i == 0 ? pending_bytes_ : 0, i == 0 ? took.count() : 0.0);
+    for (uint64_t i = 0; i < pending_calls_; ++i)
+      RecordAllReduce(i == 0 ? pending_bytes_ : 0, i == 0 ? took.count() : 0.0);
     pending_.clear();
     pending_bytes_ = 0;
     pending_calls_ = 0;
@@ -209,10 +207,8 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> MakeMpiCommunicator(const DistContext& ctx,
-                                                  const MpiCommunicatorOptions& options) {
-  const size_t chunk =
-      std::clamp<size_t>(options.max_elements_per_call, 1, static_cast<size_t>(INT_MAX));
+std::unique_ptr<Communicator> MakeMpiCommunicator(const DistContext& ctx, const MpiCommunicatorOptions& options) {
+  const size_t chunk = std::clamp<size_t>(options.max_elements_per_call, 1, static_cast<size_t>(INT_MAX));
   MPI_Comm comm = MPI_COMM_NULL;
   if (ctx.world_size() > 1) {
     const int rc = MPI_Comm_dup(MPI_COMM_WORLD, &comm);

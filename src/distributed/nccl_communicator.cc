@@ -38,20 +38,17 @@ absl::StatusCode CodeFor(ncclResult_t r) {
   }
 }
 
-absl::Status CudaError(cudaError_t e, const char* call, const char* file, int line,
-                       absl::string_view hint = {}) {
-  return absl::InternalError(absl::StrCat(
-      absl::StrFormat("CUDA error at %s:%d in %s: %s (%s)", file, line, call,
-                      cudaGetErrorString(e), cudaGetErrorName(e)),
-      hint.empty() ? "" : ". HINT: ", hint));
+absl::Status CudaError(cudaError_t e, const char* call, const char* file, int line, absl::string_view hint = {}) {
+  return absl::InternalError(absl::StrCat(absl::StrFormat("CUDA error at %s:%d in %s: %s (%s)", file, line, call,
+                                                          cudaGetErrorString(e), cudaGetErrorName(e)),
+                                          hint.empty() ? "" : ". HINT: ", hint));
 }
 
 // NCCL call inside a NcclCommunicator method: on failure abort the communicator, return the error.
-#define FTUNE_NCCL_RETURN_IF_ERROR(call)                                      \
-  do {                                                                        \
-    const ncclResult_t ftune_nccl_r_ = (call);                                \
-    if (ftune_nccl_r_ != ncclSuccess)                                         \
-      return FailAndAbort(ftune_nccl_r_, #call, __FILE__, __LINE__);          \
+#define FTUNE_NCCL_RETURN_IF_ERROR(call)                                                             \
+  do {                                                                                               \
+    const ncclResult_t ftune_nccl_r_ = (call);                                                       \
+    if (ftune_nccl_r_ != ncclSuccess) return FailAndAbort(ftune_nccl_r_, #call, __FILE__, __LINE__); \
   } while (0)
 
 ncclDataType_t ToNcclType(DType dtype) {
@@ -79,10 +76,13 @@ class NcclCommunicator final : public Communicator {
  public:
   // `comm` is null with one rank (no NCCL communicator is needed); `mpi_comm` is a private
   // duplicate of MPI_COMM_WORLD used for Barrier (MPI_COMM_NULL with one rank).
-  NcclCommunicator(int rank, int world_size, int device, std::string host, ncclComm_t comm,
-                   MPI_Comm mpi_comm)
-      : rank_(rank), world_size_(world_size), device_(device), host_(std::move(host)),
-        comm_(comm), mpi_comm_(mpi_comm) {}
+  NcclCommunicator(int rank, int world_size, int device, std::string host, ncclComm_t comm, MPI_Comm mpi_comm)
+      : rank_(rank),
+        world_size_(world_size),
+        device_(device),
+        host_(std::move(host)),
+        comm_(comm),
+        mpi_comm_(mpi_comm) {}
 
   ~NcclCommunicator() override {
     if (comm_ != nullptr) ncclCommDestroy(comm_);
@@ -94,8 +94,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
 
-  absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op,
-                         void* stream) override {
+  absl::Status AllReduce(void* data, size_t count, DType dtype, ReduceOp op, void* stream) override {
     FTUNE_RETURN_IF_ERROR(ValidateAllReduceArgs(data, count, dtype, op));
     const uint64_t bytes = static_cast<uint64_t>(count) * DTypeSize(dtype);
     if (world_size_ == 1 || count == 0) {
@@ -104,8 +103,8 @@ class NcclCommunicator final : public Communicator {
     }
     FTUNE_RETURN_IF_ERROR(CheckUsable());
     const auto start = std::chrono::steady_clock::now();
-    FTUNE_NCCL_RETURN_IF_ERROR(ncclAllReduce(data, data, count, ToNcclType(dtype), ToNcclOp(op),
-                                             comm_, static_cast<cudaStream_t>(stream)));
+    FTUNE_NCCL_RETURN_IF_ERROR(
+        ncclAllReduce(data, data, count, ToNcclType(dtype), ToNcclOp(op), comm_, static_cast<cudaStream_t>(stream)));
     FTUNE_RETURN_IF_ERROR(CheckAsyncError());
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     RecordAllReduce(bytes, took.count());
@@ -116,8 +115,8 @@ class NcclCommunicator final : public Communicator {
     FTUNE_RETURN_IF_ERROR(ValidateBroadcastArgs(data, count, dtype, root, world_size_));
     if (world_size_ == 1 || count == 0) return absl::OkStatus();
     FTUNE_RETURN_IF_ERROR(CheckUsable());
-    FTUNE_NCCL_RETURN_IF_ERROR(ncclBroadcast(data, data, count, ToNcclType(dtype), root, comm_,
-                                             static_cast<cudaStream_t>(stream)));
+    FTUNE_NCCL_RETURN_IF_ERROR(
+        ncclBroadcast(data, data, count, ToNcclType(dtype), root, comm_, static_cast<cudaStream_t>(stream)));
     return CheckAsyncError();
   }
 
@@ -149,9 +148,8 @@ class NcclCommunicator final : public Communicator {
   absl::Status FailAndAbort(ncclResult_t r, const char* call, const char* file, int line) {
     const char* last = comm_ != nullptr ? ncclGetLastError(comm_) : ncclGetLastError(nullptr);
     absl::Status status(CodeFor(r),
-                        absl::StrFormat("NCCL error at %s:%d in %s: %s%s%s [rank %d on %s, GPU %d]",
-                                        file, line, call, ncclGetErrorString(r),
-                                        (last && *last) ? "; last error: " : "",
+                        absl::StrFormat("NCCL error at %s:%d in %s: %s%s%s [rank %d on %s, GPU %d]", file, line, call,
+                                        ncclGetErrorString(r), (last && *last) ? "; last error: " : "",
                                         (last && *last) ? last : "", rank_, host_, device_));
     if (comm_ != nullptr) {
       ncclCommAbort(comm_);
@@ -182,14 +180,12 @@ absl::Status AgreeAllOk(const DistContext& ctx, const absl::Status& local, absl:
   if (failed.empty()) return absl::OkStatus();
   if (!local.ok()) return local;  // this rank's own, more detailed error
   return absl::FailedPreconditionError(absl::StrCat("NCCL setup (", step, ") failed on rank(s) ",
-                                                    absl::StrJoin(failed, ","),
-                                                    "; see their error messages"));
+                                                    absl::StrJoin(failed, ","), "; see their error messages"));
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistContext& ctx,
-                                                                   int cuda_device) {
+absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistContext& ctx, int cuda_device) {
   const int rank = ctx.rank();
   const int world = ctx.world_size();
 
@@ -199,21 +195,21 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistCon
   const cudaError_t count_error = cudaGetDeviceCount(&device_count);
   if (count_error != cudaSuccess) device_count = 0;
   if (cuda_device < 0 || cuda_device >= device_count) {
-    local = absl::FailedPreconditionError(absl::StrFormat(
-        "NCCL backend: GPU %d requested on rank %d (local rank %d of %d on %s) but this process "
-        "sees %d CUDA device(s)%s%s. HINT: run one rank per GPU (mpirun -np <#GPUs per node> "
-        "per node), check CUDA_VISIBLE_DEVICES, or use the MPI backend on CPUs",
-        cuda_device, rank, ctx.local_rank(), ctx.local_size(), ctx.hostname(), device_count,
-        count_error != cudaSuccess ? ": cudaGetDeviceCount: " : "",
-        count_error != cudaSuccess ? cudaGetErrorString(count_error) : ""));
+    local = absl::FailedPreconditionError(
+        absl::StrFormat("NCCL backend: GPU %d requested on rank %d (local rank %d of %d on %s) but this process "
+                        "sees %d CUDA device(s)%s%s. HINT: run one rank per GPU (mpirun -np <#GPUs per node> "
+                        "per node), check CUDA_VISIBLE_DEVICES, or use the MPI backend on CPUs",
+                        cuda_device, rank, ctx.local_rank(), ctx.local_size(), ctx.hostname(), device_count,
+                        count_error != cudaSuccess ? ": cudaGetDeviceCount: " : "",
+                        count_error != cudaSuccess ? cudaGetErrorString(count_error) : ""));
   } else if (const cudaError_t e = cudaSetDevice(cuda_device); e != cudaSuccess) {
     local = CudaError(e, "cudaSetDevice", __FILE__, __LINE__);
   }
   ncclUniqueId id{};
   if (local.ok() && rank == 0 && world > 1) {
     if (const ncclResult_t r = ncclGetUniqueId(&id); r != ncclSuccess) {
-      local = absl::Status(CodeFor(r), absl::StrFormat("NCCL error at %s:%d in ncclGetUniqueId: %s",
-                                                       __FILE__, __LINE__, ncclGetErrorString(r)));
+      local = absl::Status(CodeFor(r), absl::StrFormat("NCCL error at %s:%d in ncclGetUniqueId: %s", __FILE__, __LINE__,
+                                                       ncclGetErrorString(r)));
     }
   }
   if (world == 1) {
@@ -231,12 +227,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistCon
   if (const ncclResult_t r = ncclCommInitRank(&comm, world, id, rank); r != ncclSuccess) {
     const char* last = ncclGetLastError(comm);
     local = absl::Status(
-        CodeFor(r),
-        absl::StrFormat("NCCL error at %s:%d in ncclCommInitRank (rank %d of %d on %s, GPU %d): "
-                        "%s%s%s. HINT: rerun with NCCL_DEBUG=INFO",
-                        __FILE__, __LINE__, rank, world, ctx.hostname(), cuda_device,
-                        ncclGetErrorString(r), (last && *last) ? "; last error: " : "",
-                        (last && *last) ? last : ""));
+        CodeFor(r), absl::StrFormat("NCCL error at %s:%d in ncclCommInitRank (rank %d of %d on %s, GPU %d): "
+                                    "%s%s%s. HINT: rerun with NCCL_DEBUG=INFO",
+                                    __FILE__, __LINE__, rank, world, ctx.hostname(), cuda_device, ncclGetErrorString(r),
+                                    (last && *last) ? "; last error: " : "", (last && *last) ? last : ""));
     if (comm != nullptr) ncclCommAbort(comm);
     comm = nullptr;
   }
@@ -250,10 +244,8 @@ absl::StatusOr<std::unique_ptr<Communicator>> MakeNcclCommunicator(const DistCon
     ncclCommAbort(comm);
     return internal::MpiError(rc, "MPI_Comm_dup", __FILE__, __LINE__);
   }
-  LogInfo("NCCL communicator ready: %d ranks, NCCL %d.%d.%d", world, NCCL_MAJOR, NCCL_MINOR,
-          NCCL_PATCH);
-  return std::unique_ptr<Communicator>(
-      new NcclCommunicator(rank, world, cuda_device, ctx.hostname(), comm, mpi_comm));
+  LogInfo("NCCL communicator ready: %d ranks, NCCL %d.%d.%d", world, NCCL_MAJOR, NCCL_MINOR, NCCL_PATCH);
+  return std::unique_ptr<Communicator>(new NcclCommunicator(rank, world, cuda_device, ctx.hostname(), comm, mpi_comm));
 }
 
 }  // namespace ftune::dist

@@ -75,8 +75,7 @@ absl::Status ValidateDistilBertConfig(const DistilBertConfig& c, absl::string_vi
   FTUNE_RETURN_IF_ERROR(range("num_labels", c.num_labels, 1, kMaxLabels));
   FTUNE_RETURN_IF_ERROR(range("pad_token_id", c.pad_token_id, 0, c.vocab_size - 1));
   if (c.dim % c.n_heads != 0) {
-    return FieldError(source, "dim",
-                      absl::StrFormat("= %d must be divisible by n_heads (%d)", c.dim, c.n_heads));
+    return FieldError(source, "dim", absl::StrFormat("= %d must be divisible by n_heads (%d)", c.dim, c.n_heads));
   }
   for (auto [f, v] : {std::pair<const char*, double>{"dropout", c.dropout},
                       {"attention_dropout", c.attention_dropout},
@@ -87,9 +86,9 @@ absl::Status ValidateDistilBertConfig(const DistilBertConfig& c, absl::string_vi
     return FieldError(source, "initializer_range", "must be in (0, 10)");
   }
   if (c.activation != "gelu" && c.activation != "relu") {
-    return FieldError(source, "activation",
-                      absl::StrFormat("%s is not supported (ftune implements \"gelu\" and \"relu\")",
-                                      Printable(json(c.activation))));
+    return FieldError(
+        source, "activation",
+        absl::StrFormat("%s is not supported (ftune implements \"gelu\" and \"relu\")", Printable(json(c.activation))));
   }
   double params = double(c.vocab_size + c.max_position_embeddings) * c.dim +
                   double(c.n_layers) * (4.0 * c.dim * c.dim + 2.0 * c.dim * c.hidden_dim);
@@ -119,8 +118,7 @@ absl::StatusOr<DistilBertConfig> ParseDistilBertConfig(absl::string_view text, a
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrFormat("%s: not a JSON object", source));
   auto mt = j.find("model_type");
   if (mt != j.end() && (!mt->is_string() || mt->get<std::string>() != "distilbert")) {
-    return FieldError(source, "model_type",
-                      absl::StrFormat("is %s; ftune supports \"distilbert\"", Printable(*mt)));
+    return FieldError(source, "model_type", absl::StrFormat("is %s; ftune supports \"distilbert\"", Printable(*mt)));
   }
   auto sin = j.find("sinusoidal_pos_embds");
   if (sin != j.end() && !sin->is_null()) {
@@ -158,8 +156,7 @@ absl::StatusOr<DistilBertConfig> ParseDistilBertConfig(absl::string_view text, a
       const std::string& key = it.key();
       long long k = -1;
       const bool canonical = !key.empty() && key.size() <= 9 &&
-                             key.find_first_not_of("0123456789") == std::string::npos &&
-                             (key == "0" || key[0] != '0');
+                             key.find_first_not_of("0123456789") == std::string::npos && (key == "0" || key[0] != '0');
       if (canonical) k = std::stoll(key);
       if (!canonical || k >= static_cast<long long>(labels.size()) || !it->is_string()) {
         return FieldError(source, "id2label",

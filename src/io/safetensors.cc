@@ -27,10 +27,9 @@ struct DTypeEntry {
   size_t size;
 };
 constexpr DTypeEntry kDTypes[] = {
-    {DType::kF64, "F64", 8}, {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2},
-    {DType::kBF16, "BF16", 2}, {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},
-    {DType::kI16, "I16", 2}, {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
-    {DType::kBool, "BOOL", 1},
+    {DType::kF64, "F64", 8}, {DType::kF32, "F32", 4},   {DType::kF16, "F16", 2}, {DType::kBF16, "BF16", 2},
+    {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},   {DType::kI16, "I16", 2}, {DType::kI8, "I8", 1},
+    {DType::kU8, "U8", 1},   {DType::kBool, "BOOL", 1},
 };
 
 // Refuse absurd ranks and element counts before multiplying (keeps the arithmetic overflow-free).
@@ -57,9 +56,8 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   for (const auto& e : kDTypes) {
     if (name == e.name) return e.dtype;
   }
-  return absl::InvalidArgumentError(
-      absl::StrFormat("unsupported dtype \"%s\" (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
-                      utf8::Printable(name)));
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "unsupported dtype \"%s\" (supported: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)", utf8::Printable(name)));
 }
 
 int64_t TensorView::numel() const {
@@ -132,8 +130,7 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
     return bad(absl::StrFormat("header length %d exceeds the %d-byte limit", n, kMaxHeaderBytes));
   }
   if (n > bytes.size() - 8) {
-    return bad(absl::StrFormat("header length %d runs past the end of the %d-byte file (truncated?)", n,
-                               bytes.size()));
+    return bad(absl::StrFormat("header length %d runs past the end of the %d-byte file (truncated?)", n, bytes.size()));
   }
   absl::string_view header = bytes.substr(8, n);
   const uint8_t* data = reinterpret_cast<const uint8_t*>(bytes.data()) + 8 + n;
@@ -213,8 +210,8 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
     uint64_t begin = (*of)[0].get<uint64_t>(), end = (*of)[1].get<uint64_t>();
     if (begin > end) return tbad(absl::StrFormat("data_offsets [%d, %d] are reversed", begin, end));
     if (end > data_size) {
-      return tbad(absl::StrFormat("data_offsets [%d, %d] run past the %d-byte data section (truncated?)", begin,
-                                  end, data_size));
+      return tbad(absl::StrFormat("data_offsets [%d, %d] run past the %d-byte data section (truncated?)", begin, end,
+                                  data_size));
     }
     uint64_t expect = numel * DTypeSize(t.dtype);
     if (end - begin != expect) {
@@ -226,17 +223,17 @@ absl::Status SafetensorsFile::Parse(absl::string_view bytes) {
     auto [ins, ok] = tensors_.emplace(name, std::move(t));
     spans.push_back({begin, end, &ins->first});
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
   uint64_t cursor = 0;
   for (const Span& s : spans) {
     if (s.begin < cursor) {
-      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)", utf8::Printable(*s.name),
-                                 s.begin, cursor));
+      return bad(absl::StrFormat("tensor \"%s\" overlaps the tensor before it (offset %d < %d)",
+                                 utf8::Printable(*s.name), s.begin, cursor));
     }
     if (s.begin > cursor) {
-      return bad(absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, utf8::Printable(*s.name)));
+      return bad(
+          absl::StrFormat("%d unaccounted bytes before tensor \"%s\"", s.begin - cursor, utf8::Printable(*s.name)));
     }
     cursor = s.end;
   }

@@ -43,8 +43,7 @@ class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
   // Parses an in-memory image (used by the fuzzer and tests); `bytes` must outlive the object.
-  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBuffer(absl::string_view bytes,
-                                                                     std::string label);
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBuffer(absl::string_view bytes, std::string label);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;

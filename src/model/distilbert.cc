@@ -15,8 +15,7 @@ EmbeddingsImpl::EmbeddingsImpl(const DistilBertConfig& c) {
   word_embeddings = register_module(
       "word_embeddings",
       torch::nn::Embedding(torch::nn::EmbeddingOptions(c.vocab_size, c.dim).padding_idx(c.pad_token_id)));
-  position_embeddings =
-      register_module("position_embeddings", torch::nn::Embedding(c.max_position_embeddings, c.dim));
+  position_embeddings = register_module("position_embeddings", torch::nn::Embedding(c.max_position_embeddings, c.dim));
   LayerNorm = register_module("LayerNorm", MakeLayerNorm(c.dim));
   dropout = register_module("dropout", torch::nn::Dropout(c.dropout));
 }
@@ -56,9 +55,7 @@ FFNImpl::FFNImpl(const DistilBertConfig& c) {
   activation = register_module("activation", Activation(c.activation));
 }
 
-torch::Tensor FFNImpl::forward(const torch::Tensor& x) {
-  return dropout(lin2->forward(activation(lin1->forward(x))));
-}
+torch::Tensor FFNImpl::forward(const torch::Tensor& x) { return dropout(lin2->forward(activation(lin1->forward(x)))); }
 
 TransformerBlockImpl::TransformerBlockImpl(const DistilBertConfig& c, const ModelOptions& o) {
   attention = register_module("attention", MultiHeadSelfAttention(c, o));

@@ -63,9 +63,10 @@ absl::Status RefuseNonSafetensors(const std::string& dir) {
           dir, pickle, dir, dir));
     }
   }
-  return absl::NotFoundError(absl::StrFormat("%s/model.safetensors not found (need config.json + "
-                                             "model.safetensors, as written by save_pretrained)",
-                                             dir));
+  return absl::NotFoundError(
+      absl::StrFormat("%s/model.safetensors not found (need config.json + "
+                      "model.safetensors, as written by save_pretrained)",
+                      dir));
 }
 
 }  // namespace
@@ -132,8 +133,8 @@ absl::Status CopyIntoParameters(torch::nn::Module& module, const io::Safetensors
     std::vector<int64_t> shape(view.shape.begin(), view.shape.end());
     if (p->sizes() != torch::IntArrayRef(shape)) {
       return absl::FailedPreconditionError(absl::StrFormat(
-          "%s: tensor \"%s\" has shape %s but the model's %s is %s (does config.json match the weights?)",
-          file.path(), key, ShapeString(shape), name, ShapeString(p->sizes())));
+          "%s: tensor \"%s\" has shape %s but the model's %s is %s (does config.json match the weights?)", file.path(),
+          key, ShapeString(shape), name, ShapeString(p->sizes())));
     }
     if (view.dtype == io::DType::kBool || view.dtype == io::DType::kU8 || view.dtype == io::DType::kI8 ||
         view.dtype == io::DType::kI16 || view.dtype == io::DType::kI32 || view.dtype == io::DType::kI64) {
@@ -141,8 +142,8 @@ absl::Status CopyIntoParameters(torch::nn::Module& module, const io::Safetensors
                                                            file.path(), key, io::DTypeName(view.dtype)));
     }
     // One copy: the mapped bytes are viewed in place and converted straight into the parameter.
-    p->copy_(torch::from_blob(const_cast<uint8_t*>(view.data), shape,
-                              torch::TensorOptions().dtype(TorchDType(view.dtype))));
+    p->copy_(
+        torch::from_blob(const_cast<uint8_t*>(view.data), shape, torch::TensorOptions().dtype(TorchDType(view.dtype))));
     report->loaded.push_back(name);
   }
   return absl::OkStatus();
@@ -169,8 +170,7 @@ absl::StatusOr<LoadedModel> BuildFromConfigFile(const std::string& path, const M
   return m;
 }
 
-absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOptions& options,
-                                           int64_t num_labels) {
+absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOptions& options, int64_t num_labels) {
   FTUNE_ASSIGN_OR_RETURN(LoadedModel m, BuildFromConfigFile(dir + "/config.json", options, num_labels));
   m.source = dir;
   const std::string weights = dir + "/model.safetensors";
@@ -204,8 +204,8 @@ absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOp
     }
   }
   if (!missing.empty()) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s lacks %d encoder weights the model needs: %s", weights, missing.size(), ListSome(missing)));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s lacks %d encoder weights the model needs: %s", weights, missing.size(), ListSome(missing)));
   }
   if (head_missing) {
     // HF semantics: the whole classification head is new when any of it is missing.

@@ -9,8 +9,8 @@ namespace ftune::model {
 
 Ia3LinearImpl::Ia3LinearImpl(LinearLayer base, bool is_feedforward) : is_feedforward_(is_feedforward) {
   base_layer = register_module("base_layer", base);
-  std::vector<int64_t> shape = is_feedforward ? std::vector<int64_t>{1, base->in_features()}
-                                              : std::vector<int64_t>{base->out_features(), 1};
+  std::vector<int64_t> shape =
+      is_feedforward ? std::vector<int64_t>{1, base->in_features()} : std::vector<int64_t>{base->out_features(), 1};
   // PEFT's reset_ia3_parameters: ones, so a fresh adapter leaves the model unchanged.
   ia3_l = register_parameter("ia3_l", torch::ones(shape, ParameterOptions(*base)));
 }

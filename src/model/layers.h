@@ -63,7 +63,7 @@ class LinearOwner {
 struct LinearSlot {
   std::string qualified;  // e.g. "distilbert.transformer.layer.0.attention.q_lin"
   LinearOwner* owner;
-  std::string child;      // e.g. "q_lin"
+  std::string child;  // e.g. "q_lin"
 };
 
 // Every linear slot under `root`, in model order.

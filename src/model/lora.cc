@@ -78,7 +78,8 @@ Dense LoraLinearImpl::Merged() const {
 
 absl::StatusOr<std::vector<std::string>> ApplyLora(torch::nn::Module& root, const LoraOptions& o) {
   if (o.rank <= 0) return absl::InvalidArgumentError(absl::StrFormat("--lora_rank must be > 0 (got %d)", o.rank));
-  if (!(o.alpha > 0.0)) return absl::InvalidArgumentError(absl::StrFormat("--lora_alpha must be > 0 (got %g)", o.alpha));
+  if (!(o.alpha > 0.0))
+    return absl::InvalidArgumentError(absl::StrFormat("--lora_alpha must be > 0 (got %g)", o.alpha));
   if (!(o.dropout >= 0.0 && o.dropout < 1.0)) {
     return absl::InvalidArgumentError(absl::StrFormat("--lora_dropout must be in [0, 1) (got %g)", o.dropout));
   }

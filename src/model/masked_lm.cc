@@ -25,7 +25,8 @@ bool IsClassifierHead(const std::string& key) {
 
 }  // namespace
 
-TiedProjectionImpl::TiedProjectionImpl(torch::Tensor tied_weight, int64_t vocab_size) : weight_(std::move(tied_weight)) {
+TiedProjectionImpl::TiedProjectionImpl(torch::Tensor tied_weight, int64_t vocab_size)
+    : weight_(std::move(tied_weight)) {
   bias = register_parameter("bias", torch::zeros({vocab_size}));
 }
 
@@ -38,8 +39,8 @@ DistilBertForMaskedLMImpl::DistilBertForMaskedLMImpl(const DistilBertConfig& c, 
   distilbert = register_module("distilbert", DistilBertModel(c, o));
   vocab_transform = register_module("vocab_transform", torch::nn::Linear(c.dim, c.dim));
   activation = register_module("activation", Activation(c.activation));
-  vocab_layer_norm =
-      register_module("vocab_layer_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(kLayerNormEps)));
+  vocab_layer_norm = register_module("vocab_layer_norm",
+                                     torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(kLayerNormEps)));
   vocab_projector =
       register_module("vocab_projector", TiedProjection(distilbert->embeddings->word_embeddings->weight, c.vocab_size));
   InitWeights();
@@ -61,7 +62,8 @@ std::pair<torch::Tensor, torch::Tensor> DistilBertForMaskedLMImpl::ScoredLoss(co
   torch::Tensor scored = labels.reshape({-1}).ne(kIgnoreIndex).nonzero().squeeze(1);
   torch::Tensor targets = labels.reshape({-1}).index_select(0, scored);
   torch::Tensor logits = Head(hidden.reshape({-1, hidden.size(-1)}).index_select(0, scored));
-  if (logits.scalar_type() != torch::kFloat && logits.scalar_type() != torch::kDouble) logits = logits.to(torch::kFloat);
+  if (logits.scalar_type() != torch::kFloat && logits.scalar_type() != torch::kDouble)
+    logits = logits.to(torch::kFloat);
   torch::Tensor loss = torch::nn::functional::cross_entropy(
       logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   torch::Tensor correct = logits.detach().argmax(-1).eq(targets).sum();

@@ -46,8 +46,8 @@ class DistilBertForMaskedLMImpl : public torch::nn::Module {
   // Sum of the cross-entropies at the positions where `labels` (same shape as input_ids) is not
   // -100, computing the vocabulary projection only there (the other positions would be computed
   // and thrown away), and the number of correct argmax predictions there: {loss_sum, correct}.
-  std::pair<torch::Tensor, torch::Tensor> ScoredLoss(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
-                                                     const torch::Tensor& labels);
+  std::pair<torch::Tensor, torch::Tensor> ScoredLoss(const torch::Tensor& input_ids,
+                                                     const torch::Tensor& attention_mask, const torch::Tensor& labels);
   void pretty_print(std::ostream& os) const override { os << "DistilBertForMaskedLM"; }
 
   // Hugging Face's _init_weights for every module (the tied projection follows the embeddings).

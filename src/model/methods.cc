@@ -30,10 +30,10 @@ absl::Status EnsureAdapterLayers(DistilBertForSequenceClassification& model, Met
   const bool has_lora = !lora_layers.empty();
   const bool has_dora = has_lora && lora_layers.front().second->use_dora();
   auto mismatch = [&](const char* has) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "the model already carries %s layers (a loaded adapter?) and --method=%s would add others; use "
-        "--method=%s or start from the base model",
-        has, MethodName(method), has));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("the model already carries %s layers (a loaded adapter?) and --method=%s would add others; use "
+                        "--method=%s or start from the base model",
+                        has, MethodName(method), has));
   };
   const bool has_any = has_lora || has_ia3;
   if (has_any && method != Method::kLora && method != Method::kDora && method != Method::kIa3) {
@@ -60,8 +60,7 @@ absl::Status EnsureAdapterLayers(DistilBertForSequenceClassification& model, Met
       if (has_lora) return mismatch("lora");
       if (!has_ia3) FTUNE_RETURN_IF_ERROR(ApplyIa3(*model, options.ia3).status());
       break;
-    default:
-      break;
+    default: break;
   }
   return absl::OkStatus();
 }
@@ -69,8 +68,8 @@ absl::Status EnsureAdapterLayers(DistilBertForSequenceClassification& model, Met
 }  // namespace
 
 absl::StatusOr<Method> ParseMethod(absl::string_view name) {
-  for (Method m : {Method::kFull, Method::kHead, Method::kBitFit, Method::kLastK, Method::kLora, Method::kDora,
-                   Method::kIa3}) {
+  for (Method m :
+       {Method::kFull, Method::kHead, Method::kBitFit, Method::kLastK, Method::kLora, Method::kDora, Method::kIa3}) {
     if (name == MethodName(m)) return m;
   }
   return absl::InvalidArgumentError(
@@ -97,12 +96,11 @@ bool IsAdapterParameterName(const std::string& name) {
          absl::EndsWith(name, ".lora_magnitude_vector") || absl::EndsWith(name, ".ia3_l");
 }
 
-absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method,
-                             const MethodOptions& options) {
+absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method, const MethodOptions& options) {
   const int64_t n_layers = model->config().n_layers;
   if (method == Method::kLastK && (options.last_k_layers < 1 || options.last_k_layers > n_layers)) {
-    return absl::InvalidArgumentError(absl::StrFormat("--last_k_layers must be in [1, %d] (the model's n_layers); got %d",
-                                                      n_layers, options.last_k_layers));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--last_k_layers must be in [1, %d] (the model's n_layers); got %d", n_layers, options.last_k_layers));
   }
   FTUNE_RETURN_IF_ERROR(EnsureAdapterLayers(model, method, options));
   for (auto& p : model->named_parameters()) {

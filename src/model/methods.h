@@ -47,8 +47,7 @@ struct MethodOptions {
 // Sets requires_grad for `method`. Adapter methods first wrap their target layers (ApplyLora /
 // ApplyIa3) unless the model already carries layers of that kind (a loaded PEFT adapter); a
 // model carrying another method's adapter layers is a FailedPrecondition error.
-absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method,
-                             const MethodOptions& options);
+absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method, const MethodOptions& options);
 
 // Whether `name` is a parameter of an adapter layer: lora_A, lora_B, lora_magnitude_vector, ia3_l.
 bool IsAdapterParameterName(const std::string& name);

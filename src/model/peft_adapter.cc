@@ -77,18 +77,18 @@ absl::StatusOr<AdapterInfo> ReadAdapterConfig(const std::string& dir) {
   FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrFormat("%s: not a JSON object", path));
-  auto bad = [&](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: %s", path, what));
-  };
+  auto bad = [&](const std::string& what) { return absl::InvalidArgumentError(absl::StrFormat("%s: %s", path, what)); };
   auto flag = [&](const char* key) { return j.contains(key) && j[key].is_boolean() && j[key].get<bool>(); };
   AdapterInfo info;
-  const std::string type = j.contains("peft_type") && j["peft_type"].is_string() ? j["peft_type"].get<std::string>() : "";
+  const std::string type =
+      j.contains("peft_type") && j["peft_type"].is_string() ? j["peft_type"].get<std::string>() : "";
   if (type == "LORA") {
     if (!j.contains("r") || !j["r"].is_number_integer()) return bad("\"r\" must be an integer");
     info.lora.rank = j["r"].get<int64_t>();
     if (!j.contains("lora_alpha") || !j["lora_alpha"].is_number()) return bad("\"lora_alpha\" must be a number");
     info.lora.alpha = j["lora_alpha"].get<double>();
-    if (j.contains("lora_dropout") && j["lora_dropout"].is_number()) info.lora.dropout = j["lora_dropout"].get<double>();
+    if (j.contains("lora_dropout") && j["lora_dropout"].is_number())
+      info.lora.dropout = j["lora_dropout"].get<double>();
     FTUNE_ASSIGN_OR_RETURN(info.lora.targets, NameList(j, "target_modules", path));
     info.lora.use_dora = flag("use_dora");
     info.method = info.lora.use_dora ? Method::kDora : Method::kLora;
@@ -131,8 +131,8 @@ absl::StatusOr<AdapterInfo> LoadAdapter(DistilBertForSequenceClassification& mod
   if (!FindLoraLayers(*model).empty() || !FindIa3Layers(*model).empty()) {
     return absl::FailedPreconditionError("the model already has adapter layers; load the adapter on a base model");
   }
-  absl::Status applied = info.method == Method::kIa3 ? ApplyIa3(*model, info.ia3).status()
-                                                     : ApplyLora(*model, info.lora).status();
+  absl::Status applied =
+      info.method == Method::kIa3 ? ApplyIa3(*model, info.ia3).status() : ApplyLora(*model, info.lora).status();
   FTUNE_RETURN_IF_ERROR(Annotate(applied, dir + "/adapter_config.json"));
   FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(dir + "/adapter_model.safetensors"));
   LoadReport report;
@@ -169,9 +169,9 @@ absl::Status SaveAdapter(DistilBertForSequenceClassification& model, const Metho
     std::set<std::string> wrapped;
     for (const auto& [name, layer] : lora_layers) {
       if (layer->rank() != options.lora.rank || layer->use_dora() != dora) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "%s has rank %d%s but the options to save say rank %d", name, layer->rank(),
-            layer->use_dora() ? " (DoRA)" : "", options.lora.rank));
+        return absl::FailedPreconditionError(absl::StrFormat("%s has rank %d%s but the options to save say rank %d",
+                                                             name, layer->rank(), layer->use_dora() ? " (DoRA)" : "",
+                                                             options.lora.rank));
       }
       wrapped.insert(name);
     }

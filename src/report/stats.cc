@@ -49,8 +49,7 @@ double BetaContinuedFraction(double a, double b, double x) {
 double RegularizedBeta(double a, double b, double x) {
   if (x <= 0.0) return 0.0;
   if (x >= 1.0) return 1.0;
-  const double log_front =
-      std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  const double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
   if (x < (a + 1.0) / (a + b + 2.0)) return std::exp(log_front) * BetaContinuedFraction(a, b, x) / a;
   return 1.0 - std::exp(log_front) * BetaContinuedFraction(b, a, 1.0 - x) / b;
 }
@@ -182,8 +181,8 @@ absl::StatusOr<BootstrapResult> PairedBootstrap(const std::vector<bool>& a_corre
   std::sort(diffs.begin(), diffs.end());
   r.lower = Percentile(diffs, 0.5 * (1.0 - confidence));
   r.upper = Percentile(diffs, 0.5 * (1.0 + confidence));
-  r.p_value = std::min(1.0, 2.0 * static_cast<double>(1 + std::min(at_or_below, at_or_above)) /
-                                static_cast<double>(1 + resamples));
+  r.p_value = std::min(
+      1.0, 2.0 * static_cast<double>(1 + std::min(at_or_below, at_or_above)) / static_cast<double>(1 + resamples));
   return r;
 }
 

@@ -36,9 +36,9 @@ struct MeanInterval {
 absl::StatusOr<MeanInterval> MeanConfidenceInterval(const std::vector<double>& values, double confidence = 0.95);
 
 struct McNemarResult {
-  int64_t only_a = 0;   // examples A gets right and B gets wrong
-  int64_t only_b = 0;   // examples B gets right and A gets wrong
-  double p_value = 1;   // two-sided exact test of "A and B are equally accurate"
+  int64_t only_a = 0;  // examples A gets right and B gets wrong
+  int64_t only_b = 0;  // examples B gets right and A gets wrong
+  double p_value = 1;  // two-sided exact test of "A and B are equally accurate"
 };
 
 // Two-sided exact McNemar p-value for `only_a` and `only_b` discordant pairs: under the null each

@@ -7,9 +7,9 @@
 #include <cstdio>
 
 #include "absl/strings/match.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/files.h"
 #include "common/hash.h"
@@ -121,7 +121,8 @@ absl::StatusOr<std::string> ResolveResume(const std::string& spec, const std::st
   if (spec.empty()) return std::string();
   if (spec != "auto") {
     if (!PathExists(spec + "/" + kState)) {
-      return absl::NotFoundError(absl::StrFormat("--resume=%s: no %s there (not a checkpoint directory)", spec, kState));
+      return absl::NotFoundError(
+          absl::StrFormat("--resume=%s: no %s there (not a checkpoint directory)", spec, kState));
     }
     return spec;
   }
@@ -178,8 +179,8 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const Ch
   FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path + "/" + kState));
   json j = json::parse(text, nullptr, false);
   if (!j.is_object() || j.value("format_version", 0) != kCheckpointVersion) {
-    return absl::DataLossError(absl::StrFormat("%s/%s: not a version-%d ftune checkpoint", path, kState,
-                                               kCheckpointVersion));
+    return absl::DataLossError(
+        absl::StrFormat("%s/%s: not a version-%d ftune checkpoint", path, kState, kCheckpointVersion));
   }
   if (j.value("global_batch", int64_t{-1}) != id.global_batch) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -193,8 +194,8 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const Ch
         "%s trains a different set of parameters (method, LoRA targets/rank or weight decay changed?)", path));
   }
   if (j.value("frozen_fingerprint", "") != absl::StrFormat("%016x", id.frozen_fingerprint)) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "%s was trained on different frozen weights (another --model_dir or --seed?)", path));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s was trained on different frozen weights (another --model_dir or --seed?)", path));
   }
   if (j.value("seed", uint64_t{0}) != id.seed) {
     return absl::FailedPreconditionError(absl::StrFormat("%s used --seed=%d", path, j.value("seed", uint64_t{0})));
@@ -210,8 +211,8 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const Ch
     for (auto& [name, dst] : targets) {
       FTUNE_ASSIGN_OR_RETURN(const io::TensorView* v, file->Get(name));
       if (v->numel() != dst->numel()) {
-        return absl::DataLossError(absl::StrFormat("%s: %s has %d elements, expected %d", file->path(), name,
-                                                   v->numel(), dst->numel()));
+        return absl::DataLossError(
+            absl::StrFormat("%s: %s has %d elements, expected %d", file->path(), name, v->numel(), dst->numel()));
       }
       dst->copy_(model::TensorFromView(*v).view_as(*dst));
     }

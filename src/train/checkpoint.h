@@ -25,11 +25,11 @@
 namespace ftune::train {
 
 struct CheckpointOptions {
-  std::string dir;               // <run>/checkpoints; empty = checkpoints off
-  int64_t every_steps = 0;       // 0 = never by step count
+  std::string dir;          // <run>/checkpoints; empty = checkpoints off
+  int64_t every_steps = 0;  // 0 = never by step count
   bool every_epoch = false;
-  int keep_last = 2;             // complete checkpoints kept (older ones deleted); 0 = keep all
-  nlohmann::json run_config;     // stored for humans and for consistency checks
+  int keep_last = 2;          // complete checkpoints kept (older ones deleted); 0 = keep all
+  nlohmann::json run_config;  // stored for humans and for consistency checks
 };
 
 // What a checkpoint must agree on with the run that resumes it, besides the trainable layout.

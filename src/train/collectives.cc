@@ -35,9 +35,8 @@ absl::StatusOr<dist::DType> CommDType(const torch::Tensor& t) {
 absl::Status AllReduceSum(dist::Communicator& comm, torch::Tensor t, void* stream) {
   FTUNE_ASSIGN_OR_RETURN(dist::DType dt, CommDType(t));
   torch::NoGradGuard no_grad;
-  return OnTransportMemory(comm, t, [&](void* ptr, size_t n) {
-    return comm.AllReduce(ptr, n, dt, dist::ReduceOp::kSum, stream);
-  });
+  return OnTransportMemory(
+      comm, t, [&](void* ptr, size_t n) { return comm.AllReduce(ptr, n, dt, dist::ReduceOp::kSum, stream); });
 }
 
 absl::Status Broadcast(dist::Communicator& comm, torch::Tensor t, int root, void* stream) {

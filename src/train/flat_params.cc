@@ -35,8 +35,8 @@ absl::StatusOr<FlatParameters> FlatParameters::Build(torch::nn::Module& model, d
     int64_t total = 0;
     for (const auto& e : *list) {
       if (e.param.scalar_type() != first.scalar_type() || e.param.device() != first.device()) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "trainable parameter %s differs in dtype/device from %s", e.name, list->front().name));
+        return absl::FailedPreconditionError(
+            absl::StrFormat("trainable parameter %s differs in dtype/device from %s", e.name, list->front().name));
       }
       total += e.param.numel();
     }

@@ -21,9 +21,9 @@ struct OverlapState {
   dist::Communicator* comm = nullptr;
   std::thread::id owner;  // hooks on this thread may start buckets (MPI is called from it only)
   std::vector<Bucket> buckets;
-  std::vector<torch::Tensor> grads;  // flat gradient buffer per group
+  std::vector<torch::Tensor> grads;                                  // flat gradient buffer per group
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // keeps the hooks alive
-  std::vector<std::string> names;    // per hooked parameter, for messages
+  std::vector<std::string> names;                                    // per hooked parameter, for messages
   // Per step.
   bool active = false;
   std::vector<int> remaining;  // per bucket: gradients still to arrive
@@ -140,7 +140,8 @@ GradientReducer& GradientReducer::operator=(GradientReducer&&) noexcept = defaul
 
 absl::Status GradientReducer::BroadcastParameters(int root) {
   if (comm_ == nullptr) return absl::OkStatus();
-  for (auto& g : flat_->groups()) FTUNE_RETURN_IF_ERROR(Broadcast(*comm_, g.params, root, compat::CurrentCudaStream(device_)));
+  for (auto& g : flat_->groups())
+    FTUNE_RETURN_IF_ERROR(Broadcast(*comm_, g.params, root, compat::CurrentCudaStream(device_)));
   return absl::OkStatus();
 }
 
@@ -171,11 +172,8 @@ absl::Status GradientReducer::AllReduceBuckets() {
   return absl::OkStatus();
 }
 
-int64_t GradientReducer::num_buckets() const {
-  return overlap_ ? static_cast<int64_t>(overlap_->buckets.size()) : 0;
-}
+int64_t GradientReducer::num_buckets() const { return overlap_ ? static_cast<int64_t>(overlap_->buckets.size()) : 0; }
 
 int64_t GradientReducer::buckets_started_in_backward() const { return overlap_ ? overlap_->started_in_hooks : 0; }
-
 
 }  // namespace ftune::train

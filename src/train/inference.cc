@@ -9,9 +9,7 @@
 #include "train/collectives.h"
 
 namespace ftune::train {
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const data::TokenDataset& ds,
                           std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
@@ -59,7 +57,7 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
 }  // namespace
 
 nlohmann::json EvalStats::ToJson() const {
-  return {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},         {"eval_correct", correct},
+  return {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},       {"eval_correct", correct},
           {"eval_total", total},         {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
 }
 
@@ -85,8 +83,8 @@ absl::Status ForEachLogits(
   const bool cached = o.features.defined();
   return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
-    torch::Tensor logits = cached ? model->ClassifyFeatures(o.features.index_select(0, d.indices))
-                                  : model(d.input_ids, d.attention_mask);
+    torch::Tensor logits =
+        cached ? model->ClassifyFeatures(o.features.index_select(0, d.indices)) : model(d.input_ids, d.attention_mask);
     return sink(b, d, logits);
   });
 }
@@ -101,13 +99,13 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   // Summed on the device; read once at the end (no host round trip per batch).
   torch::Tensor acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
   int64_t seen = 0;
-  FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o, [&](const data::HostBatch& b, const DeviceBatch& d,
-                                                             const torch::Tensor& logits) {
-    acc.narrow(0, 0, 1).add_(logits.argmax(-1).eq(d.labels).sum());
-    acc.narrow(0, 1, 1).add_(CrossEntropySum(logits, d.labels).to(torch::kDouble));
-    seen += b.rows;
-    return absl::OkStatus();
-  }));
+  FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o,
+                                      [&](const data::HostBatch& b, const DeviceBatch& d, const torch::Tensor& logits) {
+                                        acc.narrow(0, 0, 1).add_(logits.argmax(-1).eq(d.labels).sum());
+                                        acc.narrow(0, 1, 1).add_(CrossEntropySum(logits, d.labels).to(torch::kDouble));
+                                        seen += b.rows;
+                                        return absl::OkStatus();
+                                      }));
   torch::Tensor host = acc.to(torch::kCPU);
   double sums[3] = {host[0].item<double>(), static_cast<double>(seen), host[1].item<double>()};  // correct, total, loss
   FTUNE_RETURN_IF_ERROR(comm->AllReduce(sums, 3, dist::DType::kFloat64, dist::ReduceOp::kSum));
@@ -117,8 +115,8 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   e.loss_sum = sums[2];
   e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (e.total != ds.size()) {
-    return absl::InternalError(absl::StrFormat("evaluation saw %d examples but %s has %d", e.total, ds.path(),
-                                               ds.size()));
+    return absl::InternalError(
+        absl::StrFormat("evaluation saw %d examples but %s has %d", e.total, ds.path(), ds.size()));
   }
   return e;
 }

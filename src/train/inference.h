@@ -12,8 +12,8 @@
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
 #include "model/distilbert.h"
-#include "train/device_batch.h"
 #include "nlohmann/json.hpp"
+#include "train/device_batch.h"
 
 namespace ftune::train {
 

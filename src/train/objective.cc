@@ -59,7 +59,8 @@ absl::StatusOr<EvalStats> ClassificationObjective::Evaluate(const data::TokenDat
 absl::Status ClassificationObjective::CacheFrozenFeatures(const data::TokenDataset& train,
                                                           const data::TokenDataset* eval, dist::Communicator& comm,
                                                           const InferenceOptions& options) {
-  if (!EncoderFrozen()) return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
+  if (!EncoderFrozen())
+    return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
   FTUNE_ASSIGN_OR_RETURN(train_features_, EncodeFeatures(model_, train, &comm, options));
   if (eval != nullptr) {
     FTUNE_ASSIGN_OR_RETURN(eval_features_, EncodeFeatures(model_, *eval, &comm, options));
@@ -92,8 +93,8 @@ absl::StatusOr<EvalStats> MaskedLmObjective::Evaluate(const data::TokenDataset& 
                                      /*read_tokens=*/true, [&](data::HostBatch& b) {
                                        if (b.masked_tokens == 0) return absl::OkStatus();
                                        const DeviceBatch d = ToDevice(b, o.device);
-                                       auto [loss, correct] = model_->ScoredLoss(d.input_ids, d.attention_mask,
-                                                                                 d.mlm_labels);
+                                       auto [loss, correct] =
+                                           model_->ScoredLoss(d.input_ids, d.attention_mask, d.mlm_labels);
                                        acc.narrow(0, 0, 1).add_(correct.to(torch::kDouble));
                                        acc.narrow(0, 1, 1).add_(loss.to(torch::kDouble));
                                        scored += b.masked_tokens;

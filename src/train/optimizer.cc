@@ -31,8 +31,8 @@ void FlatAdamW::Step(double lr, const torch::Tensor& found_inf) {
   if (fused_) {
     torch::Tensor skip = found_inf.defined() ? found_inf : torch::zeros({}, steps_.front().options());
     for (size_t i = 0; i < groups.size(); ++i) {
-      compat::FusedAdamW(groups[i].params, groups[i].grads, exp_avg_[i], exp_avg_sq_[i], steps_[i], lr,
-                         options_.beta1, options_.beta2, groups[i].weight_decay, options_.eps, skip);
+      compat::FusedAdamW(groups[i].params, groups[i].grads, exp_avg_[i], exp_avg_sq_[i], steps_[i], lr, options_.beta1,
+                         options_.beta2, groups[i].weight_decay, options_.eps, skip);
     }
     return;
   }
@@ -56,7 +56,8 @@ void FlatAdamW::Step(double lr, const torch::Tensor& found_inf) {
 
 double LinearSchedule::LearningRate(int64_t step) const {
   if (step < warmup_) return base_ * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_));
-  const double remaining = static_cast<double>(total_ - step) / static_cast<double>(std::max<int64_t>(1, total_ - warmup_));
+  const double remaining =
+      static_cast<double>(total_ - step) / static_cast<double>(std::max<int64_t>(1, total_ - warmup_));
   return base_ * std::max(0.0, remaining);
 }
 

@@ -7,8 +7,8 @@
 namespace ftune::train {
 
 void InstallPreemptionHandlers();
-bool StopRequested();      // this process received a stop signal
-int StopSignal();          // which one (0 = none)
+bool StopRequested();                 // this process received a stop signal
+int StopSignal();                     // which one (0 = none)
 void RequestStopForTest(int signal);  // as if `signal` had arrived
 void ClearStopRequest();
 

@@ -99,9 +99,9 @@ EpochRecord& RunState::CloseEpoch(const Totals& global, std::optional<EvalStats>
 }
 
 json RunState::ToJson() const {
-  json j = {{"global_step", global_step},       {"epoch", epoch},
-            {"step_in_epoch", step_in_epoch},   {"eval_pending", eval_pending},
-            {"epoch_seconds", epoch_seconds},   {"train_seconds", train_seconds},
+  json j = {{"global_step", global_step},     {"epoch", epoch},
+            {"step_in_epoch", step_in_epoch}, {"eval_pending", eval_pending},
+            {"epoch_seconds", epoch_seconds}, {"train_seconds", train_seconds},
             {"comm_seconds", comm_seconds}};
   epoch_totals.ToJson("epoch_", &j);
   window.ToJson("window_", &j);

@@ -20,7 +20,7 @@ namespace ftune::train {
 
 // Sums over the examples of a span of training (an epoch, a logging window, the whole run).
 struct Totals {
-  double loss = 0;           // sum of per-unit losses
+  double loss = 0;  // sum of per-unit losses
   double examples = 0;
   double tokens = 0;         // real tokens
   double padded_tokens = 0;  // tokens fed to the model, padding included

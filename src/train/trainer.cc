@@ -116,15 +116,18 @@ class Trainer::Run {
     const int world = t_.host_comm_->world_size();
     const int64_t global_batch = t_.options_.batch_size * world;
     steps_per_epoch_ = data::StepsPerEpoch(train_.size(), global_batch);
-    if (steps_per_epoch_ == 0) return absl::FailedPreconditionError(absl::StrFormat("%s has no examples", train_.path()));
+    if (steps_per_epoch_ == 0)
+      return absl::FailedPreconditionError(absl::StrFormat("%s has no examples", train_.path()));
     total_steps_ = t_.options_.max_steps > 0 ? t_.options_.max_steps : t_.options_.epochs * steps_per_epoch_;
     epochs_ = (total_steps_ + steps_per_epoch_ - 1) / steps_per_epoch_;
     FTUNE_RETURN_IF_ERROR(t_.Prepare(total_steps_));
-    LogInfo("training: %d examples, %d epochs x %d steps = %d steps, global batch %d (%d per rank x %d ranks), "
-            "%d trainable parameters (%s per step, gradients %s)",
-            train_.size(), epochs_, steps_per_epoch_, total_steps_, global_batch, t_.options_.batch_size, world,
-            t_.flat_->numel(), absl::StrFormat("%.2f MB", t_.flat_->bytes() / 1e6),
-            t_.gradient_comm_ == nullptr ? "stay local: one rank" : absl::StrCat("all-reduced over ", t_.reducer_->transport()));
+    LogInfo(
+        "training: %d examples, %d epochs x %d steps = %d steps, global batch %d (%d per rank x %d ranks), "
+        "%d trainable parameters (%s per step, gradients %s)",
+        train_.size(), epochs_, steps_per_epoch_, total_steps_, global_batch, t_.options_.batch_size, world,
+        t_.flat_->numel(), absl::StrFormat("%.2f MB", t_.flat_->bytes() / 1e6),
+        t_.gradient_comm_ == nullptr ? "stay local: one rank"
+                                     : absl::StrCat("all-reduced over ", t_.reducer_->transport()));
     return absl::OkStatus();
   }
 
@@ -144,10 +147,11 @@ class Trainer::Run {
     dist::Communicator* comm = t_.gradient_comm_ != nullptr ? t_.gradient_comm_ : t_.host_comm_;
     FTUNE_RETURN_IF_ERROR(t_.objective_->CacheFrozenFeatures(train_, eval_, *comm, t_.InferenceOptionsForRun()));
     result_.feature_cache_seconds = Since(t0);
-    LogInfo("feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
-            "encoder dropout)",
-            train_.size(), eval_ ? absl::StrFormat(" + %d eval", eval_->size()) : "",
-            FormatDuration(result_.feature_cache_seconds));
+    LogInfo(
+        "feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
+        "encoder dropout)",
+        train_.size(), eval_ ? absl::StrFormat(" + %d eval", eval_->size()) : "",
+        FormatDuration(result_.feature_cache_seconds));
     return absl::OkStatus();
   }
 
@@ -224,8 +228,9 @@ class Trainer::Run {
     flushed_step_ = t_.global_step_;
     if (h.skipped == 0) return absl::OkStatus();
     result_.skipped_steps += h.skipped;
-    const std::string where = h.steps == 1 ? absl::StrFormat("step %d", first)
-                                           : absl::StrFormat("%d of the steps %d..%d", h.skipped, first, t_.global_step_);
+    const std::string where = h.steps == 1
+                                  ? absl::StrFormat("step %d", first)
+                                  : absl::StrFormat("%d of the steps %d..%d", h.skipped, first, t_.global_step_);
     if (!t_.options_.skip_nonfinite) {
       log_->EndProgress();
       return absl::InternalError(absl::StrFormat(
@@ -262,15 +267,17 @@ class Trainer::Run {
     FTUNE_ASSIGN_OR_RETURN(bool stopping, t_.AnyRankStopping());
     if (!stopping) return false;
     log_->EndProgress();
-    if (ckpt_.dir.empty()) return absl::CancelledError("stopped by a signal, and checkpoints are off (no --output_dir)");
+    if (ckpt_.dir.empty())
+      return absl::CancelledError("stopped by a signal, and checkpoints are off (no --output_dir)");
     FTUNE_RETURN_IF_ERROR(Flush());
     FTUNE_RETURN_IF_ERROR(Save());
     result_.outcome = Outcome::kPreempted;
     result_.stop_signal = StopSignal();
-    LogInfo("stopped by signal %d at epoch %d, step %d of %d (global step %d); checkpoint %s; continue with "
-            "--resume=auto",
-            result_.stop_signal, state_.epoch + 1, state_.step_in_epoch, steps_per_epoch_, state_.global_step,
-            result_.checkpoint);
+    LogInfo(
+        "stopped by signal %d at epoch %d, step %d of %d (global step %d); checkpoint %s; continue with "
+        "--resume=auto",
+        result_.stop_signal, state_.epoch + 1, state_.step_in_epoch, steps_per_epoch_, state_.global_step,
+        result_.checkpoint);
     return true;
   }
 
@@ -327,8 +334,7 @@ Trainer::Trainer(std::unique_ptr<Objective> objective, TrainOptions options, dis
 
 Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
                  dist::Communicator* gradient_comm, torch::Device device)
-    : Trainer(std::make_unique<ClassificationObjective>(std::move(model)), options, host_comm, gradient_comm,
-              device) {}
+    : Trainer(std::make_unique<ClassificationObjective>(std::move(model)), options, host_comm, gradient_comm, device) {}
 
 Trainer::~Trainer() = default;
 
@@ -340,7 +346,8 @@ absl::Status Trainer::Prepare(int64_t total_steps) {
   FTUNE_ASSIGN_OR_RETURN(FlatParameters flat, FlatParameters::Build(objective_->module(), options_.weight_decay));
   flat_.emplace(std::move(flat));
   if (flat_->numel() == 0) return absl::FailedPreconditionError("the model has no trainable parameters");
-  reducer_.emplace(&*flat_, gradient_comm_, device_, GradientReducer::Options{options_.bucket_bytes, options_.overlap_comm});
+  reducer_.emplace(&*flat_, gradient_comm_, device_,
+                   GradientReducer::Options{options_.bucket_bytes, options_.overlap_comm});
   FTUNE_RETURN_IF_ERROR(reducer_->BroadcastParameters(/*root=*/0));
   optimizer_ = std::make_unique<FlatAdamW>(&*flat_, options_.adam, options_.fused_adamw);
   const int64_t warmup = ResolveWarmupSteps(options_.warmup_steps, options_.warmup_ratio, total_steps);
@@ -357,8 +364,8 @@ absl::StatusOr<StepStats> Trainer::Step(const data::HostBatch& batch) {
   objective_->module().train();
   PhaseClock clock(options_.time_phases, device_);
   // Dropout randomness is a pure function of (seed, step, rank): a resumed run draws the same masks.
-  torch::manual_seed(MixSeed(options_.seed, static_cast<uint64_t>(global_step_),
-                             static_cast<uint64_t>(host_comm_->rank())));
+  torch::manual_seed(
+      MixSeed(options_.seed, static_cast<uint64_t>(global_step_), static_cast<uint64_t>(host_comm_->rank())));
   FTUNE_ASSIGN_OR_RETURN(const int64_t global_units, objective_->GlobalUnits(batch, *host_comm_));
   flat_->ZeroGrad();
   reducer_->BeginStep();

@@ -40,19 +40,19 @@
 namespace ftune::train {
 
 struct TrainOptions {
-  int64_t epochs = 3;            // num_train_epochs
-  int64_t batch_size = 8;        // per rank (per_device_train_batch_size)
-  int64_t eval_batch_size = 8;   // per rank
+  int64_t epochs = 3;           // num_train_epochs
+  int64_t batch_size = 8;       // per rank (per_device_train_batch_size)
+  int64_t eval_batch_size = 8;  // per rank
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   AdamWOptions adam;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
-  double max_grad_norm = 1.0;    // <= 0 disables clipping
+  double max_grad_norm = 1.0;  // <= 0 disables clipping
   uint64_t seed = 42;
   bool group_by_length = false;
   int64_t logging_steps = 50;
-  int64_t max_steps = -1;        // > 0 overrides epochs
+  int64_t max_steps = -1;  // > 0 overrides epochs
   size_t bucket_bytes = 25u << 20;
   int prefetch = 4;
   bool eval_each_epoch = true;
@@ -107,9 +107,9 @@ enum class Outcome { kFinished, kPreempted };
 
 struct FitResult {
   Outcome outcome = Outcome::kFinished;
-  int stop_signal = 0;     // kPreempted: which signal
-  std::string checkpoint;  // kPreempted: the checkpoint written
-  RunState state;          // the finished epochs, sums and times
+  int stop_signal = 0;               // kPreempted: which signal
+  std::string checkpoint;            // kPreempted: the checkpoint written
+  RunState state;                    // the finished epochs, sums and times
   int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
   PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
   double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train time)

@@ -41,19 +41,29 @@ std::vector<std::string> Row(const std::string& md, const std::string& run) {
 }
 
 json Results(const std::string& method, double sps, double tokens_per_s, double train_s) {
-  return {{"method", method},          {"precision", "bf16"},
-          {"samples_per_second", sps}, {"tokens_per_second", tokens_per_s},
-          {"train_seconds", train_s},  {"padding_fraction", 0.02},
-          {"peak_memory_bytes", 2.0 * (1 << 30)}, {"peak_memory_kind", "cuda"},
-          {"feature_cache", false},    {"feature_cache_seconds", 0.0},
-          {"steps", 250},              {"skipped_steps", 0},
-          {"torch", "2.11.0"},         {"device", "cuda:0"},
+  return {{"method", method},
+          {"precision", "bf16"},
+          {"samples_per_second", sps},
+          {"tokens_per_second", tokens_per_s},
+          {"train_seconds", train_s},
+          {"padding_fraction", 0.02},
+          {"peak_memory_bytes", 2.0 * (1 << 30)},
+          {"peak_memory_kind", "cuda"},
+          {"feature_cache", false},
+          {"feature_cache_seconds", 0.0},
+          {"steps", 250},
+          {"skipped_steps", 0},
+          {"torch", "2.11.0"},
+          {"device", "cuda:0"},
           {"model", {{"dim", 768}, {"n_layers", 6}, {"hidden_dim", 3072}, {"n_heads", 12}}},
           {"epochs", json::array({{{"epoch", 1}, {"eval_accuracy", 0.6}}})}};
 }
 
 json Config(const std::string& method, const std::string& pad, const std::string& cudnn) {
-  return {{"method", method}, {"precision", "bf16"}, {"pad_to_multiple_of", pad}, {"cudnn_sdp", cudnn},
+  return {{"method", method},
+          {"precision", "bf16"},
+          {"pad_to_multiple_of", pad},
+          {"cudnn_sdp", cudnn},
           {"max_steps", "-1"}};
 }
 
@@ -63,8 +73,9 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   Write(d / "full-bf16/results.json", Results("full", 100, 30000, 20).dump());
   Write(d / "full-bf16/run_config.json", Config("full", "1", "false").dump());
   Write(d / "full-bf16-phases/results.json",
-        json({{"step_seconds", {{"data", 0.001}, {"forward", 0.01}, {"backward", 0.02}, {"comm", 0.0005},
-                                {"optimizer", 0.002}}}}).dump());
+        json({{"step_seconds",
+               {{"data", 0.001}, {"forward", 0.01}, {"backward", 0.02}, {"comm", 0.0005}, {"optimizer", 0.002}}}})
+            .dump());
   // head on cached features: 1,000 samples/s over 2 s of training after 2 s of encoding = 500 end to end.
   json cache = Results("head", 1000, 300000, 2);
   cache["feature_cache"] = true;
@@ -80,18 +91,19 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   Write(d / "lora-bf16/run_config.json", Config("lora", "1", "true").dump());
   Write(d / "lora-bf16/status", "timed out after 40 s\n");
   Write(d / "full-fp32/status", "not run: 3 s of the 200 s budget left\n");
-  Write(d / "hf.json", json({{"transformers", "5.17.0"}, {"torch", "2.11.0"},
-                             {"runs", {{"full_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 50.0}}},
-                                                          {"peak_mem_gib", 1.83}}},
-                                       {"full_bf16", {{"train_metrics", {{"train_samples_per_second", 62.5}}},
-                                                      {"peak_mem_gib", 1.8}}},
-                                       {"head_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 250.0}}}}},
-                                       {"head_bf16", {{"train_metrics", {{"train_samples_per_second", 320.0}}}}},
-                                       {"lora_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 100.0}}}}},
-                                       {"head", {{"error", "Traceback ..."}}}}}})
-                               .dump());
-  const std::string runs = d / "full-bf16," + d / "head-cache-bf16," + d / "lora-bf16-pad32," + d / "lora-bf16," +
-                           d / "full-fp32";
+  Write(d / "hf.json",
+        json({{"transformers", "5.17.0"},
+              {"torch", "2.11.0"},
+              {"runs",
+               {{"full_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 50.0}}}, {"peak_mem_gib", 1.83}}},
+                {"full_bf16", {{"train_metrics", {{"train_samples_per_second", 62.5}}}, {"peak_mem_gib", 1.8}}},
+                {"head_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 250.0}}}}},
+                {"head_bf16", {{"train_metrics", {{"train_samples_per_second", 320.0}}}}},
+                {"lora_dyn_bf16", {{"train_metrics", {{"train_samples_per_second", 100.0}}}}},
+                {"head", {{"error", "Traceback ..."}}}}}})
+            .dump());
+  const std::string runs =
+      d / "full-bf16," + d / "head-cache-bf16," + d / "lora-bf16-pad32," + d / "lora-bf16," + d / "full-fp32";
   CommandResult r = RunCommand(Ftune() + " report --bench --runs=" + runs + " --hf_results=" + d / "hf.json" +
                                " --title='ftune training speed: NVIDIA H200' --output=" + d / "out/bench.md");
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -116,8 +128,8 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   EXPECT_EQ(lora_row[3], "padded to x32, cuDNN attention");
   EXPECT_EQ(lora_row[4], "150 (3 non-finite steps skipped)");
   EXPECT_EQ(lora_row[11], "1.5x (HF lora_dyn_bf16: 100)");
-  EXPECT_THAT(Row(*md, "lora-bf16"), ::testing::ElementsAre("lora-bf16", "lora", "bf16", "", "timed out after 40 s",
-                                                            "", "", "", "", "", "", "", ""));
+  EXPECT_THAT(Row(*md, "lora-bf16"), ::testing::ElementsAre("lora-bf16", "lora", "bf16", "", "timed out after 40 s", "",
+                                                            "", "", "", "", "", "", ""));
   const auto unrun = Row(*md, "full-fp32");
   ASSERT_EQ(unrun.size(), 13u) << *md;
   EXPECT_EQ(unrun[4], "not run: 3 s of the 200 s budget left");
@@ -152,8 +164,8 @@ TEST(BenchReport, WithoutTheAnchorAndOnBadInput) {
   Write(d / "full-fp32/results.json", Results("full", 12.5, 3000, 20).dump());
   // An anchor cut off mid-write costs only its columns.
   Write(d / "hf.json", "{\"runs\": {\"full_dyn\": {\"train_me");
-  CommandResult r = RunCommand(Ftune() + " report --bench --runs=" + d / "full-fp32" + " --hf_results=" + d / "hf.json" +
-                               " --output=" + d / "bench.md");
+  CommandResult r = RunCommand(Ftune() + " report --bench --runs=" + d / "full-fp32" +
+                               " --hf_results=" + d / "hf.json" + " --output=" + d / "bench.md");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("no HF anchor in the table"));
   auto md = ReadFileToString(d / "bench.md");

@@ -40,11 +40,18 @@ class Faults : public ::testing::Test {
   void SetUp() override {
     ::ftune::testing::WriteSyntheticJsonl(dir_ / "d.jsonl", 800, 5, /*spread=*/24);
     ::ftune::testing::WriteTestVocab(dir_ / "vocab.txt", 64);
-    CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "d.jsonl" + " --output=" +
-                                 dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");
+    CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "d.jsonl" +
+                                 " --output=" + dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    json c = {{"vocab_size", 64}, {"max_position_embeddings", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 2},
-              {"hidden_dim", 64}, {"dropout", 0.1}, {"attention_dropout", 0.1}, {"seq_classif_dropout", 0.2}};
+    json c = {{"vocab_size", 64},
+              {"max_position_embeddings", 64},
+              {"dim", 32},
+              {"n_layers", 2},
+              {"n_heads", 2},
+              {"hidden_dim", 64},
+              {"dropout", 0.1},
+              {"attention_dropout", 0.1},
+              {"seq_classif_dropout", 0.2}};
     std::ofstream(dir_ / "cfg.json") << c.dump();
   }
   std::string Args(const std::string& out, const std::string& extra = "") {
@@ -65,7 +72,8 @@ class Faults : public ::testing::Test {
   }
   // The pids of the ftune ranks of the run writing to `out`.
   std::vector<pid_t> Ranks(const std::string& out) {
-    CommandResult r = RunCommand("for p in $(pgrep -f 'output_dir=" + out + " '); do [ \"$(cat /proc/$p/comm)\" = ftune ] && "
+    CommandResult r = RunCommand("for p in $(pgrep -f 'output_dir=" + out +
+                                 " '); do [ \"$(cat /proc/$p/comm)\" = ftune ] && "
                                  "echo $p; done");
     std::vector<pid_t> pids;
     std::istringstream in(r.output);
@@ -105,7 +113,8 @@ TEST_F(Faults, KilledRankEndsTheJobQuicklyAndResumeIsBitIdentical) {
 
   CommandResult resumed = RunCommand(Mpirun(2) + Args(out, "--epochs=4 --save_every_steps=20 --resume=auto"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  auto a = ReadFileToString(dir_ / "ref/model/model.safetensors"), b = ReadFileToString(out + "/model/model.safetensors");
+  auto a = ReadFileToString(dir_ / "ref/model/model.safetensors"),
+       b = ReadFileToString(out + "/model/model.safetensors");
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_TRUE(*a == *b) << "resumed weights differ from the uninterrupted run";
 }
@@ -116,8 +125,8 @@ TEST_F(Faults, RanksWithDifferentSettingsAreRefusedAtStartup) {
     GTEST_SKIP() << "this mpirun cannot start an MPMD job at all (Open MPI 5.0's mpirun crashes on one)";
   }
   const std::string out = dir_ / "m";
-  CommandResult r = RunCommand(Mpirun(1) + Args(out, "--max_steps=5 --seed=1") + " : -np 1 " +
-                               Args(out, "--max_steps=5 --seed=2"));
+  CommandResult r =
+      RunCommand(Mpirun(1) + Args(out, "--max_steps=5 --seed=1") + " : -np 1 " + Args(out, "--max_steps=5 --seed=2"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("configuration (flags)"));
   EXPECT_FALSE(PathExists(out + "/results.json"));

@@ -46,8 +46,8 @@ void WriteReferenceBatch(const ScratchDir& dir, const std::string& io_path) {
   out.close();
   ::ftune::testing::WriteTestVocab(dir / "vocab.txt", 1000);
   // --max_length above the reference length: JSONL ids are kept as given.
-  CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir / "ref.jsonl" + " --output=" +
-                               dir / "ref.h5" + " --vocab=" + dir / "vocab.txt" + " --max_length=64");
+  CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir / "ref.jsonl" +
+                               " --output=" + dir / "ref.h5" + " --vocab=" + dir / "vocab.txt" + " --max_length=64");
   ASSERT_EQ(r.exit_code, 0) << r.output;
 }
 
@@ -108,7 +108,8 @@ TEST(PredictCli, PeftAdapterLogitsEqualPeftsOwn) {
 }
 
 TEST(PredictCli, MissingInputsAreClearErrors) {
-  CommandResult r = RunCommand(Ftune() + " predict --model_dir=" + Hf("hf-tiny-cls") + " --data=/nonexistent.h5 --output=/tmp/x.csv");
+  CommandResult r =
+      RunCommand(Ftune() + " predict --model_dir=" + Hf("hf-tiny-cls") + " --data=/nonexistent.h5 --output=/tmp/x.csv");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("/nonexistent.h5"));
   r = RunCommand(Ftune() + " eval --data=/nonexistent.h5");
@@ -130,14 +131,24 @@ TEST(FeatureCache, HeadTrainingWithCacheEvaluatesExactlyAsTheFullForward) {
   data.close();
   ::ftune::testing::WriteTestVocab(dir / "vocab.txt", 64);
   ASSERT_EQ(RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir / "t.jsonl" + " --output=" + dir / "t.h5" +
-                       " --vocab=" + dir / "vocab.txt").exit_code, 0);
-  json c = {{"vocab_size", 64}, {"max_position_embeddings", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 2},
-            {"hidden_dim", 64}, {"dropout", 0.0}, {"attention_dropout", 0.0}, {"seq_classif_dropout", 0.0}};
+                       " --vocab=" + dir / "vocab.txt")
+                .exit_code,
+            0);
+  json c = {{"vocab_size", 64},
+            {"max_position_embeddings", 64},
+            {"dim", 32},
+            {"n_layers", 2},
+            {"n_heads", 2},
+            {"hidden_dim", 64},
+            {"dropout", 0.0},
+            {"attention_dropout", 0.0},
+            {"seq_classif_dropout", 0.0}};
   std::ofstream(dir / "c.json") << c.dump();
   auto train = [&](const std::string& name, const std::string& extra) {
-    CommandResult r = RunCommand(Ftune() + " train --threads=1 --method=head --model_config=" + dir / "c.json" +
-                                 " --train_data=" + dir / "t.h5" + " --eval_data=" + dir / "t.h5" + " --output_dir=" +
-                                 dir / name + " --epochs=3 --learning_rate=1e-2 --logging_steps=1 " + extra);
+    CommandResult r =
+        RunCommand(Ftune() + " train --threads=1 --method=head --model_config=" + dir / "c.json" +
+                   " --train_data=" + dir / "t.h5" + " --eval_data=" + dir / "t.h5" + " --output_dir=" + dir / name +
+                   " --epochs=3 --learning_rate=1e-2 --logging_steps=1 " + extra);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return r.output;
   };
@@ -162,8 +173,9 @@ TEST(FeatureCache, HeadTrainingWithCacheEvaluatesExactlyAsTheFullForward) {
       EXPECT_NEAR(a[i]["eval_loss"].get<double>(), b[i]["eval_loss"].get<double>(), 1e-5);
     }
   }
-  CommandResult r = RunCommand(Ftune() + " train --threads=1 --method=full --cache_frozen_features --model_config=" +
-                               dir / "c.json" + " --train_data=" + dir / "t.h5" + " --output_dir=" + dir / "x");
+  CommandResult r =
+      RunCommand(Ftune() + " train --threads=1 --method=full --cache_frozen_features --model_config=" + dir / "c.json" +
+                 " --train_data=" + dir / "t.h5" + " --output_dir=" + dir / "x");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--cache_frozen_features applies to --method=head only"));
 }
@@ -195,9 +207,11 @@ void ExpectComparison(const std::string& out, const std::string& log) {
 // shipped encoder and the comparison is written. (Its accuracies are a benchmark: results/, README.)
 TEST(CompareJob, EmbeddedDefaultRunsAllThreeMethods) {
   ScratchDir dir;
-  CommandResult r = RunCommand("cd " + std::string(FTUNE_SOURCE_DIR) + " && FTUNE_BIN=" + Ftune() +
-                               " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 launch/compare.sh --epochs 1 "
-                               "--max-length 64 --out " + dir.path() + " -- --max_steps=12");
+  CommandResult r =
+      RunCommand("cd " + std::string(FTUNE_SOURCE_DIR) + " && FTUNE_BIN=" + Ftune() +
+                 " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 launch/compare.sh --epochs 1 "
+                 "--max-length 64 --out " +
+                 dir.path() + " -- --max_steps=12");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ExpectComparison(dir.path(), r.output);
 }

@@ -54,14 +54,22 @@ class ResumeTest : public ::testing::Test {
     CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "train.jsonl" +
                                  " --output=" + dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    json c = {{"vocab_size", 64}, {"max_position_embeddings", 64}, {"dim", 32}, {"n_layers", 2}, {"n_heads", 2},
-              {"hidden_dim", 64}, {"dropout", 0.1}, {"attention_dropout", 0.1}, {"seq_classif_dropout", 0.2}};
+    json c = {{"vocab_size", 64},
+              {"max_position_embeddings", 64},
+              {"dim", 32},
+              {"n_layers", 2},
+              {"n_heads", 2},
+              {"hidden_dim", 64},
+              {"dropout", 0.1},
+              {"attention_dropout", 0.1},
+              {"seq_classif_dropout", 0.2}};
     std::ofstream(dir_ / "cfg.json") << c.dump();
   }
   std::string Args(const std::string& out, int batch, int epochs = 3) {
-    return " train --model_config=" + dir_ / "cfg.json" + " --train_data=" + dir_ / "d.h5" + " --eval_data=" +
-           dir_ / "d.h5" + " --output_dir=" + out + " --threads=1 --learning_rate=2e-3 --logging_steps=5" +
-           " --epochs=" + std::to_string(epochs) + " --batch_size=" + std::to_string(batch);
+    return " train --model_config=" + dir_ / "cfg.json" + " --train_data=" + dir_ / "d.h5" +
+           " --eval_data=" + dir_ / "d.h5" + " --output_dir=" + out +
+           " --threads=1 --learning_rate=2e-3 --logging_steps=5" + " --epochs=" + std::to_string(epochs) +
+           " --batch_size=" + std::to_string(batch);
   }
   ScratchDir dir_;
 };
@@ -118,7 +126,8 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
 
   CommandResult resumed = RunCommand(Ftune() + Args(out, 4) + " --save_every_steps=13 --keep_last=2 --resume=auto");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  EXPECT_THAT(resumed.output, HasSubstr("resumed from " + out + "/checkpoints/" + latest->substr(0, latest->size() - 1)));
+  EXPECT_THAT(resumed.output,
+              HasSubstr("resumed from " + out + "/checkpoints/" + latest->substr(0, latest->size() - 1)));
   auto a = ReadFileToString(dir_ / "ref/model/model.safetensors");
   auto b = ReadFileToString(out + "/model/model.safetensors");
   ASSERT_TRUE(a.ok() && b.ok());
@@ -150,7 +159,8 @@ TEST_F(ResumeTest, SigtermStopsAllRanksWithExit75AndResumesOnOneRank) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   // SIGTERM to the ranks only, not to mpirun (as SLURM signals a job step's tasks).
-  RunCommand("for p in $(pgrep -f 'output_dir=" + out + " '); do [ \"$(cat /proc/$p/comm)\" = ftune ] && "
+  RunCommand("for p in $(pgrep -f 'output_dir=" + out +
+             " '); do [ \"$(cat /proc/$p/comm)\" = ftune ] && "
              "kill -TERM $p; done");
   int status = 0;
   waitpid(pid, &status, 0);

@@ -10,8 +10,8 @@
 #include <random>
 #include <vector>
 
-#include "nlohmann/json.hpp"
 #include <string>
+#include "nlohmann/json.hpp"
 
 namespace ftune::testing {
 

@@ -64,8 +64,14 @@ std::map<std::string, std::vector<float>> ReadF32(const std::string& path) {
 
 // A tiny random-init config, dropouts 0 so runs are deterministic whatever the rank count.
 std::string WriteTinyConfig(const ScratchDir& dir, int vocab, int dim = 32) {
-  json c = {{"vocab_size", vocab}, {"max_position_embeddings", 128}, {"dim", dim}, {"n_layers", 2},
-            {"n_heads", 2}, {"hidden_dim", 2 * dim}, {"dropout", 0.0}, {"attention_dropout", 0.0},
+  json c = {{"vocab_size", vocab},
+            {"max_position_embeddings", 128},
+            {"dim", dim},
+            {"n_layers", 2},
+            {"n_heads", 2},
+            {"hidden_dim", 2 * dim},
+            {"dropout", 0.0},
+            {"attention_dropout", 0.0},
             {"seq_classif_dropout", 0.0}};
   std::string path = dir / "tiny.json";
   std::ofstream(path) << c.dump();
@@ -176,7 +182,8 @@ TEST_F(SyntheticTask, PaddingToAMultipleChangesNothingButThePadding) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
     EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(),
-                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7) << "step " << i + 1;
+                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7)
+        << "step " << i + 1;
   }
   auto ea = Records(dir_ / "plain/metrics.jsonl", "eval"), eb = Records(dir_ / "m16/metrics.jsonl", "eval");
   ASSERT_EQ(ea.size(), 1u);
@@ -203,8 +210,9 @@ TEST_F(SyntheticTask, UnevenLastBatchIsSplitAcrossRanksWithoutDuplicates) {
   Prep("--input_format=jsonl --input=" + dir_ / "odd.jsonl" + " --output=" + dir_ / "odd.h5" + " --vocab=" + vocab_);
   const std::string common = " --epochs=1 --learning_rate=1e-3 --logging_steps=1 --save_model=false";
   auto train = [&](const std::string& launcher, const std::string& out, const std::string& extra) {
-    CommandResult r = RunCommand(launcher + Ftune() + " train --model_config=" + config_ + " --train_data=" +
-                                 dir_ / "odd.h5" + " --output_dir=" + out + " --threads=1 " + extra + common);
+    CommandResult r =
+        RunCommand(launcher + Ftune() + " train --model_config=" + config_ + " --train_data=" + dir_ / "odd.h5" +
+                   " --output_dir=" + out + " --threads=1 " + extra + common);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   };
   train("", dir_ / "u1", "--batch_size=10");
@@ -215,7 +223,8 @@ TEST_F(SyntheticTask, UnevenLastBatchIsSplitAcrossRanksWithoutDuplicates) {
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
     EXPECT_NEAR(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>(),
-                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7) << "step " << i + 1;
+                1e-4 * a[i]["grad_norm"].get<double>() + 1e-7)
+        << "step " << i + 1;
   }
 }
 
@@ -225,9 +234,9 @@ TEST(TrainCli, HeadTrainingLeavesEveryFrozenWeightBitIdentical) {
   WriteSyntheticJsonl(dir / "train.jsonl", 64, 3);
   Prep("--input_format=jsonl --input=" + dir / "train.jsonl" + " --output=" + dir / "train.h5" + " --vocab=" + vocab);
   const std::string base = Fixture("hf/hf-tiny-cls");
-  CommandResult r = RunCommand(Ftune() + " train --model_dir=" + base + " --method=head --train_data=" +
-                               dir / "train.h5" + " --output_dir=" + dir / "head" +
-                               " --epochs=2 --learning_rate=1e-2 --threads=1");
+  CommandResult r =
+      RunCommand(Ftune() + " train --model_dir=" + base + " --method=head --train_data=" + dir / "train.h5" +
+                 " --output_dir=" + dir / "head" + " --epochs=2 --learning_rate=1e-2 --threads=1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto before = ReadF32(base + "/model.safetensors"), after = ReadF32(dir / "head/model/model.safetensors");
   ASSERT_EQ(before.size(), after.size());
@@ -253,8 +262,8 @@ TEST(TrainCli, HeadTrainingLeavesEveryFrozenWeightBitIdentical) {
 // ranks give the same run; it learns the synthetic language; it saves HF's DistilBertForMaskedLM
 // layout, which classification then loads like the hub's checkpoint (fresh head).
 TEST_F(SyntheticTask, MaskedLmIsTheSameRunOnOneAndTwoRanksAndFeedsClassification) {
-  const std::string common = " --objective=mlm --vocab=" + vocab_ +
-                             " --max_steps=64 --learning_rate=3e-3 --seed=5 --logging_steps=8";
+  const std::string common =
+      " --objective=mlm --vocab=" + vocab_ + " --max_steps=64 --learning_rate=3e-3 --seed=5 --logging_steps=8";
   Train("", dir_ / "mlm1", "--batch_size=8" + common);
   Train(Mpirun(2), dir_ / "mlm2", "--batch_size=4" + common);
   auto one = Records(dir_ / "mlm1/metrics.jsonl", "train"), two = Records(dir_ / "mlm2/metrics.jsonl", "train");
@@ -293,8 +302,8 @@ TEST_F(SyntheticTask, MaskedLmIsTheSameRunOnOneAndTwoRanksAndFeedsClassification
 }
 
 TEST_F(SyntheticTask, MaskedLmRefusesWhatItCannotDo) {
-  const std::string base = Ftune() + " train --objective=mlm --model_config=" + config_ + " --train_data=" +
-                           dir_ / "train.h5" + " --output_dir=" + dir_ / "x" + " --threads=1";
+  const std::string base = Ftune() + " train --objective=mlm --model_config=" + config_ +
+                           " --train_data=" + dir_ / "train.h5" + " --output_dir=" + dir_ / "x" + " --threads=1";
   CommandResult r = RunCommand(base);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("--objective=mlm needs the vocabulary"));
@@ -379,12 +388,12 @@ TEST(TrainCli, TinyConfigLearnsRealImdbReviewsFromRandomInit) {
   ScratchDir dir;
   const std::string vocab = shared + "/vocab/bert-base-uncased-vocab.txt";
   for (const std::string split : {"train", "eval"}) {
-    Prep("--input=" + shared + "/data/imdb/" + split + ".csv --output=" + dir / (split + ".h5") + " --vocab=" +
-         vocab + " --max_length=128");
+    Prep("--input=" + shared + "/data/imdb/" + split + ".csv --output=" + dir / (split + ".h5") + " --vocab=" + vocab +
+         " --max_length=128");
   }
   CommandResult r = RunCommand(Mpirun(2) + Ftune() + " train --model_config=" + FTUNE_SOURCE_DIR +
-                               "/configs/tiny.json --train_data=" + dir / "train.h5" + " --eval_data=" +
-                               dir / "eval.h5" + " --output_dir=" + dir / "imdb" +
+                               "/configs/tiny.json --train_data=" + dir / "train.h5" +
+                               " --eval_data=" + dir / "eval.h5" + " --output_dir=" + dir / "imdb" +
                                " --epochs=2 --batch_size=8 --learning_rate=1e-3 --threads=1 --save_model=false");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto evals = Records(dir / "imdb/metrics.jsonl", "eval");

@@ -57,7 +57,9 @@ TEST(CsvReader, UnterminatedQuoteNamesTheLineItOpened) {
 }
 
 TEST(CsvReader, InvalidUtf8NamesLineAndColumn) {
-  auto rows = ParseAll("review,label\ngood,1\nba\xC3" "(d,0\n");
+  auto rows = ParseAll(
+      "review,label\ngood,1\nba\xC3"
+      "(d,0\n");
   EXPECT_EQ(rows.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(rows.status().message()), HasSubstr("in.csv:3: invalid UTF-8 (byte 0xc3 at column 3)"));
   // Overlong encodings and surrogates are invalid too.

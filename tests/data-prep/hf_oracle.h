@@ -33,8 +33,8 @@ inline absl::StatusOr<std::string> RunCommand(const std::string& cmd) {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   const int status = pclose(p);
   if (status != 0) {
-    return absl::InternalError(absl::StrCat(cmd, " exited with status ",
-                                            WIFEXITED(status) ? WEXITSTATUS(status) : status, ": ", out));
+    return absl::InternalError(
+        absl::StrCat(cmd, " exited with status ", WIFEXITED(status) ? WEXITSTATUS(status) : status, ": ", out));
   }
   return out;
 }
@@ -63,12 +63,12 @@ inline std::optional<std::string> HfOracleVersion(std::string* why) {
   return cached->first;
 }
 
-#define FTUNE_SKIP_WITHOUT_HF_ORACLE()                                                  \
-  do {                                                                                  \
-    std::string why_;                                                                   \
-    if (!::ftune::prep::testing::HfOracleVersion(&why_)) {                              \
+#define FTUNE_SKIP_WITHOUT_HF_ORACLE()                                                    \
+  do {                                                                                    \
+    std::string why_;                                                                     \
+    if (!::ftune::prep::testing::HfOracleVersion(&why_)) {                                \
       GTEST_SKIP() << "needs Hugging Face's tokenizer (node + npm tokenizers): " << why_; \
-    }                                                                                   \
+    }                                                                                     \
   } while (0)
 
 // Runs hf_tokenize.js with `mode` (a vocab path, or --words) on `texts`; returns its output file.
@@ -139,8 +139,7 @@ inline absl::StatusOr<std::vector<std::vector<int32_t>>> HfEncode(const std::str
 
 // The words HF's WordPiece would see for each of `texts` (special tokens split out, the rest
 // normalized and pre-tokenized), joined by ' ': comparable with WordPieceTokenizer::SplitWords.
-inline absl::StatusOr<std::vector<std::string>> HfWords(const std::vector<std::string>& texts,
-                                                        const std::string& dir) {
+inline absl::StatusOr<std::vector<std::string>> HfWords(const std::vector<std::string>& texts, const std::string& dir) {
   FTUNE_ASSIGN_OR_RETURN(std::string bytes, RunHfOracle("--words", texts, dir));
   OracleOutput out(std::move(bytes));
   std::vector<std::string> words(texts.size());

@@ -24,13 +24,15 @@ using ::testing::HasSubstr;
 
 using Result = ::ftune::testing::CommandResult;
 
-Result RunFtune(const std::string& args) { return ::ftune::testing::RunCommand(::ftune::testing::Ftune() + " " + args); }
+Result RunFtune(const std::string& args) {
+  return ::ftune::testing::RunCommand(::ftune::testing::Ftune() + " " + args);
+}
 
 TEST(FtunePrepCli, TokenizesTheVendoredCsvIntoAReadableDataset) {
   TempDir dir;
   const std::string out = dir / "reviews.h5";
-  Result r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + out + " --vocab=" +
-                      Fixture("vocab.txt") + " --threads=2 --progress_every=50");
+  Result r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + out +
+                      " --vocab=" + Fixture("vocab.txt") + " --threads=2 --progress_every=50");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("examples   200"));
   EXPECT_THAT(r.output, HasSubstr("truncated"));
@@ -73,8 +75,8 @@ TEST(FtunePrepCli, UnlabeledDatasetIsWrittenAndRefusedForClassification) {
   TempDir dir;
   std::string in = dir.Write("unsup.csv", "review\nA fine film.\nNot my cup of tea.\n");
   const std::string out = dir / "unsup.h5";
-  Result r = RunFtune("prep --input=" + in + " --output=" + out + " --vocab=" + Fixture("vocab.txt") +
-                      " --label_column=");
+  Result r =
+      RunFtune("prep --input=" + in + " --output=" + out + " --vocab=" + Fixture("vocab.txt") + " --label_column=");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("labels     none"));
   auto ds = data::TokenDataset::Open(out);
@@ -82,8 +84,8 @@ TEST(FtunePrepCli, UnlabeledDatasetIsWrittenAndRefusedForClassification) {
   EXPECT_FALSE((*ds)->has_labels());
   EXPECT_EQ((*ds)->size(), 2);
 
-  for (const std::string& data : {" --train_data=" + out, " --train_data=" + Fixture("../prep/h5py_written.h5") +
-                                                               " --eval_data=" + out}) {
+  for (const std::string& data :
+       {" --train_data=" + out, " --train_data=" + Fixture("../prep/h5py_written.h5") + " --eval_data=" + out}) {
     r = RunFtune("train --threads=1 --model_config=" + std::string(FTUNE_SOURCE_DIR) + "/configs/tiny.json" + data +
                  " --output_dir=" + (dir / "run") + " --epochs=1");
     EXPECT_EQ(r.exit_code, 1) << r.output;
@@ -104,8 +106,8 @@ TEST(FtunePrepCli, BadInputExitsOneNamingFileAndLine) {
 
 TEST(FtunePrepCli, BadFlagsExitTwo) {
   TempDir dir;
-  Result r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + (dir / "o.h5") + " --vocab=" +
-                      Fixture("vocab.txt") + " --max_length=1");
+  Result r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + (dir / "o.h5") +
+                      " --vocab=" + Fixture("vocab.txt") + " --max_length=1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_THAT(r.output, HasSubstr("--max_length"));
   r = RunFtune("prep --output=" + (dir / "o.h5"));

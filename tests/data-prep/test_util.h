@@ -21,12 +21,12 @@ inline bool HaveShared() {
   return PathExists(Shared("data/imdb/train.csv")) && PathExists(Shared("reference/tokens/train.jsonl")) &&
          PathExists(Shared("vocab/bert-base-uncased-vocab.txt"));
 }
-#define FTUNE_SKIP_WITHOUT_SHARED()                                                                     \
-  do {                                                                                                  \
-    if (!::ftune::prep::testing::HaveShared()) {                                                        \
-      GTEST_SKIP() << "needs the shared reference data at " FTUNE_SHARED_DIR                            \
+#define FTUNE_SKIP_WITHOUT_SHARED()                                                                    \
+  do {                                                                                                 \
+    if (!::ftune::prep::testing::HaveShared()) {                                                       \
+      GTEST_SKIP() << "needs the shared reference data at " FTUNE_SHARED_DIR                           \
                       " (data/imdb/*.csv, reference/tokens/*.jsonl, vocab/); absent in this checkout"; \
-    }                                                                                                   \
+    }                                                                                                  \
   } while (0)
 
 inline std::vector<nlohmann::json> ReadJsonl(const std::string& path) {
@@ -54,8 +54,8 @@ inline std::vector<int32_t> Truncate(std::vector<int32_t> ids, size_t n) {
 class TempDir {
  public:
   TempDir() {
-    std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) +
-                       "/ftune_prep_test.XXXXXX";
+    std::string tmpl =
+        (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) + "/ftune_prep_test.XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     path_ = mkdtemp(buf.data());

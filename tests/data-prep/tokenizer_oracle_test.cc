@@ -22,9 +22,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "data-prep/csv_reader.h"
 #include "data-prep/parallel.h"
-#include "common/utf8.h"
 #include "data-prep/wordpiece_tokenizer.h"
 #include "gtest/gtest.h"
 #include "hf_oracle.h"
@@ -118,7 +118,9 @@ class HfOracleTest : public ::testing::Test {
       EXPECT_TRUE(hf.ok()) << hf.status();
       if (!hf.ok()) return {};
       std::vector<std::vector<int32_t>> ours(texts.size());
-      ParallelFor(n, threads, [&](int64_t i) { ours[static_cast<size_t>(i)] = BertTok().Encode(texts[static_cast<size_t>(i)], 0); });
+      ParallelFor(n, threads, [&](int64_t i) {
+        ours[static_cast<size_t>(i)] = BertTok().Encode(texts[static_cast<size_t>(i)], 0);
+      });
       for (size_t i = 0; i < texts.size(); ++i) {
         if (ours[i] != (*hf)[i]) {
           auto [a, b] = IdsDiff(ours[i], (*hf)[i]);
@@ -156,9 +158,11 @@ class HfOracleTest : public ::testing::Test {
     std::vector<std::string> joined;
     for (size_t i = 0; i < cps.size(); i += kPerText) {
       std::string& t = joined.emplace_back();
-      for (size_t k = i; k < std::min(cps.size(), i + kPerText); ++k) absl::StrAppend(&t, k > i ? "\n" : "", one(cps[k]));
+      for (size_t k = i; k < std::min(cps.size(), i + kPerText); ++k)
+        absl::StrAppend(&t, k > i ? "\n" : "", one(cps[k]));
     }
-    std::vector<size_t> bad_chunks = Compare(check, joined, [](size_t) { return std::string(); }, 0);
+    std::vector<size_t> bad_chunks = Compare(
+        check, joined, [](size_t) { return std::string(); }, 0);
     std::vector<std::string> singles;
     std::vector<int32_t> single_cps;
     for (size_t chunk : bad_chunks) {
@@ -168,9 +172,9 @@ class HfOracleTest : public ::testing::Test {
       }
     }
     if (singles.empty()) return 0;
-    std::vector<size_t> bad = Compare(check, singles, [&](size_t i) {
-      return absl::StrFormat("U+%04X in \"a\" c \"b \" c \" z\"", single_cps[i]);
-    }, 20);
+    std::vector<size_t> bad = Compare(
+        check, singles, [&](size_t i) { return absl::StrFormat("U+%04X in \"a\" c \"b \" c \" z\"", single_cps[i]); },
+        20);
     std::string ranges;
     for (size_t i = 0; i < bad.size(); ++i) {
       const int32_t c = single_cps[bad[i]];
@@ -199,13 +203,9 @@ TEST_F(HfOracleTest, OracleReproducesThePythonGoldens) {
   }
 }
 
-TEST_F(HfOracleTest, EveryCodePointInThreePositionsGetsHfIds) {
-  EXPECT_EQ(DifferingCodePoints(Check::kIds), 0);
-}
+TEST_F(HfOracleTest, EveryCodePointInThreePositionsGetsHfIds) { EXPECT_EQ(DifferingCodePoints(Check::kIds), 0); }
 
-TEST_F(HfOracleTest, EveryCodePointInThreePositionsGetsHfWords) {
-  EXPECT_EQ(DifferingCodePoints(Check::kWords), 0);
-}
+TEST_F(HfOracleTest, EveryCodePointInThreePositionsGetsHfWords) { EXPECT_EQ(DifferingCodePoints(Check::kWords), 0); }
 
 // Random strings built from pieces that stress each step of HF's pipeline.
 class UnicodeFuzzer {
@@ -243,16 +243,18 @@ class UnicodeFuzzer {
 
  private:
   // White_Space, and characters that look like it but are not (ZWSP, BOM, Mongolian vowel sep.).
-  static constexpr int32_t kSpaces[] = {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000, 0x2007,
-                                        0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0x180E, 0x200B, 0xFEFF};
-  static constexpr int32_t kControls[] = {0x00, 0x01, 0x07, 0x1B, 0x7F, 0x80, 0x9F, 0xAD, 0x200C, 0x200D,
-                                          0x200E, 0x2066, 0xFFF9, 0xFFFD, 0xE0001, 0xE0041, 0xF0B7, 0xE000};
-  static constexpr const char* kLiterals[] = {"[CLS]", "[SEP]", "[PAD]", "[MASK]", "[UNK]", "[cls]", "[CLS",
-                                              "##", "[[MASK]]", "[SEP][CLS]", "x[UNK]y", "\xC4\xB0"};
+  static constexpr int32_t kSpaces[] = {0x09,   0x0A,   0x0B,   0x0C,   0x0D,   0x20,   0x85,   0xA0,   0x1680, 0x2000,
+                                        0x2007, 0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0x180E, 0x200B, 0xFEFF};
+  static constexpr int32_t kControls[] = {0x00,   0x01,   0x07,   0x1B,   0x7F,   0x80,    0x9F,    0xAD,   0x200C,
+                                          0x200D, 0x200E, 0x2066, 0xFFF9, 0xFFFD, 0xE0001, 0xE0041, 0xF0B7, 0xE000};
+  static constexpr const char* kLiterals[] = {"[CLS]", "[SEP]", "[PAD]",    "[MASK]",     "[UNK]",   "[cls]",
+                                              "[CLS",  "##",    "[[MASK]]", "[SEP][CLS]", "x[UNK]y", "\xC4\xB0"};
 
   int Uniform(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
   template <size_t N, typename T>
-  const T& Pick(const T (&a)[N]) { return a[static_cast<size_t>(Uniform(0, static_cast<int>(N) - 1))]; }
+  const T& Pick(const T (&a)[N]) {
+    return a[static_cast<size_t>(Uniform(0, static_cast<int>(N) - 1))];
+  }
   static void Append(int32_t c, std::string* s) { utf8::Append(c, s); }
 
   int32_t FromCategory(const std::string& cat) {
@@ -266,7 +268,9 @@ class UnicodeFuzzer {
     }
     return 'x';
   }
-  int32_t AnyCategory() { return FromCategory(names_[static_cast<size_t>(Uniform(0, static_cast<int>(names_.size()) - 1))]); }
+  int32_t AnyCategory() {
+    return FromCategory(names_[static_cast<size_t>(Uniform(0, static_cast<int>(names_.size()) - 1))]);
+  }
   int32_t Mark() {
     static const char* kMarks[] = {"Mn", "Mn", "Mc", "Me"};
     return Uniform(0, 3) == 0 ? 0x0300 + Uniform(0, 0x6F) : FromCategory(Pick(kMarks));
@@ -310,7 +314,7 @@ class UnicodeFuzzer {
       }
       case 6:  // CJK ideographs (unified, extensions, compatibility ones that decompose)
         for (int k = Uniform(1, 4); k > 0; --k) {
-          const int32_t ranges[][2] = {{0x4E00, 0x9FFF}, {0x3400, 0x4DBF}, {0xF900, 0xFAFF},
+          const int32_t ranges[][2] = {{0x4E00, 0x9FFF},   {0x3400, 0x4DBF},   {0xF900, 0xFAFF},
                                        {0x20000, 0x2A6DF}, {0x2F800, 0x2FA1F}, {0x2A6E0, 0x2A6FF}};
           const auto& r = Pick(ranges);
           Append(Uniform(r[0], r[1]), s);
@@ -390,8 +394,8 @@ TEST_F(HfOracleTest, AllAclImdbReviews) {
   for (const char* split : {"train", "test", "unsup"}) {
     SCOPED_TRACE(split);
     std::vector<std::string> reviews = GzipCsvReviews(absl::StrCat(dir, "/", split, ".csv.gz"));
-    std::vector<size_t> bad =
-        Compare(Check::kIds, reviews, [&](size_t i) { return absl::StrCat(split, " row ", i); }, 3);
+    std::vector<size_t> bad = Compare(
+        Check::kIds, reviews, [&](size_t i) { return absl::StrCat(split, " row ", i); }, 3);
     EXPECT_EQ(bad.size(), 0u) << "of " << reviews.size() << " " << split << " reviews";
     total += reviews.size();
   }

@@ -153,8 +153,7 @@ TEST(WordPieceTokenizer, SplitWordsShowsNormalizationAndPreTokenization) {
 TEST(WordPieceTokenizer, LiteralSpecialTokensAreCaseSensitive) {
   const auto& t = Tok();
   EXPECT_THAT(t.Encode("x[MASK]y", 0), ElementsAre(101, t.token_id("x"), 103, t.token_id("y"), 102));
-  EXPECT_THAT(t.Encode("[sep]", 0),
-              ElementsAre(101, t.token_id("["), t.token_id("sep"), t.token_id("]"), 102));
+  EXPECT_THAT(t.Encode("[sep]", 0), ElementsAre(101, t.token_id("["), t.token_id("sep"), t.token_id("]"), 102));
 }
 
 // HF classifies with three Unicode versions (categories 8.0, NFD 9.0, case 17.0; see

@@ -84,8 +84,7 @@ void WriteInt(hid_t g, const char* name, int64_t v) {
   H5Sclose(s);
 }
 
-void WriteArray(hid_t f, const char* name, hid_t file_type, hid_t mem_type, const void* data, hsize_t n,
-                bool chunked) {
+void WriteArray(hid_t f, const char* name, hid_t file_type, hid_t mem_type, const void* data, hsize_t n, bool chunked) {
   hid_t s = H5Screate_simple(1, &n, nullptr);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   if (chunked && n > 0) {
@@ -124,8 +123,7 @@ class TokenDatasetTest : public ::testing::Test {
     WriteArray(f, format::kInputIds, spec.ids_type, H5T_NATIVE_INT64, ids.data(), ids.size(), true);
     WriteArray(f, format::kOffsets, H5T_STD_I64LE, H5T_NATIVE_INT64, offsets.data(), offsets.size(), true);
     if (spec.write_labels) {
-      WriteArray(f, format::kLabels, spec.labels_type, H5T_NATIVE_INT64, spec.labels.data(), spec.labels.size(),
-                 false);
+      WriteArray(f, format::kLabels, spec.labels_type, H5T_NATIVE_INT64, spec.labels.data(), spec.labels.size(), false);
     }
     hid_t g = H5Gopen2(f, "/", H5P_DEFAULT);
     if (spec.write_version) WriteInt(g, format::kAttrFormatVersion, spec.version);
@@ -279,35 +277,44 @@ TEST_P(TokenDatasetBroken, OpenRejectsIt) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, TokenDatasetBroken,
-    ::testing::Values(
-        Broken{"NewerVersion", [](Spec* s) { s->version = 2; }, absl::StatusCode::kFailedPrecondition,
-               "format version 2, but this ftune reads version 1"},
-        Broken{"NoVersion", [](Spec* s) { s->write_version = false; }, absl::StatusCode::kFailedPrecondition,
-               "not an ftune token dataset"},
-        Broken{"OffsetsDecrease", [](Spec* s) { s->offsets = {0, 3, 2, 5, 10}; }, absl::StatusCode::kDataLoss,
-               "offsets decrease at example 1"},
-        Broken{"OffsetsDoNotStartAtZero", [](Spec* s) { s->offsets = {1, 3, 5, 5, 10}; },
-               absl::StatusCode::kDataLoss, "offsets[0] is 1"},
-        Broken{"OffsetsPastTheEnd", [](Spec* s) { s->offsets = {0, 3, 5, 5, 11}; }, absl::StatusCode::kDataLoss,
-               "offsets end at 11 but input_ids holds 10"},
-        Broken{"LabelOutOfRange", [](Spec* s) { s->labels[2] = 2; }, absl::StatusCode::kDataLoss,
-               "example 2 has label 2, outside [0, 2)"},
-        Broken{"NegativeLabel", [](Spec* s) { s->labels[0] = -1; }, absl::StatusCode::kDataLoss,
-               "example 0 has label -1"},
-        Broken{"LabelsCountDiffers", [](Spec* s) { s->labels.pop_back(); }, absl::StatusCode::kDataLoss,
-               "labels has 3 entries but offsets describes 4 examples"},
-        Broken{"NoLabels", [](Spec* s) { s->write_labels = false; }, absl::StatusCode::kDataLoss,
-               "dataset 'labels' is missing, but label_names names 2 labels"},
-        Broken{"LabelsWithoutNames", [](Spec* s) { s->write_label_names = false; }, absl::StatusCode::kDataLoss,
-               "attribute 'label_names' is missing, but there is a 'labels' dataset"},
-        Broken{"FloatIds", [](Spec* s) { s->ids_type = H5T_IEEE_F32LE; }, absl::StatusCode::kDataLoss,
-               "'input_ids' is not of an integer type"},
-        Broken{"LongerThanMaxLength", [](Spec* s) { s->max_length = 4; }, absl::StatusCode::kDataLoss,
-               "example 3 has 5 tokens, more than max_length 4"},
-        Broken{"CountAttributeDisagrees", [](Spec* s) { s->num_examples_attr = 5; }, absl::StatusCode::kDataLoss,
-               "num_examples attribute says 5"},
-        Broken{"BadVocabSize", [](Spec* s) { s->vocab_size = 0; }, absl::StatusCode::kDataLoss,
-               "vocab_size 0 is out of range"}),
+    ::testing::Values(Broken{"NewerVersion", [](Spec* s) { s->version = 2; }, absl::StatusCode::kFailedPrecondition,
+                             "format version 2, but this ftune reads version 1"},
+                      Broken{"NoVersion", [](Spec* s) { s->write_version = false; },
+                             absl::StatusCode::kFailedPrecondition, "not an ftune token dataset"},
+                      Broken{"OffsetsDecrease",
+                             [](Spec* s) {
+                               s->offsets = {0, 3, 2, 5, 10};
+                             },
+                             absl::StatusCode::kDataLoss, "offsets decrease at example 1"},
+                      Broken{"OffsetsDoNotStartAtZero",
+                             [](Spec* s) {
+                               s->offsets = {1, 3, 5, 5, 10};
+                             },
+                             absl::StatusCode::kDataLoss, "offsets[0] is 1"},
+                      Broken{"OffsetsPastTheEnd",
+                             [](Spec* s) {
+                               s->offsets = {0, 3, 5, 5, 11};
+                             },
+                             absl::StatusCode::kDataLoss, "offsets end at 11 but input_ids holds 10"},
+                      Broken{"LabelOutOfRange", [](Spec* s) { s->labels[2] = 2; }, absl::StatusCode::kDataLoss,
+                             "example 2 has label 2, outside [0, 2)"},
+                      Broken{"NegativeLabel", [](Spec* s) { s->labels[0] = -1; }, absl::StatusCode::kDataLoss,
+                             "example 0 has label -1"},
+                      Broken{"LabelsCountDiffers", [](Spec* s) { s->labels.pop_back(); }, absl::StatusCode::kDataLoss,
+                             "labels has 3 entries but offsets describes 4 examples"},
+                      Broken{"NoLabels", [](Spec* s) { s->write_labels = false; }, absl::StatusCode::kDataLoss,
+                             "dataset 'labels' is missing, but label_names names 2 labels"},
+                      Broken{"LabelsWithoutNames", [](Spec* s) { s->write_label_names = false; },
+                             absl::StatusCode::kDataLoss,
+                             "attribute 'label_names' is missing, but there is a 'labels' dataset"},
+                      Broken{"FloatIds", [](Spec* s) { s->ids_type = H5T_IEEE_F32LE; }, absl::StatusCode::kDataLoss,
+                             "'input_ids' is not of an integer type"},
+                      Broken{"LongerThanMaxLength", [](Spec* s) { s->max_length = 4; }, absl::StatusCode::kDataLoss,
+                             "example 3 has 5 tokens, more than max_length 4"},
+                      Broken{"CountAttributeDisagrees", [](Spec* s) { s->num_examples_attr = 5; },
+                             absl::StatusCode::kDataLoss, "num_examples attribute says 5"},
+                      Broken{"BadVocabSize", [](Spec* s) { s->vocab_size = 0; }, absl::StatusCode::kDataLoss,
+                             "vocab_size 0 is out of range"}),
     [](const ::testing::TestParamInfo<Broken>& info) { return std::string(info.param.name); });
 
 // Without both the labels dataset and label_names, a dataset has no labels (`ftune prep

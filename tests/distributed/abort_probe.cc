@@ -22,8 +22,8 @@ int main(int argc, char** argv) {
   }
   // The other ranks block here: the aborting rank never joins this allgather.
   absl::Status s = ctx->CheckSameOnAllRanks(1, "abort probe");
-  std::fprintf(stderr, "abort_probe: rank %d got past the collective (%s): abort did not work\n",
-               ctx->rank(), s.ToString().c_str());
+  std::fprintf(stderr, "abort_probe: rank %d got past the collective (%s): abort did not work\n", ctx->rank(),
+               s.ToString().c_str());
   (void)ctx->Finalize();
   return 0;
 }

@@ -19,10 +19,22 @@ using ::testing::HasSubstr;
 
 template <typename T>
 struct DTypeOf;
-template <> struct DTypeOf<float> { static constexpr DType kValue = DType::kFloat32; };
-template <> struct DTypeOf<double> { static constexpr DType kValue = DType::kFloat64; };
-template <> struct DTypeOf<int32_t> { static constexpr DType kValue = DType::kInt32; };
-template <> struct DTypeOf<int64_t> { static constexpr DType kValue = DType::kInt64; };
+template <>
+struct DTypeOf<float> {
+  static constexpr DType kValue = DType::kFloat32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType kValue = DType::kFloat64;
+};
+template <>
+struct DTypeOf<int32_t> {
+  static constexpr DType kValue = DType::kInt32;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType kValue = DType::kInt64;
+};
 
 // Chunk sizes under test: one MPI call per buffer, and 7 elements per call (so a 100-element
 // buffer takes 15 calls, the last one partial).
@@ -174,20 +186,16 @@ TEST(MpiCommunicatorTest, BadArgumentsAreInvalidOnEveryRank) {
   auto comm = MakeMpiCommunicator(TestContext());
   const int ws = TestContext().world_size();
   float x = 1.0f;
-  EXPECT_EQ(comm->AllReduce(nullptr, 3, DType::kFloat32, ReduceOp::kSum).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->AllReduce(nullptr, 3, DType::kFloat32, ReduceOp::kSum).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(comm->AllReduce(nullptr, 0, DType::kFloat32, ReduceOp::kSum).ok());
-  EXPECT_EQ(comm->AllReduce(&x, 1, static_cast<DType>(99), ReduceOp::kSum).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->AllReduce(&x, 1, static_cast<DType>(99), ReduceOp::kSum).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(comm->AllReduce(&x, 1, DType::kFloat32, static_cast<ReduceOp>(99)).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(comm->Broadcast(&x, 1, DType::kFloat32, -1).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->Broadcast(&x, 1, DType::kFloat32, -1).code(), absl::StatusCode::kInvalidArgument);
   absl::Status s = comm->Broadcast(&x, 1, DType::kFloat32, ws);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("not a rank"));
-  EXPECT_EQ(comm->Broadcast(nullptr, 2, DType::kInt32, 0).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->Broadcast(nullptr, 2, DType::kInt32, 0).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(x, 1.0f);
   EXPECT_EQ(comm->stats().allreduce_calls, 1u);  // only the valid zero-length call
 }

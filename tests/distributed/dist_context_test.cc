@@ -34,8 +34,7 @@ TEST(DistContextTest, RanksOnOneHostShareANode) {
   const DistContext& ctx = TestContext();
   // Collective on every rank; when all ranks run on one host (the CTest launches do), the
   // shared-memory split must put them all in one node group, in world-rank order.
-  const bool one_host =
-      ctx.CheckSameOnAllRanks(Fnv1a64(ctx.hostname()), "hostname").ok();
+  const bool one_host = ctx.CheckSameOnAllRanks(Fnv1a64(ctx.hostname()), "hostname").ok();
   if (one_host) {
     EXPECT_EQ(ctx.local_size(), ctx.world_size());
     EXPECT_EQ(ctx.local_rank(), ctx.rank());
@@ -102,10 +101,10 @@ TEST(DistContextTest, CheckSameOnAllRanksGroupsRanksByValue) {
 TEST(IntraOpThreadsTest, SharesNodeCpusAmongLocalRanksCappedByAffinity) {
   EXPECT_EQ(ComputeIntraOpThreads(16, 16, 2), 8);
   EXPECT_EQ(ComputeIntraOpThreads(16, 16, 1), 16);
-  EXPECT_EQ(ComputeIntraOpThreads(16, 1, 2), 1);   // mpirun bound us to one core
-  EXPECT_EQ(ComputeIntraOpThreads(16, 4, 2), 4);   // --map-by ...:PE=4
-  EXPECT_EQ(ComputeIntraOpThreads(2, 2, 4), 1);    // oversubscribed: never 0
-  EXPECT_EQ(ComputeIntraOpThreads(0, 0, 0), 1);    // unknown everything
+  EXPECT_EQ(ComputeIntraOpThreads(16, 1, 2), 1);  // mpirun bound us to one core
+  EXPECT_EQ(ComputeIntraOpThreads(16, 4, 2), 4);  // --map-by ...:PE=4
+  EXPECT_EQ(ComputeIntraOpThreads(2, 2, 4), 1);   // oversubscribed: never 0
+  EXPECT_EQ(ComputeIntraOpThreads(0, 0, 0), 1);   // unknown everything
   EXPECT_EQ(ComputeIntraOpThreads(-3, 8, -1), 1);
 }
 

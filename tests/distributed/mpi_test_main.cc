@@ -21,14 +21,12 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
 
   void OnTestPartResult(const ::testing::TestPartResult& result) override {
     if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_,
-                 result.file_name() ? result.file_name() : "?", result.line_number(),
-                 result.message());
+    std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_, result.file_name() ? result.file_name() : "?",
+                 result.line_number(), result.message());
   }
   void OnTestEnd(const ::testing::TestInfo& info) override {
     if (info.result()->Failed()) {
-      std::fprintf(stderr, "[rank %d] [  FAILED  ] %s.%s\n", rank_, info.test_suite_name(),
-                   info.name());
+      std::fprintf(stderr, "[rank %d] [  FAILED  ] %s.%s\n", rank_, info.test_suite_name(), info.name());
     }
   }
 
@@ -71,11 +69,9 @@ int main(int argc, char** argv) {
   int any_failed = failed;
   {
     std::unique_ptr<ftune::dist::Communicator> comm = ftune::dist::MakeMpiCommunicator(*ctx);
-    absl::Status s = comm->AllReduce(&any_failed, 1, ftune::dist::DType::kInt32,
-                                     ftune::dist::ReduceOp::kMax);
+    absl::Status s = comm->AllReduce(&any_failed, 1, ftune::dist::DType::kInt32, ftune::dist::ReduceOp::kMax);
     if (!s.ok()) {
-      std::fprintf(stderr, "[rank %d] agreeing on the test outcome failed: %s\n", ctx->rank(),
-                   s.ToString().c_str());
+      std::fprintf(stderr, "[rank %d] agreeing on the test outcome failed: %s\n", ctx->rank(), s.ToString().c_str());
       ctx->Abort(1);
     }
   }

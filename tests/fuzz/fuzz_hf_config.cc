@@ -23,14 +23,12 @@ constexpr char kLabel[] = "fuzz/config.json";
 
 void CheckEqual(const io::DistilBertConfig& a, const io::DistilBertConfig& b) {
   auto same = [](double x, double y) { return x == y || (x != x && y != y); };
-  FUZZ_CHECK(a.vocab_size == b.vocab_size && a.max_position_embeddings == b.max_position_embeddings &&
-                 a.dim == b.dim && a.n_layers == b.n_layers && a.n_heads == b.n_heads &&
-                 a.hidden_dim == b.hidden_dim && a.pad_token_id == b.pad_token_id &&
-                 a.num_labels == b.num_labels,
+  FUZZ_CHECK(a.vocab_size == b.vocab_size && a.max_position_embeddings == b.max_position_embeddings && a.dim == b.dim &&
+                 a.n_layers == b.n_layers && a.n_heads == b.n_heads && a.hidden_dim == b.hidden_dim &&
+                 a.pad_token_id == b.pad_token_id && a.num_labels == b.num_labels,
              "integer fields changed in the round trip");
   FUZZ_CHECK(same(a.dropout, b.dropout) && same(a.attention_dropout, b.attention_dropout) &&
-                 same(a.seq_classif_dropout, b.seq_classif_dropout) &&
-                 same(a.initializer_range, b.initializer_range),
+                 same(a.seq_classif_dropout, b.seq_classif_dropout) && same(a.initializer_range, b.initializer_range),
              "float fields changed in the round trip");
   FUZZ_CHECK(a.activation == b.activation, "activation changed in the round trip");
   FUZZ_CHECK(a.id2label == b.id2label, "id2label changed in the round trip");

@@ -67,9 +67,8 @@ void CheckViews(const io::SafetensorsFile& f, absl::string_view bytes) {
     FUZZ_CHECK(got.ok() && *got == &t && f.Has(name), "Get() disagrees for " + name);
     views.push_back(&t);
   }
-  std::sort(views.begin(), views.end(), [](auto* a, auto* b) {
-    return a->data != b->data ? a->data < b->data : a->nbytes < b->nbytes;
-  });
+  std::sort(views.begin(), views.end(),
+            [](auto* a, auto* b) { return a->data != b->data ? a->data < b->data : a->nbytes < b->nbytes; });
   const uint8_t* cursor = begin;
   for (const io::TensorView* v : views) {
     FUZZ_CHECK(v->data == cursor, "views do not tile the data section at " + v->name);

@@ -89,7 +89,7 @@ struct Attr {
   enum Kind { kAbsent, kInt, kString } kind = kAbsent;
   i128 int_value = 0;
   int type = kI64;
-  int count = 0;  // 0 = scalar, else a 1-D array of `count` copies
+  int count = 0;                     // 0 = scalar, else a 1-D array of `count` copies
   std::vector<std::string> strings;  // kString: one entry = scalar, else a 1-D array
   bool string_array = false;
   bool two_d = false;
@@ -132,14 +132,14 @@ i128 SpecialValue(FuzzedDataProvider& p, const Spec& s) {
     case 3: return INT64_MIN;
     case 4: return (i128{1} << 64) - 1;  // uint64 max
     default:
-      return Pick(p, {int64_t{1} << 20, (int64_t{1} << 20) + 1, int64_t{1} << 31, int64_t{1} << 32, 30522,
-                      65535, 65536, -30522});
+      return Pick(p, {int64_t{1} << 20, (int64_t{1} << 20) + 1, int64_t{1} << 31, int64_t{1} << 32, 30522, 65535, 65536,
+                      -30522});
   }
 }
 
 uint64_t BigExtent(FuzzedDataProvider& p) {
-  return static_cast<uint64_t>(Pick(p, {1, 7, 1000, kMaxExamples + 1, (int64_t{1} << 31) + 5, int64_t{1} << 40,
-                                        kMaxExampleTokens + 3}));
+  return static_cast<uint64_t>(
+      Pick(p, {1, 7, 1000, kMaxExamples + 1, (int64_t{1} << 31) + 5, int64_t{1} << 40, kMaxExampleTokens + 3}));
 }
 
 void Fit(Array* a) {
@@ -152,8 +152,8 @@ void Fit(Array* a) {
 
 Spec Decode(FuzzedDataProvider& p) {
   Spec s;
-  const int64_t vocab = Pick(p, {30522, 30522, 30522, 100, 65536, 65537, 1, 0, -5, int64_t{1} << 31,
-                                 (int64_t{1} << 31) + 1});
+  const int64_t vocab =
+      Pick(p, {30522, 30522, 30522, 100, 65536, 65537, 1, 0, -5, int64_t{1} << 31, (int64_t{1} << 31) + 1});
   const int num_labels = p.ConsumeIntegralInRange(0, 3) == 0 ? p.ConsumeIntegralInRange(0, 4) : 2;
   const int n = p.ConsumeIntegralInRange(0, 12);
   s.ids.type = p.ConsumeBool() ? kU16 : kI32;
@@ -182,7 +182,7 @@ Spec Decode(FuzzedDataProvider& p) {
   for (Attr* a : {&s.format, &s.sha, &s.label_names, &s.source_name}) a->fixed = fixed;
 
   Array* arrays[] = {&s.ids, &s.offsets, &s.labels};
-  Attr* attrs[] = {&s.version, &s.format, &s.sha, &s.vocab_size, &s.label_names,
+  Attr* attrs[] = {&s.version,    &s.format,       &s.sha,        &s.vocab_size, &s.label_names,
                    &s.max_length, &s.num_examples, &s.num_tokens, &s.source_name};
   const int mutations = p.ConsumeIntegralInRange(0, 12);
   for (int m = 0; m < mutations && p.remaining_bytes() > 0; ++m) {
@@ -212,7 +212,9 @@ Spec Decode(FuzzedDataProvider& p) {
       }
       case 10: {  // a string where an integer belongs, or another string (any bytes)
         const int kind = p.ConsumeIntegralInRange(0, 2);
-        *at = StrAttr({kind == 0 ? "ftune.other" : kind == 1 ? "1" : p.ConsumeRandomLengthString(100)},
+        *at = StrAttr({kind == 0   ? "ftune.other"
+                       : kind == 1 ? "1"
+                                   : p.ConsumeRandomLengthString(100)},
                       p.ConsumeBool());
         at->fixed = p.ConsumeBool();
         break;

@@ -39,9 +39,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto ds = data::TokenDataset::Open(path);
   if (!ds.ok()) {
-    CheckError(ds.status(), path,
-               {absl::StatusCode::kDataLoss, absl::StatusCode::kFailedPrecondition,
-                absl::StatusCode::kResourceExhausted});
+    CheckError(
+        ds.status(), path,
+        {absl::StatusCode::kDataLoss, absl::StatusCode::kFailedPrecondition, absl::StatusCode::kResourceExhausted});
     unlink(path.c_str());
     return 0;
   }
@@ -65,9 +65,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(ex->size() == idx.size(), "Read returned the wrong number of examples");
     for (size_t j = 0; j < idx.size(); ++j) {
       const data::Example& e = (*ex)[j];
-      FUZZ_CHECK(e.index == idx[j] && e.label == d.label(idx[j]) &&
-                     static_cast<int64_t>(e.ids.size()) == d.length(idx[j]),
-                 "example does not match the index");
+      FUZZ_CHECK(
+          e.index == idx[j] && e.label == d.label(idx[j]) && static_cast<int64_t>(e.ids.size()) == d.length(idx[j]),
+          "example does not match the index");
       for (int32_t id : e.ids) FUZZ_CHECK(id >= 0 && id < info.vocab_size, "id outside the vocab");
     }
   }

@@ -90,8 +90,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Invalid bytes are U+FFFD.
   const std::string replaced = ReplaceInvalid(text);
   if (replaced != text) {
-    FUZZ_CHECK(tok.Encode(replaced, 0) == full, "an invalid byte is not treated like U+FFFD: " + Ids(full) +
-                                                    " vs " + Ids(tok.Encode(replaced, 0)));
+    FUZZ_CHECK(tok.Encode(replaced, 0) == full,
+               "an invalid byte is not treated like U+FFFD: " + Ids(full) + " vs " + Ids(tok.Encode(replaced, 0)));
   }
 
   // Words -> pieces is consistent with text -> pieces.
@@ -104,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     tok.EncodePieces(w, &by_word);
     FUZZ_CHECK(by_word.size() > before, "a word produced no pieces: '" + w + "'");
   }
-  FUZZ_CHECK(by_word == pieces, "words re-encoded one by one give " + Ids(by_word) + " but the text gives " +
-                                    Ids(pieces));
+  FUZZ_CHECK(by_word == pieces,
+             "words re-encoded one by one give " + Ids(by_word) + " but the text gives " + Ids(pieces));
   return 0;
 }

@@ -22,9 +22,9 @@ namespace ftune::fuzz {
 }
 
 // FUZZ_CHECK(cond, detail): `detail` (a std::string expression) is evaluated only on failure.
-#define FUZZ_CHECK(cond, detail)                                              \
-  do {                                                                        \
-    if (!(cond)) ::ftune::fuzz::Fail(__FILE__, __LINE__, #cond, (detail));    \
+#define FUZZ_CHECK(cond, detail)                                           \
+  do {                                                                     \
+    if (!(cond)) ::ftune::fuzz::Fail(__FILE__, __LINE__, #cond, (detail)); \
   } while (0)
 
 // Longest error message a parser may produce, whatever the input (no echo of a 100 MB field).
@@ -42,8 +42,8 @@ inline void CheckError(const absl::Status& st, absl::string_view must_contain,
   FUZZ_CHECK(code_ok, "unexpected status code: " + text);
   absl::string_view m = st.message();
   FUZZ_CHECK(!m.empty(), "empty message: " + text);
-  FUZZ_CHECK(m.size() <= kMaxMessageBytes, "message of " + std::to_string(m.size()) + " bytes: " +
-                                               std::string(m.substr(0, 300)) + "...");
+  FUZZ_CHECK(m.size() <= kMaxMessageBytes,
+             "message of " + std::to_string(m.size()) + " bytes: " + std::string(m.substr(0, 300)) + "...");
   FUZZ_CHECK(utf8::FindInvalid(m) == absl::string_view::npos, "message is not valid UTF-8: " + text);
   for (char c : m) {
     const auto u = static_cast<unsigned char>(c);

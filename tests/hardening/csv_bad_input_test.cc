@@ -74,8 +74,9 @@ INSTANTIATE_TEST_SUITE_P(
                "1: no column named 'review' in the header (columns: rev\\niew, label)"},
         BadCsv{"ColumnNameWithNulAndEscape", "re\0view\x1b[31m,label\nx,1\n"s,
                "1: no column named 'review' in the header (columns: re\\x00view\\x1b[31m, label)"},
-        BadCsv{"ThousandColumnsListsTen", WideHeader(), "1: no column named 'review' in the header (columns: c0, c1, "
-                                                        "c2, c3, c4, c5, c6, c7, c8, c9, ... (1001 columns))"},
+        BadCsv{"ThousandColumnsListsTen", WideHeader(),
+               "1: no column named 'review' in the header (columns: c0, c1, "
+               "c2, c3, c4, c5, c6, c7, c8, c9, ... (1001 columns))"},
         BadCsv{"TooFewFields", "review,label\ngood\n", "2: row has 1 fields but the header has 2"},
         BadCsv{"RaggedAfterQuotedNewline", "review,label\n\"multi\nline\",1,extra\n", "2: row has 3 fields"},
         BadCsv{"OverlongUtf8", "review,label\n\xC0\xAF,1\n", "2: invalid UTF-8 (byte 0xc0 at column 1)"},
@@ -88,8 +89,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCsv{"MultibyteAfterClosingQuote", "review,label\n\"x\"\xC3\xA9,1\n", "2: unexpected character '\xC3\xA9'"},
         BadCsv{"NulAfterClosingQuote", "review,label\n\"x\"\0,1\n"s, "2: unexpected character '\\x00'"},
         BadCsv{"OnlyBlankLines", "\n\r\n  \n", "1: empty file"},
-        BadCsv{"OnlyNulBytes", std::string(3, '\0'), "1: no column named 'review' in the header (columns: "
-                                                     "\\x00\\x00\\x00)"},
+        BadCsv{"OnlyNulBytes", std::string(3, '\0'),
+               "1: no column named 'review' in the header (columns: "
+               "\\x00\\x00\\x00)"},
         // JSONL (`--input_format=jsonl`) goes through the same path.
         BadCsv{"JsonlNulThenGarbage", "{\"ids\": [101, 102], \"label\": 0}\0{\"ids\": [\n"s,
                "1: invalid JSON: NUL byte at column 32", prep::InputFormat::kJsonl},
@@ -110,8 +112,8 @@ TEST(CsvEdgeInput, EmptyTextAndNulBytesAreExamples) {
   ASSERT_TRUE(ex.ok()) << ex.status();
   auto tok = prep::WordPieceTokenizer::FromVocabFile(Fixture("vocab.txt"));
   ASSERT_TRUE(tok.ok()) << tok.status();
-  EXPECT_THAT((*ex)[0].ids, ElementsAre(101, 102));       // empty text: [CLS] [SEP], as HF encodes ""
-  EXPECT_EQ((*ex)[1].ids, tok->Encode("ab", 512));         // NUL dropped by clean_text: "ab"
+  EXPECT_THAT((*ex)[0].ids, ElementsAre(101, 102));  // empty text: [CLS] [SEP], as HF encodes ""
+  EXPECT_EQ((*ex)[1].ids, tok->Encode("ab", 512));   // NUL dropped by clean_text: "ab"
   EXPECT_THAT((*ex)[2].ids, ElementsAre(101, 102));
 }
 

@@ -180,50 +180,55 @@ constexpr hsize_t k2e40 = hsize_t{1} << 40;
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, DatasetDamaged,
-    ::testing::Values(
-        Damage{"OtherFormatName", [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "h5py.something"); },
-               absl::StatusCode::kFailedPrecondition,
-               "attribute 'format' is 'h5py.something', expected 'ftune.token_dataset'"},
-        Damage{"FormatWithControlAndInvalidBytes",  // found by fuzz_token_dataset_file: echoed raw
-               [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "ftu\x01\n\x1b[2J\xff\xfe"); },
-               absl::StatusCode::kFailedPrecondition,
-               "attribute 'format' is 'ftu\\x01\\n\\x1b[2J\\xff\\xfe', expected"},
-        Damage{"VersionZero", [](Edit& e) { e.IntAttr(fmt::kAttrFormatVersion, 0); },
-               absl::StatusCode::kFailedPrecondition, "token dataset format version 0, but this ftune reads version 1"},
-        Damage{"VersionAsString", [](Edit& e) { e.StringAttr(fmt::kAttrFormatVersion, "1"); },
-               absl::StatusCode::kDataLoss, "attribute 'format_version' is not a scalar integer"},
-        Damage{"VocabSizeHuge", [](Edit& e) { e.IntAttr(fmt::kAttrVocabSize, int64_t{1} << 40); },
-               absl::StatusCode::kDataLoss, "vocab_size 1099511627776 is out of range"},
-        Damage{"VocabHashMissing", [](Edit& e) { e.DropAttr(fmt::kAttrVocabSha256); },
-               absl::StatusCode::kDataLoss, "attribute 'vocab_sha256' is missing"},
-        Damage{"LabelNamesEmpty", [](Edit& e) { e.EmptyStringArrayAttr(fmt::kAttrLabelNames); },
-               absl::StatusCode::kDataLoss, "label_names is empty"},
-        Damage{"MaxLengthNegative", [](Edit& e) { e.IntAttr(fmt::kAttrMaxLength, -1); }, absl::StatusCode::kDataLoss,
-               "max_length -1 is out of range"},
-        Damage{"OffsetsInt64Min",  // found by fuzz_token_dataset: off[i+1] - off[i] overflowed
-               [](Edit& e) { e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, 3, INT64_MIN, 7}); },
-               absl::StatusCode::kDataLoss, "offsets decrease at example 1 (3 -> -9223372036854775808)"},
-        Damage{"OffsetsInt64MaxThenMin",
-               [](Edit& e) { e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, INT64_MAX, INT64_MIN, 7}); },
-               absl::StatusCode::kDataLoss, "example 0 has 9223372036854775807 tokens, more than max_length 512"},
-        Damage{"ClaimsTwoToTheFortyExamples",
-               [](Edit& e) {
-                 e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0}, k2e40 + 1)
-                     .Dataset(fmt::kLabels, H5T_STD_I32LE, {}, k2e40)
-                     .DropAttr(fmt::kAttrNumExamples);
-               },
-               absl::StatusCode::kResourceExhausted, "1099511627776 examples"},
-        Damage{"ClaimsAnExampleOfTwoBillionTokens",
-               [](Edit& e) {
-                 const int64_t n = (int64_t{1} << 31) + 5;
-                 e.Dataset(fmt::kInputIds, H5T_STD_U16LE, {101, 102}, n)
-                     .Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, n})
-                     .Dataset(fmt::kLabels, H5T_STD_I32LE, {0})
-                     .IntAttr(fmt::kAttrMaxLength, 0)
-                     .IntAttr(fmt::kAttrNumExamples, 1)
-                     .IntAttr(fmt::kAttrNumTokens, n);
-               },
-               absl::StatusCode::kDataLoss, "example 0 has 2147483653 tokens"}),
+    ::testing::Values(Damage{"OtherFormatName", [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "h5py.something"); },
+                             absl::StatusCode::kFailedPrecondition,
+                             "attribute 'format' is 'h5py.something', expected 'ftune.token_dataset'"},
+                      Damage{"FormatWithControlAndInvalidBytes",  // found by fuzz_token_dataset_file: echoed raw
+                             [](Edit& e) { e.StringAttr(fmt::kAttrFormat, "ftu\x01\n\x1b[2J\xff\xfe"); },
+                             absl::StatusCode::kFailedPrecondition,
+                             "attribute 'format' is 'ftu\\x01\\n\\x1b[2J\\xff\\xfe', expected"},
+                      Damage{"VersionZero", [](Edit& e) { e.IntAttr(fmt::kAttrFormatVersion, 0); },
+                             absl::StatusCode::kFailedPrecondition,
+                             "token dataset format version 0, but this ftune reads version 1"},
+                      Damage{"VersionAsString", [](Edit& e) { e.StringAttr(fmt::kAttrFormatVersion, "1"); },
+                             absl::StatusCode::kDataLoss, "attribute 'format_version' is not a scalar integer"},
+                      Damage{"VocabSizeHuge", [](Edit& e) { e.IntAttr(fmt::kAttrVocabSize, int64_t{1} << 40); },
+                             absl::StatusCode::kDataLoss, "vocab_size 1099511627776 is out of range"},
+                      Damage{"VocabHashMissing", [](Edit& e) { e.DropAttr(fmt::kAttrVocabSha256); },
+                             absl::StatusCode::kDataLoss, "attribute 'vocab_sha256' is missing"},
+                      Damage{"LabelNamesEmpty", [](Edit& e) { e.EmptyStringArrayAttr(fmt::kAttrLabelNames); },
+                             absl::StatusCode::kDataLoss, "label_names is empty"},
+                      Damage{"MaxLengthNegative", [](Edit& e) { e.IntAttr(fmt::kAttrMaxLength, -1); },
+                             absl::StatusCode::kDataLoss, "max_length -1 is out of range"},
+                      Damage{"OffsetsInt64Min",  // found by fuzz_token_dataset: off[i+1] - off[i] overflowed
+                             [](Edit& e) {
+                               e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, 3, INT64_MIN, 7});
+                             },
+                             absl::StatusCode::kDataLoss, "offsets decrease at example 1 (3 -> -9223372036854775808)"},
+                      Damage{"OffsetsInt64MaxThenMin",
+                             [](Edit& e) {
+                               e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, INT64_MAX, INT64_MIN, 7});
+                             },
+                             absl::StatusCode::kDataLoss,
+                             "example 0 has 9223372036854775807 tokens, more than max_length 512"},
+                      Damage{"ClaimsTwoToTheFortyExamples",
+                             [](Edit& e) {
+                               e.Dataset(fmt::kOffsets, H5T_STD_I64LE, {0}, k2e40 + 1)
+                                   .Dataset(fmt::kLabels, H5T_STD_I32LE, {}, k2e40)
+                                   .DropAttr(fmt::kAttrNumExamples);
+                             },
+                             absl::StatusCode::kResourceExhausted, "1099511627776 examples"},
+                      Damage{"ClaimsAnExampleOfTwoBillionTokens",
+                             [](Edit& e) {
+                               const int64_t n = (int64_t{1} << 31) + 5;
+                               e.Dataset(fmt::kInputIds, H5T_STD_U16LE, {101, 102}, n)
+                                   .Dataset(fmt::kOffsets, H5T_STD_I64LE, {0, n})
+                                   .Dataset(fmt::kLabels, H5T_STD_I32LE, {0})
+                                   .IntAttr(fmt::kAttrMaxLength, 0)
+                                   .IntAttr(fmt::kAttrNumExamples, 1)
+                                   .IntAttr(fmt::kAttrNumTokens, n);
+                             },
+                             absl::StatusCode::kDataLoss, "example 0 has 2147483653 tokens"}),
     [](const ::testing::TestParamInfo<Damage>& info) { return std::string(info.param.name); });
 
 TEST(DatasetBadInput, CheckVocabQuotesFileStringsSafely) {
@@ -232,9 +237,9 @@ TEST(DatasetBadInput, CheckVocabQuotesFileStringsSafely) {
   Edit(path).StringAttr(fmt::kAttrSourceName, "evil\n\x1b[2J" + std::string(1000, 'x') + ".csv");
   auto ds = data::TokenDataset::Open(path);
   ASSERT_TRUE(ds.ok()) << ds.status();
-  EXPECT_TRUE(IsOneLineError((*ds)->CheckVocab(std::string(64, 'a'), 30522), absl::StatusCode::kFailedPrecondition,
-                             {path, "was tokenized with a different vocabulary", "evil\\n\\x1b[2Jxxx",
-                              "...(1013 bytes)"}));
+  EXPECT_TRUE(
+      IsOneLineError((*ds)->CheckVocab(std::string(64, 'a'), 30522), absl::StatusCode::kFailedPrecondition,
+                     {path, "was tokenized with a different vocabulary", "evil\\n\\x1b[2Jxxx", "...(1013 bytes)"}));
 }
 
 TEST(DatasetBadInput, NegativeTokenIdIsDataLossOnRead) {

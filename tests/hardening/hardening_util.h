@@ -35,8 +35,7 @@ inline ::testing::AssertionResult IsOneLineError(const absl::Status& st, absl::S
   }
   for (char c : m) {
     if (static_cast<unsigned char>(c) < 0x20) {
-      return ::testing::AssertionFailure() << "message has control byte " << int(c) << ": "
-                                           << utf8::Printable(m, 4096);
+      return ::testing::AssertionFailure() << "message has control byte " << int(c) << ": " << utf8::Printable(m, 4096);
     }
   }
   for (const std::string& p : parts) {

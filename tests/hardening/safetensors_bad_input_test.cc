@@ -76,8 +76,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"OffsetsNearUint64Max",
                 Image(R"({"a":{)" + kF32x2 + R"(,"data_offsets":[18446744073709551608,18446744073709551615]}})", k8),
                 "run past the 8-byte data section"},
-        BadFile{"Rank17", Image(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
-                                R"("data_offsets":[0,1]}})", "z"),
+        BadFile{"Rank17",
+                Image(R"({"a":{"dtype":"U8","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
+                      R"("data_offsets":[0,1]}})",
+                      "z"),
                 "rank 17 is above 16"},
         BadFile{"DtypeLowercase", Image(R"({"a":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", k8),
                 "unsupported dtype \"f32\""},
@@ -87,9 +89,10 @@ INSTANTIATE_TEST_SUITE_P(
                 "F16 with shape of 3 elements needs 6 bytes but data_offsets span 8"},
         BadFile{"ZeroDimButBytes", Image(R"({"a":{"dtype":"F32","shape":[0,4],"data_offsets":[0,8]}})", k8),
                 "needs 0 bytes but data_offsets span 8"},
-        BadFile{"OverlapContained", Image(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
-                                          R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                                          std::string(16, '\0')),
+        BadFile{"OverlapContained",
+                Image(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+                      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                      std::string(16, '\0')),
                 "tensor \"b\" overlaps the tensor before it"},
         BadFile{"MetadataNotObject", Image(R"({"__metadata__":"pt"})", ""), "__metadata__ is not an object"},
         BadFile{"MetadataTwice", Image(R"({"__metadata__":{},"__metadata__":{}})", ""),
@@ -97,7 +100,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadFile{"NameWithControlCharacters",
                 Image(R"({"a\nb\u001b[2J\u0000":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", k8),
                 R"(tensor "a\nb\x1b[2J\x00": F32 with shape of 3 elements needs 12 bytes)"},
-        BadFile{"HugeName", Image(R"({")" + std::string(1 << 20, 'n') + R"(":{"dtype":"X","shape":[],"data_offsets":[0,0]}})", ""),
+        BadFile{"HugeName",
+                Image(R"({")" + std::string(1 << 20, 'n') + R"(":{"dtype":"X","shape":[],"data_offsets":[0,0]}})", ""),
                 std::string(64, 'n') + "...(1048576 bytes)\": unsupported dtype \"X\""},
         BadFile{"HugeDtypeString",
                 Image(R"({"a":{"dtype":")" + std::string(1 << 20, 'd') + R"(","shape":[],"data_offsets":[0,0]}})", ""),
@@ -153,8 +157,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(BadWrite{"DuplicateName",
                                {{"w", io::DType::kF32, {2}, kData}, {"w", io::DType::kF32, {2}, kData + 2}},
                                "tensor \"w\" given twice"},
-                      BadWrite{"NegativeDim", {{"w", io::DType::kF32, {-1, 4}, kData}}, "tensor \"w\" has a negative dim"},
-                      BadWrite{"NamedLikeTheMetadata", {{"__metadata__", io::DType::kF32, {1}, kData}},
+                      BadWrite{
+                          "NegativeDim", {{"w", io::DType::kF32, {-1, 4}, kData}}, "tensor \"w\" has a negative dim"},
+                      BadWrite{"NamedLikeTheMetadata",
+                               {{"__metadata__", io::DType::kF32, {1}, kData}},
                                "a tensor cannot be named __metadata__"}),
     [](const ::testing::TestParamInfo<BadWrite>& info) { return std::string(info.param.name); });
 

@@ -72,8 +72,8 @@ TEST(Safetensors, AllDtypesRoundTrip) {
   std::vector<uint8_t> buf(64);
   for (size_t i = 0; i < buf.size(); ++i) buf[i] = static_cast<uint8_t>(i * 7);
   std::vector<TensorToWrite> out;
-  for (auto d : {DType::kF64, DType::kF32, DType::kF16, DType::kBF16, DType::kI64, DType::kI32, DType::kI8,
-                 DType::kU8, DType::kBool}) {
+  for (auto d : {DType::kF64, DType::kF32, DType::kF16, DType::kBF16, DType::kI64, DType::kI32, DType::kI8, DType::kU8,
+                 DType::kBool}) {
     out.push_back({std::string(DTypeName(d)), d, {2, 2}, buf.data()});
   }
   auto bytes = SerializeSafetensors(out, {});
@@ -116,23 +116,19 @@ std::vector<Malformed> MalformedCases() {
       {"entry_not_object", Image(R"({"a":3})", ""), "entry is not an object"},
       {"missing_dtype", Image(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", data), "dtype"},
       {"bad_dtype", Image(R"({"a":{"dtype":"F7","shape":[2],"data_offsets":[0,8]}})", data), "unsupported dtype"},
-      {"negative_shape", Image(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data),
-       "non-negative"},
-      {"size_mismatch", Image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data),
-       "needs 12 bytes"},
+      {"negative_shape", Image(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data), "non-negative"},
+      {"size_mismatch", Image(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data), "needs 12 bytes"},
       {"offsets_past_data", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]}})", "1234"),
        "run past the 4-byte data section"},
       {"reversed_offsets", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[8,0]}})", data), "reversed"},
-      {"overlap", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]},"b":{)" + f32x2 +
-                            R"(,"data_offsets":[4,12]}})",
-                        data + "1234"),
+      {"overlap",
+       Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]},"b":{)" + f32x2 + R"(,"data_offsets":[4,12]}})",
+             data + "1234"),
        "overlaps"},
       {"hole", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[4,12]}})", data + "1234"), "unaccounted"},
-      {"trailing_bytes", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]}})", data + "xx"),
-       "tensors cover 8"},
-      {"duplicate_key", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]},"a":{)" + f32x2 +
-                                  R"(,"data_offsets":[0,8]}})",
-                              data),
+      {"trailing_bytes", Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]}})", data + "xx"), "tensors cover 8"},
+      {"duplicate_key",
+       Image(R"({"a":{)" + f32x2 + R"(,"data_offsets":[0,8]},"a":{)" + f32x2 + R"(,"data_offsets":[0,8]}})", data),
        "appears twice"},
       {"huge_shape", Image(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", data),
        "absurdly large"},
@@ -154,8 +150,8 @@ TEST(Safetensors, TruncatedCheckpointIsRejectedAtEveryLength) {
   ASSERT_TRUE(full.ok());
   std::string dir = TestDir();
   // Every prefix: header cut, data cut. None may crash or be accepted.
-  for (size_t len : {size_t{0}, size_t{7}, size_t{8}, size_t{100}, size_t{4431}, size_t{4432}, size_t{5000},
-                     full->size() - 1}) {
+  for (size_t len :
+       {size_t{0}, size_t{7}, size_t{8}, size_t{100}, size_t{4431}, size_t{4432}, size_t{5000}, full->size() - 1}) {
     std::string path = dir + "/cut.safetensors";
     ASSERT_TRUE(WriteFileAtomic(path, full->substr(0, len)).ok());
     auto f = SafetensorsFile::Open(path);

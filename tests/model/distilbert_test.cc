@@ -254,8 +254,8 @@ TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
     ASSERT_TRUE(ga.defined() && gb.defined() && gr.defined()) << p.key();
     const double bound = c.bf16 ? 0.02 * gr.norm().item<double>() + 1e-6 : 2 * tol * gb.norm().item<double>() + 1e-6;
     EXPECT_TRUE(near(ga, gb, gr, bound)) << p.key() << ": fused-eager " << MaxAbsDiff(ga, gb) << ", fused-exact "
-                                         << MaxAbsDiff(ga, gr) << ", eager-exact " << MaxAbsDiff(gb, gr)
-                                         << ", bound " << bound;
+                                         << MaxAbsDiff(ga, gr) << ", eager-exact " << MaxAbsDiff(gb, gr) << ", bound "
+                                         << bound;
     ++checked;
   }
   EXPECT_GT(checked, 20);
@@ -264,8 +264,8 @@ TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
   torch::NoGradGuard g;
   const torch::Tensor batched = a.model(ids, mask);
   for (size_t i = 0; i < lengths.size(); ++i) {
-    const torch::Tensor alone = a.model(ids[i].slice(0, 0, lengths[i]).unsqueeze(0),
-                                        mask[i].slice(0, 0, lengths[i]).unsqueeze(0));
+    const torch::Tensor alone =
+        a.model(ids[i].slice(0, 0, lengths[i]).unsqueeze(0), mask[i].slice(0, 0, lengths[i]).unsqueeze(0));
     EXPECT_LT(MaxAbsDiff(alone, batched[i].unsqueeze(0)), tol * scale) << "review " << i << " of " << lengths[i];
   }
 }
@@ -374,14 +374,15 @@ TEST(LoadErrors, ClearMessagesForBadDirectories) {
   auto missing = LoadPretrained(dir + "/nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   // A pickle instead of safetensors is refused with advice.
-  std::system(("cp " + HfFixture("hf-tiny-cls/config.json") + " " + dir + "/ && touch " + dir +
-               "/pytorch_model.bin").c_str());
+  std::system(
+      ("cp " + HfFixture("hf-tiny-cls/config.json") + " " + dir + "/ && touch " + dir + "/pytorch_model.bin").c_str());
   auto pickle = LoadPretrained(dir);
   EXPECT_EQ(pickle.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(pickle.status().message()), HasSubstr("safe_serialization=True"));
   // Weights that do not fit the config: the mismatch is named with both shapes.
-  std::string cfg = "{\"dim\": 32, \"n_layers\": 2, \"n_heads\": 4, \"hidden_dim\": 64, "
-                    "\"max_position_embeddings\": 64, \"vocab_size\": 999}";
+  std::string cfg =
+      "{\"dim\": 32, \"n_layers\": 2, \"n_heads\": 4, \"hidden_dim\": 64, "
+      "\"max_position_embeddings\": 64, \"vocab_size\": 999}";
   std::ofstream(dir + "/config.json") << cfg;
   std::system(("cp " + HfFixture("hf-tiny-cls/model.safetensors") + " " + dir + "/").c_str());
   auto mismatch = LoadPretrained(dir);

@@ -120,9 +120,9 @@ TEST(Ia3, GradientsMatchFiniteDifferences) {
   auto loss = [&] { return ClassificationLoss(m(b.ids, b.mask), b.labels); };
   loss().backward();
   for (auto& [name, layer] : layers) {
-    EXPECT_LT(MaxAbsDiff(layer->ia3_l.grad(),
-                         FiniteDifferenceGrad(layer->ia3_l, [&] { return loss().item<double>(); })),
-              1e-8)
+    EXPECT_LT(
+        MaxAbsDiff(layer->ia3_l.grad(), FiniteDifferenceGrad(layer->ia3_l, [&] { return loss().item<double>(); })),
+        1e-8)
         << name;
   }
 }

@@ -156,7 +156,8 @@ TEST(Dora, DropoutAppliesToTheAdapterPathOnlyAsPeftDoes) {
     torch::Tensor ba = torch::matmul(l->lora_B->weight, l->lora_A->weight);
     torch::Tensor scale = l->lora_magnitude_vector / (base->weight + 1.5 * ba).norm(2, {1});
     torch::Tensor expected = torch::matmul(x, base->weight.t()) + base->bias +
-                             (scale - 1) * torch::matmul(dx, base->weight.t()) + scale * 1.5 * torch::matmul(dx, ba.t());
+                             (scale - 1) * torch::matmul(dx, base->weight.t()) +
+                             scale * 1.5 * torch::matmul(dx, ba.t());
     EXPECT_LT(MaxAbsDiff(y, expected), 1e-13);
   }
   // In eval mode the dropout is off and the layer is its merged form.

@@ -51,11 +51,10 @@ TEST_F(TinyMaskedLm, LogitsAreHuggingFacesFormulaWithTiedProjection) {
   // vocab_layer_norm (eps 1e-12) -> vocab_projector, whose weight is the word embedding matrix.
   torch::Tensor x = torch::nn::functional::linear(h, file_["vocab_transform.weight"], file_["vocab_transform.bias"]);
   x = torch::gelu(x);
-  x = torch::nn::functional::layer_norm(
-      x, torch::nn::functional::LayerNormFuncOptions({x.size(-1)})
-             .weight(file_["vocab_layer_norm.weight"])
-             .bias(file_["vocab_layer_norm.bias"])
-             .eps(1e-12));
+  x = torch::nn::functional::layer_norm(x, torch::nn::functional::LayerNormFuncOptions({x.size(-1)})
+                                               .weight(file_["vocab_layer_norm.weight"])
+                                               .bias(file_["vocab_layer_norm.bias"])
+                                               .eps(1e-12));
   torch::Tensor want = torch::nn::functional::linear(x, file_["distilbert.embeddings.word_embeddings.weight"],
                                                      file_["vocab_projector.bias"]);
   torch::Tensor got = m_.model->forward(io_["input_ids"], io_["attention_mask"]);
@@ -127,7 +126,7 @@ TEST(MaskedLm, AClassifierCheckpointContinuesWithAFreshHead) {
   auto m = LoadMaskedLm(HfFixture("hf-tiny-cls"), ModelOptions{false});
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->report.fresh.size(), 5u) << m->report.Summary();
-  EXPECT_EQ(m->report.ignored.size(), 4u);  // the classifier head
+  EXPECT_EQ(m->report.ignored.size(), 4u);                                   // the classifier head
   EXPECT_EQ(m->model->vocab_layer_norm->weight.sum().item<double>(), 32.0);  // HF init: ones
 }
 
@@ -146,7 +145,8 @@ TEST(MaskedLm, RandomInitFollowsHuggingFace) {
   // HF's parameter count: the tied projection adds only its bias.
   int64_t n = 0;
   for (const auto& p : m.model->parameters()) n += p.numel();
-  const int64_t encoder = 500 * 64 + 512 * 64 + 2 * 64 + (4 * (64 * 64 + 64) + 2 * 64 + 64 * 128 + 128 + 128 * 64 + 64 + 2 * 64);
+  const int64_t encoder =
+      500 * 64 + 512 * 64 + 2 * 64 + (4 * (64 * 64 + 64) + 2 * 64 + 64 * 128 + 128 + 128 * 64 + 64 + 2 * 64);
   EXPECT_EQ(n, encoder + (64 * 64 + 64) + 2 * 64 + 500);
 }
 

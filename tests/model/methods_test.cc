@@ -33,7 +33,8 @@ int64_t CountFor(Method method, const MethodOptions& options = {}) {
 }
 
 // Sum of numel over HF's own parameter list (counts.json, made by transformers) where `pick` holds.
-int64_t HfCount(const nlohmann::json& shapes, const std::function<int64_t(const std::string&, const nlohmann::json&)>& pick) {
+int64_t HfCount(const nlohmann::json& shapes,
+                const std::function<int64_t(const std::string&, const nlohmann::json&)>& pick) {
   int64_t n = 0;
   for (const auto& [name, shape] : shapes.items()) n += pick(name, shape);
   return n;
@@ -45,7 +46,9 @@ int64_t Numel(const nlohmann::json& shape) {
   return n;
 }
 
-bool IsHead(const std::string& n) { return absl::StartsWith(n, "pre_classifier.") || absl::StartsWith(n, "classifier."); }
+bool IsHead(const std::string& n) {
+  return absl::StartsWith(n, "pre_classifier.") || absl::StartsWith(n, "classifier.");
+}
 
 TEST(Methods, FullSizeTrainableCountsEqualHuggingFaceAndPeft) {
   auto counts = ReadJson(HfFixture("counts.json"));
@@ -70,23 +73,24 @@ TEST(Methods, NewMethodCountsEqualTheirDefinitionsOnHfsParameterList) {
   });
   // Top two of six blocks plus the head.
   const int64_t last2 = head + HfCount(shapes, [](const std::string& n, const nlohmann::json& s) {
-    return absl::StartsWith(n, "distilbert.transformer.layer.4.") || absl::StartsWith(n, "distilbert.transformer.layer.5.")
-               ? Numel(s)
-               : 0;
-  });
+                          return absl::StartsWith(n, "distilbert.transformer.layer.4.") ||
+                                         absl::StartsWith(n, "distilbert.transformer.layer.5.")
+                                     ? Numel(s)
+                                     : 0;
+                        });
   // IA3: one scale per output of k_lin and v_lin, one per input of lin2.
   const int64_t ia3 = head + HfCount(shapes, [](const std::string& n, const nlohmann::json& s) -> int64_t {
-    if (absl::EndsWith(n, "k_lin.weight") || absl::EndsWith(n, "v_lin.weight")) return s[0].get<int64_t>();
-    if (absl::EndsWith(n, "lin2.weight")) return s[1].get<int64_t>();
-    return 0;
-  });
+                        if (absl::EndsWith(n, "k_lin.weight") || absl::EndsWith(n, "v_lin.weight"))
+                          return s[0].get<int64_t>();
+                        if (absl::EndsWith(n, "lin2.weight")) return s[1].get<int64_t>();
+                        return 0;
+                      });
   // DoRA: LoRA's count plus one magnitude per output of q_lin and v_lin.
-  const int64_t dora = counts["lora_r12_qv_with_head"].get<int64_t>() +
-                       HfCount(shapes, [](const std::string& n, const nlohmann::json& s) -> int64_t {
-                         return absl::EndsWith(n, "q_lin.weight") || absl::EndsWith(n, "v_lin.weight")
-                                    ? s[0].get<int64_t>()
-                                    : 0;
-                       });
+  const int64_t dora =
+      counts["lora_r12_qv_with_head"].get<int64_t>() +
+      HfCount(shapes, [](const std::string& n, const nlohmann::json& s) -> int64_t {
+        return absl::EndsWith(n, "q_lin.weight") || absl::EndsWith(n, "v_lin.weight") ? s[0].get<int64_t>() : 0;
+      });
   // bitfit and last_k only flip requires_grad, so one full-size model serves them all.
   LoadedModel plain = BuildFromConfig(io::DefaultDistilBertConfig());
   auto count = [&](Method method, const MethodOptions& options = {}) {
@@ -104,10 +108,10 @@ TEST(Methods, NewMethodCountsEqualTheirDefinitionsOnHfsParameterList) {
   EXPECT_EQ(dora, 822530);
   MethodOptions k6;
   k6.last_k_layers = 6;  // every block, not the embeddings
-  EXPECT_EQ(count(Method::kLastK, k6), counts["full"].get<int64_t>() - HfCount(shapes, [](const std::string& n,
-                                                                                             const nlohmann::json& s) {
-                                             return absl::StartsWith(n, "distilbert.embeddings.") ? Numel(s) : 0;
-                                           }));
+  EXPECT_EQ(count(Method::kLastK, k6),
+            counts["full"].get<int64_t>() - HfCount(shapes, [](const std::string& n, const nlohmann::json& s) {
+              return absl::StartsWith(n, "distilbert.embeddings.") ? Numel(s) : 0;
+            }));
 }
 
 TEST(Methods, CountsEqualPeftsWhenItsFixtureIsPresent) {
@@ -174,8 +178,8 @@ TEST(Methods, EachMethodTrainsExactlyItsParameters) {
 }
 
 TEST(Methods, ParseAndBadSelectionsAreRefused) {
-  for (Method m : {Method::kFull, Method::kHead, Method::kBitFit, Method::kLastK, Method::kLora, Method::kDora,
-                   Method::kIa3}) {
+  for (Method m :
+       {Method::kFull, Method::kHead, Method::kBitFit, Method::kLastK, Method::kLora, Method::kDora, Method::kIa3}) {
     auto parsed = ParseMethod(MethodName(m));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, m);

@@ -205,9 +205,9 @@ TEST(PeftAdapter, ConfigsFtuneCannotReproduceAreRefusedByName) {
   EXPECT_THAT(std::string(with(R"({"peft_type": "PREFIX_TUNING"})").message()), HasSubstr("\"LORA\""));
   EXPECT_THAT(std::string(with(R"({"peft_type": "IA3", "target_modules": ["k_lin"]})").message()),
               HasSubstr("feedforward_modules"));
-  EXPECT_THAT(std::string(with(R"({"peft_type": "IA3", "target_modules": ".*k_lin", "feedforward_modules": []})")
-                              .message()),
-              HasSubstr("regular expression"));
+  EXPECT_THAT(
+      std::string(with(R"({"peft_type": "IA3", "target_modules": ".*k_lin", "feedforward_modules": []})").message()),
+      HasSubstr("regular expression"));
   EXPECT_THAT(std::string(with(R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_lin"],
                                    "use_rslora": true})")
                               .message()),
@@ -231,8 +231,9 @@ TEST(PeftAdapter, ConfigsFtuneCannotReproduceAreRefusedByName) {
 void CheckAgainstPeft(const std::string& fixture, Method method) {
   const std::string dir = HfFixture(fixture);
   if (!std::ifstream(dir + "/io.safetensors").good()) {
-    GTEST_SKIP() << dir << " not generated yet: run tests/fixtures/generate/peft_methods.py tests/fixtures/hf on a "
-                           "machine with transformers 5.17 + PEFT 0.21 (the GPU machine has them)";
+    GTEST_SKIP() << dir
+                 << " not generated yet: run tests/fixtures/generate/peft_methods.py tests/fixtures/hf on a "
+                    "machine with transformers 5.17 + PEFT 0.21 (the GPU machine has them)";
   }
   auto io = ReadAll(dir + "/io.safetensors");
   auto scalars = ReadJson(dir + "/io.json");

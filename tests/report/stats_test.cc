@@ -89,9 +89,9 @@ TEST(McNemar, ExactPValuesByHand) {
   EXPECT_NEAR(McNemarExactP(2, 8), 2.0 * (1 + 10 + 45) / 1024, 1e-15);  // 0.109375
   EXPECT_DOUBLE_EQ(McNemarExactP(3, 3), 1.0);                           // 2 * 42/64 > 1: capped
   EXPECT_DOUBLE_EQ(McNemarExactP(0, 1), 1.0);
-  EXPECT_DOUBLE_EQ(McNemarExactP(0, 0), 1.0);                           // no discordant pairs
-  EXPECT_NEAR(McNemarExactP(60, 40), 0.05688793364098079, 1e-12);       // sum of 41 binomial terms
-  EXPECT_LT(McNemarExactP(0, 2000), 1e-300);                            // huge n stays finite
+  EXPECT_DOUBLE_EQ(McNemarExactP(0, 0), 1.0);                      // no discordant pairs
+  EXPECT_NEAR(McNemarExactP(60, 40), 0.05688793364098079, 1e-12);  // sum of 41 binomial terms
+  EXPECT_LT(McNemarExactP(0, 2000), 1e-300);                       // huge n stays finite
 }
 
 TEST(McNemar, CountsDiscordantPairsOnly) {

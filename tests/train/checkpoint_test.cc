@@ -135,10 +135,14 @@ TEST_F(CheckpointTest, MetricsAfterTheCheckpointAreDropped) {
   auto written = WriteCheckpoint(*a->flat, *a->adam, State(10), id_, options_);
   ASSERT_TRUE(written.ok());
   const std::string metrics = (dir_ / "metrics.jsonl").string();
-  std::ofstream(metrics) << R"({"type":"train","step":5})" << "\n"
-                         << R"({"type":"eval","step":10})" << "\n"
-                         << R"({"type":"train","step":15})" << "\n"
-                         << R"({"type":"summary","step":20})" << "\n";
+  std::ofstream(metrics) << R"({"type":"train","step":5})"
+                         << "\n"
+                         << R"({"type":"eval","step":10})"
+                         << "\n"
+                         << R"({"type":"train","step":15})"
+                         << "\n"
+                         << R"({"type":"summary","step":20})"
+                         << "\n";
   ASSERT_TRUE(TruncateMetricsForResume(metrics, *written).ok());
   EXPECT_EQ(*ReadFileToString(metrics), "{\"type\":\"train\",\"step\":5}\n{\"type\":\"eval\",\"step\":10}\n");
 }

@@ -12,8 +12,8 @@ namespace ftune::train {
 namespace {
 
 struct Net {
-  torch::nn::Sequential seq{torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 16),
-                            torch::nn::Tanh(), torch::nn::Linear(16, 2)};
+  torch::nn::Sequential seq{torch::nn::Linear(8, 16), torch::nn::Tanh(), torch::nn::Linear(16, 16), torch::nn::Tanh(),
+                            torch::nn::Linear(16, 2)};
 };
 
 torch::Tensor Loss(torch::nn::Sequential& m) {

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <limits>
 
+#include "common/torch_compat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/torch_compat.h"
 #include "model/hf_checkpoint.h"
 #include "model/methods.h"
 #include "model/repr.h"
@@ -60,7 +60,8 @@ class HfThreeStepsAdam : public HfThreeSteps, public ::testing::WithParamInterfa
 
 TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
-  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  if (GetParam() && !compat::HasFusedAdamW())
+    GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   TrainOptions o;
   o.learning_rate = 1e-3;
   o.max_grad_norm = 1.0;
@@ -101,7 +102,8 @@ TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
 TEST_P(HfThreeStepsAdam, SameThreeStepsOnCuda) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
-  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  if (GetParam() && !compat::HasFusedAdamW())
+    GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   const torch::Device cuda(torch::kCUDA, 0);
   model_->to(cuda);
   TrainOptions o;
@@ -130,7 +132,8 @@ INSTANTIATE_TEST_SUITE_P(Optimizers, HfThreeStepsAdam, ::testing::Bool(),
 // optimizer path, without the host having to look, and the next finite step proceeds normally.
 TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
   if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
-  if (GetParam() && !compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
+  if (GetParam() && !compat::HasFusedAdamW())
+    GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   TrainOptions o;
   o.learning_rate = 1e-3;
   o.fused_adamw = GetParam();
