@@ -170,22 +170,38 @@ inline double LowestValue(torch::ScalarType t) {
   }
 }
 
-// Softmax attention over keys: q, k, v are [batch, heads, seq, head_dim]; `keep` is a bool
-// [batch, 1, 1, seq] mask of the keys that may be attended to. Uses the fused kernel where the
-// LibTorch version has one; otherwise the eager math Hugging Face's "eager" implementation does
-// (scores * 1/sqrt(d), masked to the dtype's lowest value, softmax, dropout, @ v).
+// Whether Attention() runs the fused kernel (this LibTorch has one and the model asks for it).
+inline bool UsesFusedAttention(bool prefer_fused) { return FTUNE_HAS_SDPA && prefer_fused; }
+
+// The attention mask in the form Attention() takes, made once per forward pass from the batch's
+// [batch, seq] mask (1 = token, 0 = padding): for the fused kernel a bool [batch, 1, 1, seq]
+// keep-mask; for the eager math an additive bias [batch, 1, 1, seq] in `dtype` (the scores' dtype:
+// 0 for a key that may be attended to, the dtype's lowest value for padding), so no layer rebuilds
+// or inverts it and no layer makes an extra pass over its scores to mask them.
+inline torch::Tensor AttentionMask(const torch::Tensor& attention_mask, bool prefer_fused, torch::ScalarType dtype) {
+  torch::Tensor keep = attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);
+  if (UsesFusedAttention(prefer_fused)) return keep;
+  return torch::zeros(keep.sizes(), torch::TensorOptions().dtype(dtype).device(keep.device()))
+      .masked_fill_(keep.logical_not(), LowestValue(dtype));
+}
+
+// Softmax attention over keys: q, k, v are [batch, heads, seq, head_dim]; `mask` is AttentionMask()'s.
+// Uses the fused kernel where the LibTorch version has one; otherwise the eager math of Hugging
+// Face's "eager" implementation (q / sqrt(d), q @ k^T, padding at the dtype's lowest value,
+// softmax, dropout, @ v), with the padding added as a bias instead of a masked_fill: the same values.
 inline torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& keep, double dropout_p, bool training, bool prefer_fused) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+                               const torch::Tensor& mask, double dropout_p, bool training, bool prefer_fused) {
+  const double sqrt_d = std::sqrt(static_cast<double>(q.size(-1)));
 #if FTUNE_HAS_SDPA
-  if (prefer_fused) {
-    return at::scaled_dot_product_attention(q, k, v, keep, training ? dropout_p : 0.0, /*is_causal=*/false, scale);
+  if (UsesFusedAttention(prefer_fused)) {
+    return at::scaled_dot_product_attention(q, k, v, mask, training ? dropout_p : 0.0, /*is_causal=*/false,
+                                            1.0 / sqrt_d);
   }
 #else
   (void)prefer_fused;
 #endif
-  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
-  scores = scores.masked_fill(keep.logical_not(), LowestValue(scores.scalar_type()));
+  torch::Tensor scores = torch::matmul(q / sqrt_d, k.transpose(-2, -1));
+  scores = scores + (mask.scalar_type() == scores.scalar_type() ? mask : mask.to(scores.scalar_type()));
   torch::Tensor weights = torch::softmax(scores, -1);
   if (training && dropout_p > 0.0) weights = torch::dropout(weights, dropout_p, /*train=*/true);
   return torch::matmul(weights, v);

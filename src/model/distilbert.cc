@@ -38,13 +38,13 @@ MultiHeadSelfAttentionImpl::MultiHeadSelfAttentionImpl(const DistilBertConfig& c
   RegisterLinear(this, "out_lin", &out_lin, std::make_shared<DenseImpl>(c.dim, c.dim));
 }
 
-torch::Tensor MultiHeadSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& keep) {
+torch::Tensor MultiHeadSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   const int64_t b = x.size(0), t = x.size(1), dim = x.size(2), dh = dim / n_heads_;
   auto heads = [&](const torch::Tensor& y) { return y.view({b, t, n_heads_, dh}).transpose(1, 2); };
   torch::Tensor q = heads(q_lin->forward(x));
   torch::Tensor k = heads(k_lin->forward(x));
   torch::Tensor v = heads(v_lin->forward(x));
-  torch::Tensor ctx = compat::Attention(q, k, v, keep, dropout_p_, is_training(), fused_);
+  torch::Tensor ctx = compat::Attention(q, k, v, mask, dropout_p_, is_training(), fused_);
   return out_lin->forward(ctx.transpose(1, 2).reshape({b, t, dim}));
 }
 
@@ -64,8 +64,8 @@ TransformerBlockImpl::TransformerBlockImpl(const DistilBertConfig& c, const Mode
   output_layer_norm = register_module("output_layer_norm", MakeLayerNorm(c.dim));
 }
 
-torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& keep) {
-  torch::Tensor sa = sa_layer_norm(attention(x, keep) + x);
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  torch::Tensor sa = sa_layer_norm(attention(x, mask) + x);
   return output_layer_norm(ffn(sa) + sa);
 }
 
@@ -77,30 +77,30 @@ TransformerImpl::TransformerImpl(const DistilBertConfig& c, const ModelOptions& 
   }
 }
 
-torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden,
+torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& mask, std::vector<torch::Tensor>* hidden,
                                        int64_t begin, int64_t end) {
   const int64_t n = static_cast<int64_t>(blocks_.size());
   if (end < 0) end = n;
   TORCH_CHECK(0 <= begin && begin <= end && end <= n, "blocks [", begin, ", ", end, ") out of range for ", n,
               " layers");
   for (int64_t i = begin; i < end; ++i) {
-    x = blocks_[i](x, keep);
+    x = blocks_[i](x, mask);
     if (hidden) hidden->push_back(x);
   }
   return x;
 }
 
 DistilBertModelImpl::DistilBertModelImpl(const DistilBertConfig& c, const ModelOptions& o)
-    : compute_dtype_(o.compute_dtype) {
+    : compute_dtype_(o.compute_dtype), fused_attention_(o.fused_attention) {
   embeddings = register_module("embeddings", Embeddings(c));
   transformer = register_module("transformer", Transformer(c, o));
 }
 
-namespace {
-torch::Tensor KeepMask(const torch::Tensor& attention_mask) {
-  return attention_mask.to(torch::kBool).unsqueeze(1).unsqueeze(1);  // [B, 1, 1, T]
+torch::Tensor DistilBertModelImpl::AttentionMask(const torch::Tensor& attention_mask) const {
+  // Under bf16 autocast the eager scores are bf16, else fp32.
+  return compat::AttentionMask(attention_mask, fused_attention_,
+                               compute_dtype_ == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat);
 }
-}  // namespace
 
 torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
                                            std::vector<torch::Tensor>* hidden) {
@@ -109,7 +109,7 @@ torch::Tensor DistilBertModelImpl::forward(const torch::Tensor& input_ids, const
   compat::AutocastGuard autocast(input_ids.device(), compute_dtype_);
   torch::Tensor x = embeddings(input_ids);
   if (hidden) hidden->push_back(x);
-  return transformer(x, KeepMask(attention_mask), hidden);
+  return transformer(x, AttentionMask(attention_mask), hidden);
 }
 
 torch::Tensor DistilBertModelImpl::ForwardBelow(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
@@ -117,7 +117,7 @@ torch::Tensor DistilBertModelImpl::ForwardBelow(const torch::Tensor& input_ids, 
   TORCH_CHECK(input_ids.dim() == 2 && attention_mask.sizes() == input_ids.sizes(),
               "input_ids and attention_mask must both be [batch, seq]");
   compat::AutocastGuard autocast(input_ids.device(), compute_dtype_);
-  return transformer->forward(embeddings(input_ids), KeepMask(attention_mask), nullptr, 0, k);
+  return transformer->forward(embeddings(input_ids), AttentionMask(attention_mask), nullptr, 0, k);
 }
 
 torch::Tensor DistilBertModelImpl::ForwardFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask,
@@ -126,7 +126,7 @@ torch::Tensor DistilBertModelImpl::ForwardFrom(const torch::Tensor& hidden, cons
                   hidden.size(1) == attention_mask.size(1),
               "hidden must be [batch, seq, dim] and attention_mask [batch, seq]");
   compat::AutocastGuard autocast(hidden.device(), compute_dtype_);
-  return transformer->forward(hidden, KeepMask(attention_mask), nullptr, k);
+  return transformer->forward(hidden, AttentionMask(attention_mask), nullptr, k);
 }
 
 DistilBertForSequenceClassificationImpl::DistilBertForSequenceClassificationImpl(const DistilBertConfig& c,

@@ -41,8 +41,8 @@ TORCH_MODULE(Embeddings);
 class MultiHeadSelfAttentionImpl : public torch::nn::Module, public LinearOwner {
  public:
   MultiHeadSelfAttentionImpl(const DistilBertConfig& c, const ModelOptions& o);
-  // x: [B, T, dim]; keep: bool [B, 1, 1, T] (true = key may be attended to).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep);
+  // x: [B, T, dim]; mask: compat::AttentionMask() of the batch, made once per forward pass.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   void pretty_print(std::ostream& os) const override { os << "MultiHeadSelfAttention"; }
 
   torch::nn::Dropout dropout{nullptr};
@@ -70,7 +70,7 @@ TORCH_MODULE(FFN);
 class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(const DistilBertConfig& c, const ModelOptions& o);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& keep);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
   void pretty_print(std::ostream& os) const override { os << "TransformerBlock"; }
 
   MultiHeadSelfAttention attention{nullptr};
@@ -84,7 +84,7 @@ class TransformerImpl : public torch::nn::Module {
  public:
   TransformerImpl(const DistilBertConfig& c, const ModelOptions& o);
   // Runs blocks [begin, end) (all of them by default); appends each block's output to `hidden` when given.
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& keep, std::vector<torch::Tensor>* hidden,
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask, std::vector<torch::Tensor>* hidden,
                         int64_t begin = 0, int64_t end = -1);
   void pretty_print(std::ostream& os) const override { os << "Transformer"; }
 
@@ -115,7 +115,11 @@ class DistilBertModelImpl : public torch::nn::Module {
   Transformer transformer{nullptr};
 
  private:
+  // The batch's [B, T] mask as every block's attention takes it (compat::AttentionMask).
+  torch::Tensor AttentionMask(const torch::Tensor& attention_mask) const;
+
   torch::ScalarType compute_dtype_;
+  bool fused_attention_;
 };
 TORCH_MODULE(DistilBertModel);
 
