@@ -4,7 +4,7 @@
 #
 #   launch/compare.sh                       # embedded default: the assignment's IMDB reviews
 #                                           # (data-prep/imdb) and the small encoder ftune pretrained
-#                                           # on IMDB text; about 5 minutes on 2 CPU cores
+#                                           # on IMDB text; about 2 minutes on 2 CPU cores
 #   launch/compare.sh --model-dir models/distilbert-base-uncased \
 #       --train data/imdb/train.csv --eval data/imdb/eval.csv      # the assignment's answer
 #
