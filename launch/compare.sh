@@ -12,7 +12,7 @@
 #   --model-dir DIR   Hugging Face model directory (config.json, model.safetensors, vocab.txt)
 #   --train CSV       training CSV (review,label)    default: data-prep/imdb/train.csv
 #   --eval CSV        evaluation CSV                 default: data-prep/imdb/eval.csv
-#   --methods LIST    default full,head,lora
+#   --methods LIST    default full,head,lora (any of full,head,lora,bitfit,last_k,ia3,dora: configs/<m>.flags)
 #   --np N            ranks per run (default: GPUs, or 2 on CPU)
 #   --epochs N        default 3 (1 for the embedded default)
 #   --max-length N    tokens per review (default 512; 256 for the embedded default)
@@ -57,7 +57,7 @@ if [ -z "$model_dir" ]; then
   : "${train:=data-prep/imdb/train.csv}" "${eval:=data-prep/imdb/eval.csv}" "${max_length:=256}" "${epochs:=1}"
   method_args() {
     case "$1" in
-      full) echo --learning_rate=3e-4 ;;
+      full|last_k) echo --learning_rate=3e-4 ;;
       head) echo --learning_rate=1e-3 --cache_frozen_features ;;
       *) echo --learning_rate=1e-3 ;;
     esac
