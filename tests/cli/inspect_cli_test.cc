@@ -42,6 +42,31 @@ TEST(InspectCli, MethodFlagsReachTheModelAndTheCountIsComputedByHand) {
   }
 }
 
+// The named runs in configs/ select the method they say (counted by hand on the tiny model).
+TEST(InspectCli, ConfigFlagFilesSelectTheirMethods) {
+  const int64_t head = 4160 + 130;
+  const int64_t block = 4 * 4160 + 256 + 16640 + 16448;
+  // Biases per block: q/k/v/out 4*64, sa_layer_norm 64, lin1 256, lin2 64, output_layer_norm 64.
+  const int64_t block_biases = 4 * 64 + 64 + 256 + 64 + 64;
+  const struct {
+    std::string file;
+    int64_t count;
+  } cases[] = {
+      {"full", 2090562},
+      {"head", head},
+      {"lora", head + 2 * 2 * (12 * 64 + 64 * 12)},
+      {"bitfit", head + 64 + 2 * block_biases},  // + the embeddings' LayerNorm bias
+      {"last_k", head + 2 * block},              // both blocks of the two
+      {"ia3", head + 2 * (64 + 64 + 256)},       // k_lin, v_lin outputs and lin2's input
+      {"dora", head + 2 * 2 * (12 * 64 + 64 * 12 + 64)},
+  };
+  for (const auto& c : cases) {
+    CommandResult r = Inspect("--flagfile=" + std::string(FTUNE_SOURCE_DIR) + "/configs/" + c.file + ".flags");
+    ASSERT_EQ(r.exit_code, 0) << c.file << "\n" << r.output;
+    EXPECT_THAT(r.output, HasSubstr("trainable parameters: " + std::to_string(c.count) + "\n")) << c.file;
+  }
+}
+
 TEST(InspectCli, BadMethodFlagsAreUsageErrors) {
   CommandResult r = Inspect("--method=last_k --last_k_layers=3");
   EXPECT_EQ(r.exit_code, 2);
