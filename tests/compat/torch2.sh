@@ -82,6 +82,7 @@ if launch/fetch-gpu-deps.sh >/dev/null 2>&1; then
   in_root bash -c 'set -e; cd /src/ftune
     so=$(basename "$(ls .deps/root/usr/lib/x86_64-linux-gnu/libabsl_strings.so.* | head -1)")
     if ldconfig -p | grep -q "$so"; then echo "torch2: SKIPPED the .deps build: the chroot itself has $so"; exit 0; fi
+    rm -rf /src/build-deps  # configured afresh: a kept cache could point at another copy of Abseil
     cmake -S . -B /src/build-deps -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_STANDARD=20 \
       -DCMAKE_PREFIX_PATH=/src/ftune/.deps/root/usr >/src/build-deps.log 2>&1 ||
       { tail -20 /src/build-deps.log; exit 1; }
