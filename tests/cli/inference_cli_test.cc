@@ -134,16 +134,7 @@ TEST(FeatureCache, HeadTrainingWithCacheEvaluatesExactlyAsTheFullForward) {
                        " --vocab=" + dir / "vocab.txt")
                 .exit_code,
             0);
-  json c = {{"vocab_size", 64},
-            {"max_position_embeddings", 64},
-            {"dim", 32},
-            {"n_layers", 2},
-            {"n_heads", 2},
-            {"hidden_dim", 64},
-            {"dropout", 0.0},
-            {"attention_dropout", 0.0},
-            {"seq_classif_dropout", 0.0}};
-  std::ofstream(dir / "c.json") << c.dump();
+  ::ftune::testing::WriteTinyModelConfig(dir / "c.json", /*dropout=*/false);
   auto train = [&](const std::string& name, const std::string& extra) {
     CommandResult r =
         RunCommand(Ftune() + " train --threads=1 --method=head --model_config=" + dir / "c.json" +

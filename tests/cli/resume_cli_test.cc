@@ -54,16 +54,7 @@ class ResumeTest : public ::testing::Test {
     CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + dir_ / "train.jsonl" +
                                  " --output=" + dir_ / "d.h5" + " --vocab=" + dir_ / "vocab.txt");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    json c = {{"vocab_size", 64},
-              {"max_position_embeddings", 64},
-              {"dim", 32},
-              {"n_layers", 2},
-              {"n_heads", 2},
-              {"hidden_dim", 64},
-              {"dropout", 0.1},
-              {"attention_dropout", 0.1},
-              {"seq_classif_dropout", 0.2}};
-    std::ofstream(dir_ / "cfg.json") << c.dump();
+    ::ftune::testing::WriteTinyModelConfig(dir_ / "cfg.json", /*dropout=*/true);
   }
   std::string Args(const std::string& out, int batch, int epochs = 3) {
     return " train --model_config=" + dir_ / "cfg.json" + " --train_data=" + dir_ / "d.h5" +

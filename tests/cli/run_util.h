@@ -83,4 +83,21 @@ inline void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed, i
   }
 }
 
+// A config.json of a tiny DistilBERT for the synthetic task (vocab 64, dim 32, 2 layers, 2 heads,
+// FFN 64), with HF's default dropouts (0.1, and 0.2 before the classifier) or none.
+inline std::string WriteTinyModelConfig(const std::string& path, bool dropout) {
+  const double p = dropout ? 0.1 : 0.0, head = dropout ? 0.2 : 0.0;
+  std::ofstream(path) << nlohmann::json({{"vocab_size", 64},
+                                         {"max_position_embeddings", 64},
+                                         {"dim", 32},
+                                         {"n_layers", 2},
+                                         {"n_heads", 2},
+                                         {"hidden_dim", 64},
+                                         {"dropout", p},
+                                         {"attention_dropout", p},
+                                         {"seq_classif_dropout", head}})
+                             .dump();
+  return path;
+}
+
 }  // namespace ftune::testing
