@@ -12,9 +12,8 @@
 #   smoke   5 training steps of the tiny model on the demo reviews, which must report device cuda
 #   parity  the GPU cases of the model and trainer tests (built in the background during smoke)
 #   bench   launch/bench.sh with the HF anchor, shrunk to the time left (--budget of bench.sh)
-# $OUT receives seven files, no folders: device-check.log (everything printed), build.log, parity.log,
-# bench.md, bench.json, bench-runs.tar.gz (every run's JSON files, status and log), peft-fixtures.tar.gz
-# (tests/fixtures/generate/peft_methods.py's output, run on the CPU in the background during the build). The runs
+# $OUT receives six files, no folders: device-check.log (everything printed), build.log, parity.log,
+# bench.md, bench.json, bench-runs.tar.gz (every run's JSON files, status and log). The runs
 # themselves go to $FTUNE_DEVICE_WORK (default /tmp/ftune-device-check), never into $OUT.
 #
 #   launch/device-check.sh [--budget S] [--out DIR]        on the GPU machine ($OUT, else results/device)
@@ -35,7 +34,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --hfbench) hfbench=$2; shift 2 ;;
     --no-hf) hfbench=none; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "device-check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -76,18 +75,6 @@ main() {
     echo "hdf5.h  $(ls /usr/include/hdf5.h /usr/include/hdf5/serial/hdf5.h 2>/dev/null | head -1)"
     echo "cores   $(nproc), memory $(free -g | awk "/Mem:/ {print \$2}") GiB"'
   [ "$mode" = cpu ] || [ -d .deps/root/usr ] || echo "device-check: no .deps (carry it): the build needs its Abseil"
-
-  # PEFT reference outputs for the IA3/DoRA adapters (tests/fixtures/generate/peft_methods.py: CPU
-  # Python with transformers and PEFT, which only the GPU machine has), made while ftune builds.
-  # Only while they are not vendored yet.
-  if [ "$mode" = gpu ] && [ ! -f tests/fixtures/hf/counts_methods.json ] && python3 -c 'import peft' 2>/dev/null; then
-    (mkdir -p "$work/fixtures" && cp -r tests/fixtures/hf/hf-tiny-cls "$work/fixtures/" &&
-     CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=2 timeout 150 nice python3 tests/fixtures/generate/peft_methods.py \
-       "$work/fixtures" >"$work/fixtures/log.txt" 2>&1
-     echo "exit $?" >>"$work/fixtures/log.txt"
-     tar -czf "$out/peft-fixtures.tar.gz" -C "$work/fixtures" --exclude hf-tiny-cls .) &
-    fixtures_pid=$!
-  fi
 
   stage build
   if [ "$mode" = gpu ]; then
@@ -180,7 +167,6 @@ main() {
   (cd "$work" && find bench \( -name '*.json' -o -name '*.jsonl' -o -name status -o -name train.log \) -print0 |
      tar --null -czf "$out/bench-runs.tar.gz" -T -)
   [ "$rc" = 0 ] || echo "device-check: the bench ended with exit $rc (see above)"
-  [ -n "${fixtures_pid:-}" ] && { wait "$fixtures_pid"; tar -xOzf "$out/peft-fixtures.tar.gz" ./log.txt | tail -4; }
   [ -f "$out/bench.md" ] || stop "no bench.md"
   echo "device-check: done after $(at); $out: $(cd "$out" && ls | tr '\n' ' ')"
 }

@@ -4,15 +4,14 @@
 # recipe) on the Large Movie Review Dataset's text, none of the default evaluation reviews among it.
 #
 #   launch/pretrain-encoder.sh --out models/imdb-mlm-128x4               # corpus, prep, pretrain, export
-#   launch/pretrain-encoder.sh --out DIR --seconds 170 --device cuda     # as long as the time allows
+#   launch/pretrain-encoder.sh --out DIR --epochs 18 --device cuda       # how data-prep/imdb/encoder was made
 #
 # Stages (each skipped where its output exists in --work):
 #   corpus    aclImdb unsup + train (--aclimdb: the gzip'd CSVs of cluster/fetch-imdb.sh) minus every
 #             review whose whitespace-normalised text is in --exclude (default: the default eval set);
 #             every 75th review held out for perplexity; corpus.json: counts and sha256 of both files
 #   prep      ftune prep, unlabeled (--label_column=), --max-length tokens
-#   pretrain  ftune train --objective=mlm: --epochs, or with --seconds as many steps as fit (timed
-#             on a 40-step run first), linear decay to 0 either way
+#   pretrain  ftune train --objective=mlm for --epochs, linear decay to 0
 #   export    the model with its weights in fp16 (--dtype), config.json, vocab.txt, provenance.json
 #             (corpus, config, flags, steps, time, eval perplexity, the machine)
 # Options:
@@ -23,7 +22,7 @@
 #   --exclude CSV       reviews that must not be pretrained on (default data-prep/imdb/eval.csv)
 #   --vocab FILE        default tests/fixtures/tokens/vocab.txt (bert-base-uncased)
 #   --max-length N      default 256
-#   --epochs N | --seconds S      default --epochs 10
+#   --epochs N          default 10
 #   --device D --precision P      default auto, and bf16 on CUDA / fp32 on CPU
 #   --dtype fp16|fp32   the exported weights (default fp16: half the size; ftune loads either)
 #   --stop-after STAGE  corpus or prep (e.g. to check a corpus against a model's provenance.json)
@@ -32,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="" config=configs/imdb-mlm.json work="" aclimdb=../shared/data/aclImdb exclude=data-prep/imdb/eval.csv
-vocab=tests/fixtures/tokens/vocab.txt max_length=256 epochs=10 seconds="" device=auto precision="" dtype=fp16
+vocab=tests/fixtures/tokens/vocab.txt max_length=256 epochs=10 device=auto precision="" dtype=fp16
 stop_after=""
 extra=()
 while [ $# -gt 0 ]; do
@@ -45,12 +44,11 @@ while [ $# -gt 0 ]; do
     --vocab) vocab=$2; shift 2 ;;
     --max-length) max_length=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --precision) precision=$2; shift 2 ;;
     --dtype) dtype=$2; shift 2 ;;
     --stop-after) stop_after=$2; shift 2 ;;
-    -h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) echo "pretrain-encoder: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -119,21 +117,8 @@ done
 flags=(--objective=mlm --model_config="$config" --vocab="$vocab" --train_data="$work/pt_train.h5"
        --batch_size=128 --eval_batch_size=128 --learning_rate=1e-3 --weight_decay=0.01 --warmup_ratio=0.05
        --group_by_length --logging_steps=100 --seed=42 --device="$device" --precision="$precision" "${extra[@]}")
-steps=()
-if [ -n "$seconds" ]; then
-  rm -rf "$work/timing"
-  "${mpirun[@]}" "$ftune" train "${flags[@]}" --max_steps=40 --save_model=false --output_dir="$work/timing" \
-    >"$work/timing.log" 2>&1 || { tail -5 "$work/timing.log"; say "the timing run failed"; exit 1; }
-  t=$(sed -n 's/^done: 40 steps in \([0-9.]*\)s.*/\1/p' "$work/timing.log")
-  left=$((seconds - ($(date +%s) - start) - 15))  # 15 s: start-up, the evaluation and the save
-  n=$(awk -v t="$t" -v s="$left" 'BEGIN { n = int(s * 40 / t); print (n < 40 ? 40 : n) }')
-  say "40 steps took ${t}s: $n steps fit in the ${left}s left"
-  steps=(--max_steps="$n")
-else
-  steps=(--epochs="$epochs")
-fi
 rm -rf "$work/run"
-"${mpirun[@]}" "$ftune" train "${flags[@]}" "${steps[@]}" --eval_data="$work/pt_eval.h5" \
+"${mpirun[@]}" "$ftune" train "${flags[@]}" --epochs="$epochs" --eval_data="$work/pt_eval.h5" \
   --output_dir="$work/run" 2>&1 | tee "$work/pretrain.log" | grep -E '^(ftune|training|epoch|done)' || true
 [ -s "$work/run/results.json" ] || { say "pretraining failed (see $work/pretrain.log)"; exit 1; }
 
@@ -168,11 +153,11 @@ h += b" " * (-len(h) % 8)
 with open(dst, "wb") as f:
     f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 EOF
-python3 - "$work" "$out.tmp" "$config" "$(($(date +%s) - start))" "$aclimdb" "$exclude" "${flags[*]} ${steps[*]}" <<'EOF'
-import json, platform, sys
+python3 - "$work" "$out.tmp" "$config" "$(($(date +%s) - start))" "$aclimdb" "$exclude" "${flags[*]} --epochs=$epochs" <<'EOF'
+import json, os, platform, sys
 work, out, config, secs, src, exclude, flags = sys.argv[1:8]
 r = json.load(open(f"{work}/run/results.json"))
-corpus = json.load(open(f"{work}/corpus.json")) if __import__("os").path.exists(f"{work}/corpus.json") else None
+corpus = json.load(open(f"{work}/corpus.json")) if os.path.exists(f"{work}/corpus.json") else None
 keep = {k: r[k] for k in ("steps", "epochs", "train_seconds", "samples_per_second", "device", "torch",
                           "eval_loss", "eval_perplexity", "train_loss") if k in r}
 json.dump({"made_by": "launch/pretrain-encoder.sh", "objective": "mlm (ftune train --objective=mlm)",
