@@ -105,7 +105,7 @@ absl::Status RunPredict(RunContext& run) {
   return absl::OkStatus();
 }
 
-int RunEvalCmd(const std::vector<std::string>& positional) {
+int EvalMain(const std::vector<std::string>& positional) {
   if (!positional.empty())
     return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
@@ -113,7 +113,7 @@ int RunEvalCmd(const std::vector<std::string>& positional) {
     return Outcome::kDone;
   });
 }
-int RunPredictCmd(const std::vector<std::string>& positional) {
+int PredictMain(const std::vector<std::string>& positional) {
   if (!positional.empty())
     return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
@@ -136,7 +136,7 @@ const Command& EvalCommand() {
       {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
        {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
       __FILE__,
-      &RunEvalCmd};
+      &EvalMain};
   return c;
 }
 
@@ -149,7 +149,7 @@ const Command& PredictCommand() {
                          {{"model and data", {"model_dir", "adapter_dir", "data", "output", "batch"}},
                           {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
                          __FILE__,
-                         &RunPredictCmd};
+                         &PredictMain};
   return c;
 }
 

@@ -12,7 +12,7 @@
 namespace ftune::cli {
 namespace {
 
-int Run(const std::vector<std::string>& positional) {
+int InspectMain(const std::vector<std::string>& positional) {
   if (!positional.empty()) {
     return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   }
@@ -76,7 +76,7 @@ const Command& InspectCommand() {
         {"model_dir", "model_config", "num_labels", "method", "last_k_layers", "lora_rank", "lora_alpha",
          "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward", "adapter_dir"}}},
       __FILE__,
-      &Run};
+      &InspectMain};
   return c;
 }
 

@@ -73,7 +73,7 @@ class Progress {
   bool shown_ = false;
 };
 
-int Run(const std::vector<std::string>& positional) {
+int PrepMain(const std::vector<std::string>& positional) {
   if (!positional.empty()) {
     return ReportFailure(absl::InvalidArgumentError(
         absl::StrCat("ftune prep: unexpected argument '", positional[0], "' (use --input=FILE)")));
@@ -119,7 +119,7 @@ const Command& PrepCommand() {
                           {"tokenizer", {"vocab", "model_dir", "max_length"}},
                           {"output", {"output", "threads", "progress_every"}}},
                          __FILE__,
-                         &Run};
+                         &PrepMain};
   return c;
 }
 

@@ -450,7 +450,7 @@ absl::Status RunBenchReport() {
   return absl::OkStatus();
 }
 
-int Run(const std::vector<std::string>& positional) {
+int ReportMain(const std::vector<std::string>& positional) {
   if (!positional.empty())
     return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   absl::Status st = absl::GetFlag(FLAGS_bench) ? RunBenchReport() : RunReport();
@@ -478,7 +478,7 @@ const Command& ReportCommand() {
        {"sweep summary", {"sweep"}},
        {"speed table (launch/bench.sh)", {"bench", "hf_results"}}},
       __FILE__,
-      &Run};
+      &ReportMain};
   return c;
 }
 

@@ -359,7 +359,7 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   return Outcome::kDone;
 }
 
-int Run(const std::vector<std::string>& positional) {
+int TrainMain(const std::vector<std::string>& positional) {
   if (!positional.empty())
     return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
   // First thing: a SIGUSR1/SIGTERM that arrives while MPI starts or the model loads must not kill
@@ -400,7 +400,7 @@ const Command& TrainCommand() {
          "fused_adamw", "cudnn_sdp"}},
        {"distributed", {"gradient_comm", "overlap_comm", "bucket_mb", "comm_timeout"}}},
       __FILE__,
-      &Run};
+      &TrainMain};
   return c;
 }
 

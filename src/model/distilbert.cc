@@ -3,13 +3,10 @@
 #include "common/torch_compat.h"
 
 namespace ftune::model {
-namespace {
-constexpr double kLayerNormEps = 1e-12;
 
 torch::nn::LayerNorm MakeLayerNorm(int64_t dim) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(kLayerNormEps));
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(1e-12));
 }
-}  // namespace
 
 EmbeddingsImpl::EmbeddingsImpl(const DistilBertConfig& c) {
   word_embeddings = register_module(

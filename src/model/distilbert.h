@@ -26,6 +26,9 @@ struct ModelOptions {
   torch::ScalarType compute_dtype = torch::kFloat;
 };
 
+// nn.LayerNorm(dim, eps=1e-12), as every LayerNorm in DistilBERT (and its MLM head) is built.
+torch::nn::LayerNorm MakeLayerNorm(int64_t dim);
+
 class EmbeddingsImpl : public torch::nn::Module {
  public:
   explicit EmbeddingsImpl(const DistilBertConfig& c);

@@ -11,7 +11,6 @@
 namespace ftune::model {
 namespace {
 
-constexpr double kLayerNormEps = 1e-12;
 constexpr int64_t kIgnoreIndex = -100;
 
 bool IsMlmHead(const std::string& name) {
@@ -39,8 +38,7 @@ DistilBertForMaskedLMImpl::DistilBertForMaskedLMImpl(const DistilBertConfig& c, 
   distilbert = register_module("distilbert", DistilBertModel(c, o));
   vocab_transform = register_module("vocab_transform", torch::nn::Linear(c.dim, c.dim));
   activation = register_module("activation", Activation(c.activation));
-  vocab_layer_norm = register_module("vocab_layer_norm",
-                                     torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim}).eps(kLayerNormEps)));
+  vocab_layer_norm = register_module("vocab_layer_norm", MakeLayerNorm(c.dim));
   vocab_projector =
       register_module("vocab_projector", TiedProjection(distilbert->embeddings->word_embeddings->weight, c.vocab_size));
   InitWeights();

@@ -17,13 +17,9 @@ namespace ftune::model {
 namespace {
 
 using ::ftune::testing::HfFixture;
+using ::ftune::testing::ReadJsonFile;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
 
 int64_t CountFor(Method method, const MethodOptions& options = {}) {
   LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
@@ -51,7 +47,7 @@ bool IsHead(const std::string& n) {
 }
 
 TEST(Methods, FullSizeTrainableCountsEqualHuggingFaceAndPeft) {
-  auto counts = ReadJson(HfFixture("counts.json"));
+  auto counts = ReadJsonFile(HfFixture("counts.json"));
   EXPECT_EQ(CountFor(Method::kFull), counts["full"].get<int64_t>());
   EXPECT_EQ(CountFor(Method::kHead), counts["head"].get<int64_t>());
   EXPECT_EQ(CountFor(Method::kLora), counts["lora_r12_qv_with_head"].get<int64_t>());
@@ -64,7 +60,7 @@ TEST(Methods, FullSizeTrainableCountsEqualHuggingFaceAndPeft) {
 }
 
 TEST(Methods, NewMethodCountsEqualTheirDefinitionsOnHfsParameterList) {
-  const auto counts = ReadJson(HfFixture("counts.json"));
+  const auto counts = ReadJsonFile(HfFixture("counts.json"));
   const auto& shapes = counts["param_shapes"];
   const int64_t head = counts["head"].get<int64_t>();
   // BitFit: every bias, LayerNorm biases included, plus the head.
@@ -119,7 +115,7 @@ TEST(Methods, CountsEqualPeftsWhenItsFixtureIsPresent) {
   if (!std::ifstream(path).good()) {
     GTEST_SKIP() << path << " not generated yet (tests/fixtures/generate/peft_methods.py on a machine with PEFT)";
   }
-  auto counts = ReadJson(path);
+  auto counts = ReadJsonFile(path);
   EXPECT_EQ(CountFor(Method::kBitFit), counts["bitfit"].get<int64_t>());
   EXPECT_EQ(CountFor(Method::kLastK), counts["last_k2"].get<int64_t>());
   EXPECT_EQ(CountFor(Method::kIa3), counts["ia3"].get<int64_t>());
@@ -133,7 +129,7 @@ TEST(Methods, TinyLoraCountEqualsPeft) {
   o.rank = 4;
   o.alpha = 8;
   ASSERT_TRUE(SelectTrainable(m->model, Method::kLora, o).ok());
-  EXPECT_EQ(CountTrainableParameters(*m->model), ReadJson(HfFixture("hf-tiny-lora/io.json"))["trainable"]);
+  EXPECT_EQ(CountTrainableParameters(*m->model), ReadJsonFile(HfFixture("hf-tiny-lora/io.json"))["trainable"]);
 }
 
 std::vector<std::string> TrainableOnTiny(Method method, const MethodOptions& options = {}) {

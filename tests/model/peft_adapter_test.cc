@@ -16,14 +16,10 @@ namespace ftune::model {
 namespace {
 
 using ::ftune::testing::HfFixture;
+using ::ftune::testing::ReadJsonFile;
 using ::ftune::testing::MaxAbsDiff;
 using ::ftune::testing::ReadAll;
 using ::testing::HasSubstr;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
 
 std::string TempDir() {
   char tmpl[] = "/tmp/ftune_adapter.XXXXXX";
@@ -74,7 +70,7 @@ TEST(PeftAdapter, SaveLoadRoundTripWithPeftKeyNames) {
     ASSERT_TRUE(ours.count(k)) << k;
     EXPECT_TRUE(torch::equal(ours.at(k), v)) << k;
   }
-  auto cfg = ReadJson(dir + "/adapter_config.json");
+  auto cfg = ReadJsonFile(dir + "/adapter_config.json");
   EXPECT_EQ(cfg["peft_type"], "LORA");
   EXPECT_EQ(cfg["r"], 4);
   EXPECT_EQ(cfg["use_dora"], false);
@@ -115,7 +111,7 @@ std::string SaveTrainedTiny(Method method, const MethodOptions& options, LoadedM
 TEST(PeftAdapter, Ia3FileLayoutIsPeftsAndRoundTrips) {
   LoadedModel m;
   const std::string dir = SaveTrainedTiny(Method::kIa3, {}, &m);
-  auto cfg = ReadJson(dir + "/adapter_config.json");
+  auto cfg = ReadJsonFile(dir + "/adapter_config.json");
   EXPECT_EQ(cfg["peft_type"], "IA3");
   EXPECT_EQ(cfg["target_modules"], nlohmann::json({"k_lin", "v_lin", "lin2"}));
   EXPECT_EQ(cfg["feedforward_modules"], nlohmann::json({"lin2"}));
@@ -154,7 +150,7 @@ TEST(PeftAdapter, DoraFileLayoutIsPeftsAndRoundTrips) {
   LoadedModel m;
   MethodOptions o(LoraOptions{4, 8.0, 0.0, {"q_lin", "v_lin"}, false});
   const std::string dir = SaveTrainedTiny(Method::kDora, o, &m);
-  auto cfg = ReadJson(dir + "/adapter_config.json");
+  auto cfg = ReadJsonFile(dir + "/adapter_config.json");
   EXPECT_EQ(cfg["peft_type"], "LORA");
   EXPECT_EQ(cfg["use_dora"], true);
   EXPECT_EQ(cfg["r"], 4);
@@ -236,7 +232,7 @@ void CheckAgainstPeft(const std::string& fixture, Method method) {
                     "machine with transformers 5.17 + PEFT 0.21 (the GPU machine has them)";
   }
   auto io = ReadAll(dir + "/io.safetensors");
-  auto scalars = ReadJson(dir + "/io.json");
+  auto scalars = ReadJsonFile(dir + "/io.json");
   LoadedModel m = TinyCls();
   auto info = LoadAdapter(m.model, dir);
   ASSERT_TRUE(info.ok()) << info.status();

@@ -1,6 +1,7 @@
 // Test helpers: the vendored Hugging Face references (tests/fixtures/hf) as torch tensors.
 #pragma once
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -10,10 +11,18 @@
 #include "gtest/gtest.h"
 #include "io/safetensors.h"
 #include "model/hf_checkpoint.h"
+#include "nlohmann/json.hpp"
 
 namespace ftune::testing {
 
 inline std::string HfFixture(const std::string& rel) { return std::string(FTUNE_FIXTURES_DIR) + "/hf/" + rel; }
+
+// A JSON file (io.json, adapter_config.json, counts.json), parsed.
+inline nlohmann::json ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  return nlohmann::json::parse(in);
+}
 
 // All tensors of a safetensors file, copied out.
 inline std::map<std::string, torch::Tensor> ReadAll(const std::string& path) {
