@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/command.h"
 #include "cli/run_setup.h"
@@ -61,8 +62,22 @@ absl::Status RunEval(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
   FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
   FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.host_comm(), Options(run, m)));
-  LogInfo("%s: accuracy %.4f (%d/%d), loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct, e.total,
-          e.loss(), e.total / std::max(e.seconds, 1e-9));
+  LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(),
+          e.correct, e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
+  // Per class, and the confusion matrix (rows: true label, columns: predicted).
+  std::string table = "label  precision  recall      f1  support  | predicted as";
+  for (int64_t k = 0; k < e.num_labels; ++k) absl::StrAppendFormat(&table, " %6d", k);
+  for (int64_t k = 0; k < e.num_labels; ++k) {
+    absl::StrAppendFormat(&table, "\n%5d  %9.4f  %6.4f  %6.4f  %7d  |             ", k, e.precision(k), e.recall(k),
+                          e.f1(k), e.support(k));
+    for (int64_t p = 0; p < e.num_labels; ++p) absl::StrAppendFormat(&table, " %6d", e.confusion[k * e.num_labels + p]);
+  }
+  LogInfo("%s", table);
+  const std::string out = absl::GetFlag(FLAGS_output);
+  if (!out.empty() && run.ctx().is_root()) {
+    FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, e.ToJson().dump(2) + "\n"));
+    LogInfo("wrote the metrics to %s", out);
+  }
   return absl::OkStatus();
 }
 
@@ -129,11 +144,12 @@ const Command& EvalCommand() {
       "eval",
       "accuracy and loss of a saved model on an HDF5 dataset",
       "Scores a saved model (--model_dir, plus --adapter_dir for a PEFT LoRA adapter) on every\n"
-      "example of --data and prints accuracy and mean cross-entropy. Under mpirun each rank\n"
-      "scores a share and the counts are summed.\n\n"
+      "example of --data and prints accuracy, macro-F1, mean cross-entropy, per-class precision /\n"
+      "recall / F1 and the confusion matrix (--output: the same as JSON, eval_* keys as in\n"
+      "metrics.jsonl). Under mpirun each rank scores a share and the counts are summed.\n\n"
       "  ftune eval --model_dir=runs/full/model --data=eval.h5\n"
       "  ftune eval --model_dir=distilbert-base-uncased --adapter_dir=runs/lora/model --data=eval.h5",
-      {{"model and data", {"model_dir", "adapter_dir", "data", "batch"}},
+      {{"model and data", {"model_dir", "adapter_dir", "data", "output", "batch"}},
        {"speed", {"device", "precision", "threads", "cudnn_sdp"}}},
       __FILE__,
       &EvalMain};

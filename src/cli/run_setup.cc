@@ -39,8 +39,14 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
   const std::string precision = absl::GetFlag(FLAGS_precision);
   if (precision == "bf16") {
     run->model_options_.compute_dtype = torch::kBFloat16;
+  } else if (precision == "fp16") {
+    if (!run->device_.is_cuda()) {
+      return absl::InvalidArgumentError(
+          "--precision=fp16 needs a CUDA device (CPU autocast has no float16); use bf16 or fp32 on CPU");
+    }
+    run->model_options_.compute_dtype = torch::kHalf;
   } else if (precision != "fp32") {
-    return absl::InvalidArgumentError(absl::StrFormat("--precision \"%s\" is not one of fp32, bf16", precision));
+    return absl::InvalidArgumentError(absl::StrFormat("--precision \"%s\" is not one of fp32, bf16, fp16", precision));
   }
   dist::MpiCommunicatorOptions mo;
   mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);

@@ -41,7 +41,8 @@ ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available, else CPU), cp
 ABSL_FLAG(std::string, precision, "fp32",
           "fp32, or bf16: mixed precision (autocast) as HF's bf16=True: matmuls and attention in bfloat16, "
           "parameters, optimizer state, LayerNorm and the loss in fp32. Fast on GPUs with bf16 units; slow on most "
-          "CPUs.");
+          "CPUs. fp16 (CUDA only): HF's fp16=True, float16 autocast with dynamic loss scaling (GradScaler: scale "
+          "2^16, halved on overflow with the step skipped, doubled after 2000 good steps; in checkpoints).");
 ABSL_FLAG(bool, cudnn_sdp, false,
           "Let attention use cuDNN's fused kernels on CUDA (PyTorch's torch.backends.cuda.enable_cudnn_sdp; "
           "LibTorch >= 2.3, which prefers them on Hopper from 2.9 on). Off by default: cuDNN plans every new "

@@ -7,9 +7,12 @@
 #include <fstream>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cli/command.h"
 #include "cli/run_setup.h"
 #include "cli/shared_flags.h"
@@ -36,13 +39,50 @@ ABSL_FLAG(double, mlm_probability, 0.15,
           "random token, 10% stay (HF's DataCollatorForLanguageModeling). The choice is drawn from (seed, epoch, "
           "example), so it does not depend on the number of ranks.");
 ABSL_FLAG(std::string, train_data, "", "Training set: an HDF5 file written by `ftune prep`.");
-ABSL_FLAG(std::string, eval_data, "", "Evaluation set (HDF5 from `ftune prep`); scored after every epoch.");
+ABSL_FLAG(std::string, eval_data, "", "Evaluation set (HDF5 from `ftune prep`); scored per --eval_strategy.");
+ABSL_FLAG(std::string, eval_strategy, "epoch",
+          "When to evaluate on --eval_data (HF eval_strategy): no, steps (every --eval_steps optimizer steps) or "
+          "epoch (after each epoch).");
+ABSL_FLAG(int64_t, eval_steps, 0, "--eval_strategy=steps: evaluate every this many optimizer steps (0 = --logging_steps, "
+          "as HF).");
+ABSL_FLAG(std::string, metric_for_best_model, "",
+          "Eval metric that decides the best model: accuracy, loss or macro_f1 (eval_ prefix optional); empty = none, "
+          "or loss when --load_best_model_at_end / --early_stopping_patience need one (as HF).");
+ABSL_FLAG(std::string, greater_is_better, "",
+          "true or false: whether a larger --metric_for_best_model is better; empty = false for a loss, else true "
+          "(as HF).");
+ABSL_FLAG(bool, load_best_model_at_end, false,
+          "Save the best model (per --metric_for_best_model) instead of the last one; results.json names its step. "
+          "The best weights are kept on the device and in checkpoints, so no save strategy is needed for it.");
+ABSL_FLAG(int64_t, early_stopping_patience, 0,
+          "Stop training after this many evaluations in a row that do not improve --metric_for_best_model by more "
+          "than --early_stopping_threshold (HF EarlyStoppingCallback); 0 = off.");
+ABSL_FLAG(double, early_stopping_threshold, 0.0, "Least improvement that resets the early-stopping patience.");
+ABSL_FLAG(double, label_smoothing_factor, 0.0,
+          "Label smoothing (HF label_smoothing_factor): targets become 1 - f on the label plus f / num_labels on "
+          "every class. Applies to the eval loss too, as in HF.");
+ABSL_FLAG(std::string, class_weights, "",
+          "Comma-separated loss weight per label (e.g. 1,3 for a rare label 1), as torch's "
+          "CrossEntropyLoss(weight=...): the training loss is the weighted mean over the global batch. Training "
+          "only; the eval loss stays unweighted.");
 ABSL_FLAG(std::string, output_dir, "", "Run directory: metrics.jsonl, results.json, run_config.json and the model.");
 ABSL_FLAG(int64_t, epochs, 3, "Training epochs (HF num_train_epochs).");
 ABSL_FLAG(int64_t, max_steps, -1, "If > 0: stop after this many optimizer steps (overrides --epochs).");
-ABSL_FLAG(int64_t, batch_size, 8, "Examples per rank per step; the global batch is batch_size x ranks.");
+ABSL_FLAG(int64_t, batch_size, 8,
+          "Examples per rank per micro-batch (HF per_device_train_batch_size); the global batch is batch_size x ranks x "
+          "--gradient_accumulation_steps.");
+ABSL_FLAG(int64_t, gradient_accumulation_steps, 1,
+          "Micro-batches per rank whose gradients add up before each optimizer step. The loss is normalised over the "
+          "whole global batch, so 1 rank x 4, 2 ranks x 2 and 4 ranks x 1 train the same model. --resume onto another "
+          "rank count changes it to keep the checkpoint's global batch (and says so).");
 ABSL_FLAG(int64_t, eval_batch_size, 8, "Examples per rank per evaluation batch.");
-ABSL_FLAG(double, learning_rate, 5e-5, "Peak learning rate of AdamW (decays linearly to 0).");
+ABSL_FLAG(double, learning_rate, 5e-5, "Peak learning rate of AdamW (after warmup; see --lr_scheduler_type).");
+ABSL_FLAG(std::string, lr_scheduler_type, "linear",
+          "Learning-rate schedule after warmup, HF's names and formulas: linear, cosine, cosine_with_restarts, "
+          "constant (no warmup), constant_with_warmup, polynomial.");
+ABSL_FLAG(std::string, lr_scheduler_kwargs, "",
+          "JSON object of schedule arguments, as HF's lr_scheduler_kwargs: num_cycles (cosine 0.5, "
+          "cosine_with_restarts 1), power (polynomial, 1.0), lr_end (polynomial, 1e-7).");
 ABSL_FLAG(double, weight_decay, 0.0, "AdamW weight decay (not applied to biases and LayerNorm weights).");
 ABSL_FLAG(double, adam_beta1, 0.9, "AdamW beta1.");
 ABSL_FLAG(double, adam_beta2, 0.999, "AdamW beta2.");
@@ -77,9 +117,12 @@ ABSL_FLAG(bool, fused_adamw, true, "Use LibTorch's fused AdamW kernel where it h
 ABSL_FLAG(bool, time_phases, false,
           "Time each step's phases (data, forward, backward, comm, optimizer) into results.json. Waits for the GPU "
           "at every phase boundary, so it slows GPU training; for benchmarks.");
-ABSL_FLAG(int64_t, save_every_steps, 0, "Write a checkpoint every N optimizer steps (0 = only on preemption).");
-ABSL_FLAG(bool, save_every_epoch, false, "Write a checkpoint after every epoch's evaluation.");
-ABSL_FLAG(int32_t, keep_last, 2, "Checkpoints kept in <output_dir>/checkpoints (older ones are deleted; 0 = all).");
+ABSL_FLAG(std::string, save_strategy, "no",
+          "When to write checkpoints to <output_dir>/checkpoints besides preemption (always): no, steps (every "
+          "--save_steps) or epoch (after each epoch's evaluation). HF's names; HF's default is steps every 500.");
+ABSL_FLAG(int64_t, save_steps, 500, "--save_strategy=steps: write a checkpoint every this many optimizer steps.");
+ABSL_FLAG(int32_t, save_total_limit, 2,
+          "Checkpoints kept (older ones are deleted; 0 = all). The best model's checkpoint is never deleted.");
 ABSL_FLAG(std::string, resume, "",
           "auto: continue from the newest checkpoint in <output_dir>/checkpoints (start fresh if there is none; "
           "exit at once if the run already finished); or a checkpoint directory. On CPU the result is "
@@ -93,6 +136,7 @@ train::TrainOptions TrainOptionsFromFlags() {
   o.epochs = absl::GetFlag(FLAGS_epochs);
   o.max_steps = absl::GetFlag(FLAGS_max_steps);
   o.batch_size = absl::GetFlag(FLAGS_batch_size);
+  o.gradient_accumulation_steps = absl::GetFlag(FLAGS_gradient_accumulation_steps);
   o.eval_batch_size = absl::GetFlag(FLAGS_eval_batch_size);
   o.learning_rate = absl::GetFlag(FLAGS_learning_rate);
   o.weight_decay = absl::GetFlag(FLAGS_weight_decay);
@@ -112,7 +156,86 @@ train::TrainOptions TrainOptionsFromFlags() {
   o.fused_adamw = absl::GetFlag(FLAGS_fused_adamw);
   o.overlap_comm = absl::GetFlag(FLAGS_overlap_comm);
   o.time_phases = absl::GetFlag(FLAGS_time_phases);
+  o.loss_scaling = absl::GetFlag(FLAGS_precision) == "fp16";
+  o.eval_steps = absl::GetFlag(FLAGS_eval_steps) > 0 ? absl::GetFlag(FLAGS_eval_steps) : o.logging_steps;
+  o.metric_for_best_model = absl::GetFlag(FLAGS_metric_for_best_model);
+  o.load_best_model_at_end = absl::GetFlag(FLAGS_load_best_model_at_end);
+  o.early_stopping_patience = absl::GetFlag(FLAGS_early_stopping_patience);
+  o.early_stopping_threshold = absl::GetFlag(FLAGS_early_stopping_threshold);
+  if (o.metric_for_best_model.empty() && (o.load_best_model_at_end || o.early_stopping_patience > 0)) {
+    o.metric_for_best_model = "loss";
+  }
   return o;
+}
+
+// The flags that parse into more than a number: the eval strategy, the schedule, the best-model
+// direction, and the save strategy.
+absl::Status ParseStructuredFlags(train::TrainOptions* o, train::CheckpointOptions* ckpt) {
+  const std::string eval = absl::GetFlag(FLAGS_eval_strategy);
+  if (eval == "no") {
+    o->eval_strategy = train::EvalStrategy::kNo;
+  } else if (eval == "steps") {
+    o->eval_strategy = train::EvalStrategy::kSteps;
+  } else if (eval == "epoch") {
+    o->eval_strategy = train::EvalStrategy::kEpoch;
+  } else {
+    return absl::InvalidArgumentError(absl::StrFormat("--eval_strategy \"%s\" is not one of no, steps, epoch", eval));
+  }
+  FTUNE_ASSIGN_OR_RETURN(o->lr_schedule.type, train::ParseLrSchedulerType(absl::GetFlag(FLAGS_lr_scheduler_type)));
+  const std::string kwargs = absl::GetFlag(FLAGS_lr_scheduler_kwargs);
+  if (!kwargs.empty()) {
+    nlohmann::json j = nlohmann::json::parse(kwargs, nullptr, false);
+    if (!j.is_object()) {
+      return absl::InvalidArgumentError(absl::StrFormat("--lr_scheduler_kwargs is not a JSON object: %s", kwargs));
+    }
+    for (const auto& [key, value] : j.items()) {
+      if (!value.is_number()) {
+        return absl::InvalidArgumentError(absl::StrFormat("--lr_scheduler_kwargs: %s must be a number", key));
+      }
+      if (key == "num_cycles") {
+        o->lr_schedule.num_cycles = value.get<double>();
+      } else if (key == "power") {
+        o->lr_schedule.power = value.get<double>();
+      } else if (key == "lr_end") {
+        o->lr_schedule.lr_end = value.get<double>();
+      } else {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--lr_scheduler_kwargs: unknown argument \"%s\" (num_cycles, power, lr_end)", key));
+      }
+    }
+  }
+  const std::string greater = absl::GetFlag(FLAGS_greater_is_better);
+  if (greater.empty()) {
+    o->greater_is_better = !absl::EndsWith(o->metric_for_best_model, "loss");
+  } else if (greater == "true" || greater == "false") {
+    o->greater_is_better = greater == "true";
+  } else {
+    return absl::InvalidArgumentError(absl::StrFormat("--greater_is_better must be true or false (got \"%s\")", greater));
+  }
+  const std::string save = absl::GetFlag(FLAGS_save_strategy);
+  if (save != "no" && save != "steps" && save != "epoch") {
+    return absl::InvalidArgumentError(absl::StrFormat("--save_strategy \"%s\" is not one of no, steps, epoch", save));
+  }
+  ckpt->every_steps = save == "steps" ? absl::GetFlag(FLAGS_save_steps) : 0;
+  ckpt->every_epoch = save == "epoch";
+  ckpt->total_limit = absl::GetFlag(FLAGS_save_total_limit);
+  if (save == "steps" && ckpt->every_steps <= 0) return absl::InvalidArgumentError("--save_steps must be > 0");
+  if (ckpt->total_limit < 0) return absl::InvalidArgumentError("--save_total_limit must be >= 0");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> ClassWeightsFromFlag() {
+  std::vector<double> weights;
+  const std::string text = absl::GetFlag(FLAGS_class_weights);
+  if (text.empty()) return weights;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    double w;
+    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(part), &w)) {
+      return absl::InvalidArgumentError(absl::StrFormat("--class_weights: \"%s\" is not a number", part));
+    }
+    weights.push_back(w);
+  }
+  return weights;
 }
 
 absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
@@ -124,6 +247,11 @@ absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
   if (o.weight_decay < 0) return bad("--weight_decay must be >= 0");
   if (o.warmup_steps < 0 || o.warmup_ratio < 0 || o.warmup_ratio >= 1) return bad("warmup must be >= 0 (ratio < 1)");
   if (o.logging_steps <= 0) return bad("--logging_steps must be > 0");
+  if (o.gradient_accumulation_steps <= 0) {
+    return bad(absl::StrFormat("--gradient_accumulation_steps must be > 0 (got %d)", o.gradient_accumulation_steps));
+  }
+  if (o.early_stopping_patience < 0) return bad("--early_stopping_patience must be >= 0");
+  if (o.early_stopping_threshold < 0) return bad("--early_stopping_threshold must be >= 0");
   if (o.pad_to_multiple_of < 1 || o.pad_to_multiple_of > 512) {
     return bad(absl::StrFormat("--pad_to_multiple_of must be in [1, 512] (got %d)", o.pad_to_multiple_of));
   }
@@ -162,7 +290,10 @@ absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, c
     model::MergeAdapters(*model);
     return model::SavePretrained(model, dir);
   };
-  t.objective = std::make_unique<train::ClassificationObjective>(loaded.model);
+  train::ClassificationLoss loss;
+  loss.label_smoothing = absl::GetFlag(FLAGS_label_smoothing_factor);
+  FTUNE_ASSIGN_OR_RETURN(loss.class_weights, ClassWeightsFromFlag());
+  FTUNE_ASSIGN_OR_RETURN(t.objective, train::ClassificationObjective::Create(loaded.model, std::move(loss)));
   return t;
 }
 
@@ -194,6 +325,9 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, con
                                       const data::TokenDataset* eval) {
   if (method != model::Method::kFull) {
     return absl::InvalidArgumentError("--objective=mlm trains every parameter: use --method=full");
+  }
+  if (absl::GetFlag(FLAGS_label_smoothing_factor) != 0 || !absl::GetFlag(FLAGS_class_weights).empty()) {
+    return absl::InvalidArgumentError("--label_smoothing_factor and --class_weights apply to classification only");
   }
   const double p = absl::GetFlag(FLAGS_mlm_probability);
   if (!(p > 0 && p < 1))
@@ -230,8 +364,29 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, con
   return t;
 }
 
+// --resume onto another rank count: the checkpoint's global batch (its sample positions and
+// schedule) is kept by changing gradient_accumulation_steps, when the numbers allow.
+absl::Status KeepGlobalBatch(const std::string& checkpoint, int world, train::TrainOptions* o) {
+  FTUNE_ASSIGN_OR_RETURN(const int64_t global, train::CheckpointGlobalBatch(checkpoint));
+  const int64_t per_step = o->batch_size * world;
+  if (global == per_step * o->gradient_accumulation_steps) return absl::OkStatus();
+  if (global % per_step != 0) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s was written with a global batch of %d, which --batch_size=%d x %d ranks x gradient_accumulation_steps "
+        "cannot make; pick a --batch_size that divides %d / %d ranks",
+        checkpoint, global, o->batch_size, world, global, world));
+  }
+  LogInfo("resuming with %d ranks: gradient_accumulation_steps %d -> %d keeps the checkpoint's global batch of %d "
+          "(batch_size %d x %d ranks x %d)",
+          world, o->gradient_accumulation_steps, global / per_step, global, o->batch_size, world, global / per_step);
+  o->gradient_accumulation_steps = global / per_step;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   train::TrainOptions opts = TrainOptionsFromFlags();
+  train::CheckpointOptions ckpt;
+  FTUNE_RETURN_IF_ERROR(ParseStructuredFlags(&opts, &ckpt));
   FTUNE_RETURN_IF_ERROR(ValidateTrainOptions(opts));
   const std::string out = absl::GetFlag(FLAGS_output_dir);
   if (out.empty()) return absl::InvalidArgumentError("--output_dir is required");
@@ -264,12 +419,27 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
     return Outcome::kDone;
   }
   FTUNE_ASSIGN_OR_RETURN(std::string resume_from, train::ResolveResume(resume_flag, out + "/checkpoints"));
+  if (!opts.metric_for_best_model.empty() && (eval_ds == nullptr || opts.eval_strategy == train::EvalStrategy::kNo)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--metric_for_best_model=%s (or --load_best_model_at_end / --early_stopping_patience) needs --eval_data and "
+        "an --eval_strategy other than no",
+        opts.metric_for_best_model));
+  }
+  if (!resume_from.empty()) FTUNE_RETURN_IF_ERROR(KeepGlobalBatch(resume_from, run.ctx().world_size(), &opts));
   FTUNE_RETURN_IF_ERROR(PrepareOutputDir(run, out, absl::GetFlag(FLAGS_overwrite), !resume_from.empty()));
 
   torch::manual_seed(static_cast<uint64_t>(opts.seed));
   FTUNE_ASSIGN_OR_RETURN(Trainee trainee, absl::GetFlag(FLAGS_objective) == "mlm"
                                               ? BuildMaskedLm(run, method, *train_ds, eval_ds.get())
                                               : BuildClassifier(run, method, method_options, *train_ds, eval_ds.get()));
+  if (!opts.metric_for_best_model.empty()) {  // a name this objective's evaluation has
+    train::EvalStats probe;
+    if (objective == "classification") {
+      probe.num_labels = trainee.config.num_labels;
+      probe.confusion.assign(probe.num_labels * probe.num_labels, 0);
+    }
+    FTUNE_RETURN_IF_ERROR(Annotate(probe.Metric(opts.metric_for_best_model).status(), "--metric_for_best_model"));
+  }
   LogInfo("method %s: %d of %d parameters train (%.2f%%)", model::MethodName(method), trainee.trainable, trainee.total,
           100.0 * trainee.trainable / trainee.total);
   trainee.objective->module().to(run.device());
@@ -287,11 +457,7 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   FTUNE_RETURN_IF_ERROR(run.Agree(absl::OkStatus()));
   FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
   opts.pad_token_id = trainee.config.pad_token_id;
-  train::CheckpointOptions ckpt;
   ckpt.dir = out + "/checkpoints";
-  ckpt.every_steps = absl::GetFlag(FLAGS_save_every_steps);
-  ckpt.every_epoch = absl::GetFlag(FLAGS_save_every_epoch);
-  ckpt.keep_last = absl::GetFlag(FLAGS_keep_last);
   ckpt.run_config = resolved;
   train::Trainer trainer(std::move(trainee.objective), opts, &run.host_comm(), run.gradient_comm(), run.device());
   FTUNE_ASSIGN_OR_RETURN(train::FitResult fit, trainer.Fit(*train_ds, eval_ds.get(), &log, ckpt, resume_from));
@@ -329,6 +495,10 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
        fit.steps() > 0 ? static_cast<double>(reducer.buckets_started_in_backward()) / fit.steps() : 0.0},
       {"padding_fraction", state.PaddingFraction()},
       {"skipped_steps", fit.skipped_steps},
+      {"gradient_accumulation_steps", opts.gradient_accumulation_steps},
+      {"global_batch", opts.batch_size * run.ctx().world_size() * opts.gradient_accumulation_steps},
+      {"lr_scheduler_type", train::LrSchedulerName(opts.lr_schedule.type)},
+      {"stopped_early", state.stopped_early},
       {"comm_seconds", state.comm_seconds},
       {"comm_share", state.train_seconds > 0 ? state.comm_seconds / state.train_seconds : 0.0},
       {"peak_memory_bytes", run.PeakMemoryBytes()},
@@ -343,6 +513,13 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   nlohmann::json epochs = nlohmann::json::array();
   for (const auto& e : state.epochs) epochs.push_back(e.ToJson());
   summary["epochs"] = epochs;
+  if (state.best_metric) {
+    summary["metric_for_best_model"] = opts.metric_for_best_model;
+    summary["best_metric"] = *state.best_metric;
+    summary["best_step"] = state.best_step;
+    // Which weights model/ holds: the best step's (load_best_model_at_end) or the last step's.
+    summary["model_step"] = fit.loaded_best ? state.best_step : fit.steps();
+  }
   log.Write(summary);
 
   if (run.ctx().is_root()) {
@@ -390,11 +567,16 @@ const Command& TrainCommand() {
          "lora_dropout", "lora_targets", "ia3_targets", "ia3_feedforward", "mlm_probability", "vocab"}},
        {"data and output", {"train_data", "eval_data", "output_dir", "overwrite", "save_model", "merge"}},
        {"optimization (HF TrainingArguments names)",
-        {"epochs", "max_steps", "batch_size", "eval_batch_size", "learning_rate", "weight_decay", "adam_beta1",
-         "adam_beta2", "adam_epsilon", "warmup_steps", "warmup_ratio", "max_grad_norm", "seed"}},
+        {"epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate", "lr_scheduler_type",
+         "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay", "adam_beta1", "adam_beta2",
+         "adam_epsilon", "max_grad_norm", "seed"}},
+       {"loss", {"label_smoothing_factor", "class_weights"}},
+       {"evaluation and the best model",
+        {"eval_strategy", "eval_steps", "eval_batch_size", "metric_for_best_model", "greater_is_better",
+         "load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold"}},
        {"logging", {"logging_steps", "time_phases"}},
        {"checkpoints and preemption",
-        {"save_every_steps", "save_every_epoch", "keep_last", "resume", "skip_nonfinite"}},
+        {"save_strategy", "save_steps", "save_total_limit", "resume", "skip_nonfinite"}},
        {"speed",
         {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
          "fused_adamw", "cudnn_sdp"}},

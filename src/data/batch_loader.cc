@@ -44,7 +44,7 @@ BatchLoader::BatchLoader(const TokenDataset* dataset, const SamplerOptions& opti
 BatchLoader::~BatchLoader() { Stop(); }
 
 int64_t BatchLoader::steps_per_epoch() const {
-  return StepsPerEpoch(dataset_->size(), options_.batch_size * options_.world_size);
+  return StepsPerEpoch(dataset_->size(), GlobalBatchSize(options_));
 }
 
 void BatchLoader::Stop() {
@@ -71,36 +71,42 @@ void BatchLoader::StartEpoch(int64_t epoch, int64_t start_step) {
 }
 
 void BatchLoader::Run(int64_t epoch, int64_t start_step) {
-  for (int64_t step = start_step; step < plan_->num_steps(); ++step) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || queue_.size() < prefetch_; });
-      if (stop_) break;
-    }
-    std::vector<int64_t> slice = plan_->RankSlice(step, rank_);
-    HostBatch b;
-    if (read_tokens_) {
-      absl::StatusOr<std::vector<Example>> examples = dataset_->Read(slice);
-      if (!examples.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        error_ = examples.status();
-        break;
+  absl::Status st;
+  for (int64_t step = start_step; step < plan_->num_steps() && st.ok(); ++step) {
+    for (int64_t micro = 0; micro < plan_->accumulation_steps(); ++micro) {
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || queue_.size() < prefetch_; });
+        if (stop_) break;
       }
-      b = Collate(*examples, pad_id_, pad_multiple_, pad_cap_);
-      if (masking_) MaskTokens(*masking_, epoch, &b);
-    } else {
-      b.rows = static_cast<int64_t>(slice.size());
-      for (int64_t i : slice) b.labels.push_back(dataset_->label(i));
-      b.indices = slice;
+      std::vector<int64_t> slice = plan_->Slice(step, rank_, micro);
+      HostBatch b;
+      if (read_tokens_) {
+        absl::StatusOr<std::vector<Example>> examples = dataset_->Read(slice);
+        if (!examples.ok()) {
+          st = examples.status();
+          break;
+        }
+        b = Collate(*examples, pad_id_, pad_multiple_, pad_cap_);
+        if (masking_) MaskTokens(*masking_, epoch, &b);
+      } else {
+        b.rows = static_cast<int64_t>(slice.size());
+        for (int64_t i : slice) b.labels.push_back(dataset_->label(i));
+        b.indices = slice;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      b.epoch = epoch;
+      b.step = step;
+      b.micro = micro;
+      b.global_examples = plan_->global_batch_size(step);
+      queue_.push_back(std::move(b));
+      cv_.notify_all();
     }
     std::lock_guard<std::mutex> lock(mu_);
-    b.epoch = epoch;
-    b.step = step;
-    b.global_examples = plan_->global_batch_size(step);
-    queue_.push_back(std::move(b));
-    cv_.notify_all();
+    if (stop_) break;
   }
   std::lock_guard<std::mutex> lock(mu_);
+  error_ = st;
   done_ = true;
   cv_.notify_all();
 }

@@ -26,8 +26,9 @@ namespace ftune::data {
 struct HostBatch {
   int64_t epoch = 0;
   int64_t step = 0;                     // within the epoch
-  int64_t global_examples = 0;          // examples in the whole global batch (all ranks)
-  int64_t rows = 0;                     // examples on this rank (may be 0 in a short last batch)
+  int64_t micro = 0;                    // which of the step's micro-batches (0 .. accumulation_steps-1)
+  int64_t global_examples = 0;          // examples in the whole global batch (all ranks, all micro-batches)
+  int64_t rows = 0;                     // examples in this micro-batch (may be 0 in a short last batch)
   int64_t seq_len = 0;                  // padded length
   int64_t real_tokens = 0;              // non-padding tokens on this rank
   std::vector<int64_t> input_ids;       // rows x seq_len, right-padded with pad_id
@@ -65,7 +66,8 @@ class BatchLoader {
   void set_masking(const MaskingOptions& options) { masking_ = options; }
   // Begins producing `epoch`'s batches from `start_step` (resume), stopping any epoch in flight.
   void StartEpoch(int64_t epoch, int64_t start_step = 0);
-  // The next batch, std::nullopt after the epoch's last one, or the read error.
+  // The next micro-batch (a step's accumulation_steps micro-batches come in order), std::nullopt
+  // after the epoch's last one, or the read error.
   absl::StatusOr<std::optional<HostBatch>> Next();
 
   const EpochPlan* plan() const { return plan_.get(); }

@@ -57,8 +57,8 @@ std::pair<int64_t, int64_t> BalancedRange(int64_t n, int rank, int world) {
 }
 
 EpochPlan::EpochPlan(int64_t n, absl::Span<const int32_t> lengths, const SamplerOptions& o, int64_t epoch)
-    : world_size_(o.world_size) {
-  const int64_t global = o.batch_size * o.world_size;
+    : world_size_(o.world_size), accumulation_(std::max<int64_t>(1, o.accumulation_steps)) {
+  const int64_t global = GlobalBatchSize(o);
   if (!o.shuffle) {
     order_.resize(n);
     std::iota(order_.begin(), order_.end(), 0);
@@ -71,8 +71,9 @@ EpochPlan::EpochPlan(int64_t n, absl::Span<const int32_t> lengths, const Sampler
   starts_.push_back(n);
 }
 
-std::vector<int64_t> EpochPlan::RankSlice(int64_t step, int rank) const {
-  auto [b, e] = BalancedRange(global_batch_size(step), rank, world_size_);
+std::vector<int64_t> EpochPlan::Slice(int64_t step, int rank, int64_t micro) const {
+  auto [b, e] = BalancedRange(global_batch_size(step), static_cast<int>(rank * accumulation_ + micro),
+                              static_cast<int>(world_size_ * accumulation_));
   return std::vector<int64_t>(order_.begin() + starts_[step] + b, order_.begin() + starts_[step] + e);
 }
 

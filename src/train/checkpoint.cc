@@ -56,7 +56,8 @@ void RemoveTree(const std::string& path) {
 }
 
 absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const CheckpointIdentity& id,
-                                               FlatParameters& flat, FlatAdamW& optimizer);
+                                               FlatParameters& flat, FlatAdamW& optimizer,
+                                               std::vector<torch::Tensor>* best);
 
 }  // namespace
 
@@ -70,7 +71,7 @@ bool ShouldSaveAtEpochEnd(const CheckpointOptions& o, bool run_ends) {
 
 absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const FlatAdamW& optimizer,
                                             const RunState& state, const CheckpointIdentity& id,
-                                            const CheckpointOptions& o) {
+                                            const CheckpointOptions& o, const std::vector<torch::Tensor>& best) {
   for (const auto& g : flat.groups()) {
     if (!torch::isfinite(g.params).all().item<bool>()) {
       return absl::InternalError("refusing to checkpoint non-finite weights (the previous checkpoint is kept)");
@@ -89,6 +90,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const Fl
     tensors.emplace_back(absl::StrFormat("group%d.params", i), groups[i].params);
     tensors.emplace_back(absl::StrFormat("group%d.exp_avg", i), optimizer.exp_avg()[i]);
     tensors.emplace_back(absl::StrFormat("group%d.exp_avg_sq", i), optimizer.exp_avg_sq()[i]);
+    if (i < best.size()) tensors.emplace_back(absl::StrFormat("group%d.best_params", i), best[i]);
   }
   absl::Status st = model::WriteTensors(tmp + "/" + kTensors, tensors);
   json j = state.ToJson();
@@ -110,9 +112,18 @@ absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const Fl
     RemoveTree(tmp);
     return Annotate(st, "writing checkpoint " + final_dir + " (the previous checkpoint is intact)");
   }
-  if (o.keep_last > 0) {
-    auto all = ListCheckpoints(o.dir);
-    for (size_t i = 0; i + o.keep_last < all.size(); ++i) RemoveTree(o.dir + "/" + all[i].second);
+  if (o.total_limit > 0) {
+    // The newest total_limit checkpoints stay, one of them the best model's wherever it is (as HF's
+    // checkpoint rotation does: with a limit of 1 and an older best, the best and the newest stay).
+    auto others = ListCheckpoints(o.dir);
+    const bool keep_best = state.best_metric && !others.empty() && others.back().first != state.best_step &&
+                           PathExists(absl::StrFormat("%s/step-%d", o.dir, state.best_step));
+    if (keep_best) {
+      others.erase(std::remove_if(others.begin(), others.end(), [&](const auto& c) { return c.first == state.best_step; }),
+                   others.end());
+    }
+    const size_t keep = std::max<size_t>(1, static_cast<size_t>(o.total_limit) - (keep_best ? 1 : 0));
+    for (size_t i = 0; i + keep < others.size(); ++i) RemoveTree(o.dir + "/" + others[i].second);
   }
   return final_dir;
 }
@@ -140,12 +151,21 @@ absl::StatusOr<std::string> ResolveResume(const std::string& spec, const std::st
 }
 
 absl::StatusOr<RunState> ReadCheckpoint(const std::string& path, const CheckpointIdentity& id, FlatParameters& flat,
-                                        FlatAdamW& optimizer) {
+                                        FlatAdamW& optimizer, std::vector<torch::Tensor>* best) {
   try {
-    return ReadCheckpointOrThrow(path, id, flat, optimizer);
+    return ReadCheckpointOrThrow(path, id, flat, optimizer, best);
   } catch (const json::exception& e) {
     return absl::DataLossError(absl::StrFormat("%s/%s is damaged: %s", path, kState, e.what()));
   }
+}
+
+absl::StatusOr<int64_t> CheckpointGlobalBatch(const std::string& path) {
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path + "/" + kState));
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object() || !j.contains("global_batch") || !j["global_batch"].is_number_integer()) {
+    return absl::DataLossError(absl::StrFormat("%s/%s has no global_batch", path, kState));
+  }
+  return j["global_batch"].get<int64_t>();
 }
 
 absl::Status TruncateMetricsForResume(const std::string& metrics_path, const std::string& checkpoint) {
@@ -175,7 +195,8 @@ uint64_t FrozenFingerprint(torch::nn::Module& model) {
 
 namespace {
 absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const CheckpointIdentity& id,
-                                               FlatParameters& flat, FlatAdamW& optimizer) {
+                                               FlatParameters& flat, FlatAdamW& optimizer,
+                                               std::vector<torch::Tensor>* best) {
   FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path + "/" + kState));
   json j = json::parse(text, nullptr, false);
   if (!j.is_object() || j.value("format_version", 0) != kCheckpointVersion) {
@@ -184,10 +205,9 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const Ch
   }
   if (j.value("global_batch", int64_t{-1}) != id.global_batch) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "%s was written with a global batch of %d (batch_size x ranks) but this run has %d; resume with the same "
-        "global batch (e.g. --batch_size=%d with %d ranks)",
-        path, j.value("global_batch", int64_t{-1}), id.global_batch,
-        j.value("global_batch", int64_t{0}) / std::max(1, id.world_size), id.world_size));
+        "%s was written with a global batch of %d (batch_size x ranks x gradient_accumulation_steps) but this run "
+        "has %d; resume with the same global batch",
+        path, j.value("global_batch", int64_t{-1}), id.global_batch));
   }
   if (j.value("trainable_layout", "") != flat.Layout()) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -215,6 +235,17 @@ absl::StatusOr<RunState> ReadCheckpointOrThrow(const std::string& path, const Ch
             absl::StrFormat("%s: %s has %d elements, expected %d", file->path(), name, v->numel(), dst->numel()));
       }
       dst->copy_(model::TensorFromView(*v).view_as(*dst));
+    }
+  }
+  if (best != nullptr) {
+    best->clear();
+    for (size_t i = 0; i < groups.size() && file->Get(absl::StrFormat("group%d.best_params", i)).ok(); ++i) {
+      FTUNE_ASSIGN_OR_RETURN(const io::TensorView* v, file->Get(absl::StrFormat("group%d.best_params", i)));
+      if (v->numel() != groups[i].params.numel()) {
+        return absl::DataLossError(absl::StrFormat("%s: group%d.best_params has %d elements, expected %d", file->path(),
+                                                   i, v->numel(), groups[i].params.numel()));
+      }
+      best->push_back(model::TensorFromView(*v).view_as(groups[i].params).to(groups[i].params.device()));
     }
   }
   optimizer.set_step_count(j.at("optimizer_step"));

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <numeric>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "data/sampler.h"
 #include "train/collectives.h"
@@ -56,9 +57,61 @@ absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, con
 }
 }  // namespace
 
+int64_t EvalStats::support(int64_t k) const {
+  int64_t n = 0;
+  for (int64_t p = 0; p < num_labels; ++p) n += confusion[k * num_labels + p];
+  return n;
+}
+
+double EvalStats::precision(int64_t k) const {
+  int64_t predicted = 0;
+  for (int64_t t = 0; t < num_labels; ++t) predicted += confusion[t * num_labels + k];
+  return predicted ? static_cast<double>(confusion[k * num_labels + k]) / predicted : 0.0;
+}
+
+double EvalStats::recall(int64_t k) const {
+  const int64_t n = support(k);
+  return n ? static_cast<double>(confusion[k * num_labels + k]) / n : 0.0;
+}
+
+double EvalStats::f1(int64_t k) const {
+  const double p = precision(k), r = recall(k);
+  return p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+}
+
+double EvalStats::macro_f1() const {
+  double sum = 0;
+  for (int64_t k = 0; k < num_labels; ++k) sum += f1(k);
+  return num_labels ? sum / num_labels : 0.0;
+}
+
+absl::StatusOr<double> EvalStats::Metric(const std::string& name) const {
+  const std::string n = absl::StartsWith(name, "eval_") ? name.substr(5) : name;
+  if (n == "accuracy") return accuracy();
+  if (n == "loss") return loss();
+  if (n == "macro_f1" && num_labels > 0) return macro_f1();
+  return absl::NotFoundError(absl::StrFormat(
+      "no eval metric \"%s\": use accuracy, loss%s (with or without the eval_ prefix)", name,
+      num_labels > 0 ? " or macro_f1" : ""));
+}
+
 nlohmann::json EvalStats::ToJson() const {
-  return {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},       {"eval_correct", correct},
-          {"eval_total", total},         {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
+  nlohmann::json j = {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},       {"eval_correct", correct},
+                      {"eval_total", total},         {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
+  if (num_labels == 0) return j;
+  nlohmann::json matrix = nlohmann::json::array(), p = nlohmann::json::array(), r = nlohmann::json::array(),
+                 f = nlohmann::json::array(), n = nlohmann::json::array();
+  for (int64_t k = 0; k < num_labels; ++k) {
+    matrix.push_back(std::vector<int64_t>(confusion.begin() + k * num_labels, confusion.begin() + (k + 1) * num_labels));
+    p.push_back(precision(k));
+    r.push_back(recall(k));
+    f.push_back(f1(k));
+    n.push_back(support(k));
+  }
+  j["eval_macro_f1"] = macro_f1();
+  j["eval_per_class"] = {{"precision", p}, {"recall", r}, {"f1", f}, {"support", n}};
+  j["eval_confusion_matrix"] = matrix;
+  return j;
 }
 
 EvalStats EvalStats::FromJson(const nlohmann::json& j) {
@@ -67,13 +120,24 @@ EvalStats EvalStats::FromJson(const nlohmann::json& j) {
   s.total = j.at("eval_total");
   s.loss_sum = j.at("eval_loss_sum");
   s.seconds = j.value("eval_seconds", 0.0);
+  if (j.contains("eval_confusion_matrix")) {
+    const auto& m = j["eval_confusion_matrix"];
+    s.num_labels = static_cast<int64_t>(m.size());
+    for (const auto& row : m) {
+      for (const auto& v : row) s.confusion.push_back(v.get<int64_t>());
+    }
+  }
   return s;
 }
 
-torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels) {
+torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels, double label_smoothing,
+                              const torch::Tensor& weights) {
   const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
-  return torch::nn::functional::cross_entropy(low ? logits.to(torch::kFloat) : logits, labels,
-                                              torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  const torch::Tensor input = low ? logits.to(torch::kFloat) : logits;
+  auto options = torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum);
+  if (label_smoothing > 0) options.label_smoothing(label_smoothing);
+  if (weights.defined()) options.weight(weights.to(input.scalar_type()));
+  return torch::nn::functional::cross_entropy(input, labels, options);
 }
 
 absl::Status ForEachLogits(
@@ -96,23 +160,29 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), comm->world_size());
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
-  // Summed on the device; read once at the end (no host round trip per batch).
-  torch::Tensor acc = torch::zeros({2}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
+  // Summed on the device; read once at the end (no host round trip per batch): the loss, then the
+  // confusion matrix [true][pred].
+  const int64_t k = model->config().num_labels;
+  torch::Tensor acc = torch::zeros({1 + k * k}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
   int64_t seen = 0;
-  FTUNE_RETURN_IF_ERROR(ForEachLogits(model, ds, idx, o,
-                                      [&](const data::HostBatch& b, const DeviceBatch& d, const torch::Tensor& logits) {
-                                        acc.narrow(0, 0, 1).add_(logits.argmax(-1).eq(d.labels).sum());
-                                        acc.narrow(0, 1, 1).add_(CrossEntropySum(logits, d.labels).to(torch::kDouble));
-                                        seen += b.rows;
-                                        return absl::OkStatus();
-                                      }));
-  torch::Tensor host = acc.to(torch::kCPU);
-  double sums[3] = {host[0].item<double>(), static_cast<double>(seen), host[1].item<double>()};  // correct, total, loss
-  FTUNE_RETURN_IF_ERROR(comm->AllReduce(sums, 3, dist::DType::kFloat64, dist::ReduceOp::kSum));
+  FTUNE_RETURN_IF_ERROR(ForEachLogits(
+      model, ds, idx, o, [&](const data::HostBatch& b, const DeviceBatch& d, const torch::Tensor& logits) {
+        acc.narrow(0, 0, 1).add_(CrossEntropySum(logits, d.labels, o.label_smoothing).to(torch::kDouble));
+        acc.narrow(0, 1, k * k).add_(torch::bincount(d.labels * k + logits.argmax(-1), {}, k * k).to(torch::kDouble));
+        seen += b.rows;
+        return absl::OkStatus();
+      }));
+  std::vector<double> sums(2 + k * k);  // loss, the confusion matrix, examples
+  torch::Tensor host = acc.to(torch::kCPU).contiguous();
+  std::copy(host.data_ptr<double>(), host.data_ptr<double>() + 1 + k * k, sums.begin());
+  sums.back() = static_cast<double>(seen);
+  FTUNE_RETURN_IF_ERROR(comm->AllReduce(sums.data(), sums.size(), dist::DType::kFloat64, dist::ReduceOp::kSum));
   EvalStats e;
-  e.correct = static_cast<int64_t>(sums[0]);
-  e.total = static_cast<int64_t>(sums[1]);
-  e.loss_sum = sums[2];
+  e.loss_sum = sums[0];
+  e.num_labels = k;
+  for (int64_t i = 0; i < k * k; ++i) e.confusion.push_back(static_cast<int64_t>(sums[1 + i]));
+  for (int64_t i = 0; i < k; ++i) e.correct += e.confusion[i * k + i];
+  e.total = static_cast<int64_t>(sums.back());
   e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (e.total != ds.size()) {
     return absl::InternalError(

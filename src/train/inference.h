@@ -17,17 +17,33 @@
 
 namespace ftune::train {
 
-// Classification: examples. Masked LM: scored (masked) tokens, so accuracy is the masked-token
-// accuracy and exp(loss()) the perplexity.
+// Classification: examples, with the confusion matrix (rows: true label, columns: prediction),
+// from which per-class precision/recall/F1 and macro-F1 follow exactly (summed counts over ranks,
+// no logits gathered). Masked LM: scored (masked) tokens, so accuracy is the masked-token accuracy
+// and exp(loss()) the perplexity; no confusion matrix.
 struct EvalStats {
   int64_t correct = 0;
   int64_t total = 0;
   double loss_sum = 0.0;
   double seconds = 0.0;
+  int64_t num_labels = 0;          // 0: no confusion matrix (masked LM)
+  std::vector<int64_t> confusion;  // num_labels x num_labels, row-major [true][pred]
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
   double loss() const { return total ? loss_sum / total : 0.0; }
-  // eval_accuracy, eval_loss, eval_correct, eval_total, eval_loss_sum, eval_seconds (HF's
-  // "eval_" prefix), as in metrics.jsonl, results.json and checkpoints.
+  // Per class k, as scikit-learn's precision_recall_fscore_support with zero_division=0: precision
+  // = C[k][k] / column sum, recall = C[k][k] / row sum (support), F1 their harmonic mean; 0 where a
+  // denominator is 0.
+  int64_t support(int64_t k) const;
+  double precision(int64_t k) const;
+  double recall(int64_t k) const;
+  double f1(int64_t k) const;
+  double macro_f1() const;  // unweighted mean of the per-class F1 (f1_score(average="macro"))
+  // The metric named `name` ("accuracy", "loss", "macro_f1", with or without HF's "eval_" prefix),
+  // for metric_for_best_model; NotFound for an unknown name.
+  absl::StatusOr<double> Metric(const std::string& name) const;
+  // eval_accuracy, eval_loss, eval_correct, eval_total, eval_loss_sum, eval_seconds (HF's "eval_"
+  // prefix) and, for classification, eval_macro_f1, eval_per_class {precision, recall, f1, support}
+  // and eval_confusion_matrix, as in metrics.jsonl, results.json and checkpoints.
   nlohmann::json ToJson() const;
   static EvalStats FromJson(const nlohmann::json& j);
 };
@@ -44,6 +60,8 @@ struct InferenceOptions {
   torch::Tensor features;
   // Masked LM: every batch is masked with data::kEvalMaskEpoch (the same positions every time).
   const data::MaskingOptions* masking = nullptr;
+  // Classification: label smoothing of the eval loss (class weights are not applied: ClassificationLoss).
+  double label_smoothing = 0.0;
 };
 
 // The batching every inference pass shares: `model` in eval mode and no autograd, `indices` longest
@@ -73,7 +91,9 @@ absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassif
                                              const data::TokenDataset& ds, dist::Communicator* comm,
                                              const InferenceOptions& options);
 
-// Sum of per-example cross-entropies (fp32 for reduced-precision logits).
-torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels);
+// Sum of per-example cross-entropies (fp32 for reduced-precision logits), smoothed and weighted per
+// `loss` (`weights`: loss.class_weights as a tensor on the logits' device, or undefined).
+torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels, double label_smoothing = 0.0,
+                              const torch::Tensor& weights = {});
 
 }  // namespace ftune::train

@@ -23,6 +23,44 @@ void MaskedLmObjective::AnnotateEval(const EvalStats& e, nlohmann::json* record)
   (*record)["eval_perplexity"] = std::exp(e.loss());
 }
 
+absl::StatusOr<std::unique_ptr<ClassificationObjective>> ClassificationObjective::Create(
+    model::DistilBertForSequenceClassification model, ClassificationLoss loss) {
+  const int64_t k = model->config().num_labels;
+  if (!loss.class_weights.empty()) {
+    if (static_cast<int64_t>(loss.class_weights.size()) != k) {
+      return absl::InvalidArgumentError(absl::StrFormat("--class_weights has %d values but the model has %d labels",
+                                                        loss.class_weights.size(), k));
+    }
+    for (double w : loss.class_weights) {
+      if (!(w >= 0) || !std::isfinite(w))
+        return absl::InvalidArgumentError(absl::StrFormat("--class_weights must be finite and >= 0 (got %g)", w));
+    }
+  }
+  if (!(loss.label_smoothing >= 0 && loss.label_smoothing < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--label_smoothing_factor must be in [0, 1) (got %g)", loss.label_smoothing));
+  }
+  auto o = std::make_unique<ClassificationObjective>(std::move(model));
+  o->loss_ = std::move(loss);
+  return o;
+}
+
+double ClassificationObjective::Units(const data::HostBatch& b) const {
+  if (loss_.class_weights.empty()) return static_cast<double>(b.rows);
+  double sum = 0;
+  for (int64_t label : b.labels) sum += loss_.class_weights[label];
+  return sum;
+}
+
+absl::StatusOr<double> ClassificationObjective::GlobalUnits(absl::Span<const data::HostBatch> micro,
+                                                            dist::Communicator& host) const {
+  if (loss_.class_weights.empty()) return static_cast<double>(micro.front().global_examples);
+  double sum = 0;
+  for (const auto& b : micro) sum += Units(b);
+  FTUNE_RETURN_IF_ERROR(host.AllReduce(&sum, 1, dist::DType::kFloat64, dist::ReduceOp::kSum));
+  return sum;
+}
+
 bool ClassificationObjective::EncoderFrozen() {
   if (!encoder_frozen_) {
     bool frozen = true;
@@ -47,12 +85,16 @@ torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
   } else {
     logits = model_(b.input_ids, b.attention_mask);
   }
-  return CrossEntropySum(logits, b.labels);
+  if (!loss_.class_weights.empty() && !weights_.defined()) {
+    weights_ = torch::tensor(loss_.class_weights, torch::kDouble).to(logits.device());
+  }
+  return CrossEntropySum(logits, b.labels, loss_.label_smoothing, weights_);
 }
 
 absl::StatusOr<EvalStats> ClassificationObjective::Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
                                                             InferenceOptions options) {
   if (&ds == eval_features_of_) options.features = eval_features_;
+  options.label_smoothing = loss_.label_smoothing;
   return EvaluateDataset(model_, ds, &host, options);
 }
 
@@ -69,10 +111,12 @@ absl::Status ClassificationObjective::CacheFrozenFeatures(const data::TokenDatas
   return absl::OkStatus();
 }
 
-absl::StatusOr<int64_t> MaskedLmObjective::GlobalUnits(const data::HostBatch& b, dist::Communicator& host) const {
-  int64_t n = b.masked_tokens;
+absl::StatusOr<double> MaskedLmObjective::GlobalUnits(absl::Span<const data::HostBatch> micro,
+                                                      dist::Communicator& host) const {
+  int64_t n = 0;
+  for (const auto& b : micro) n += b.masked_tokens;
   FTUNE_RETURN_IF_ERROR(host.AllReduce(&n, 1, dist::DType::kInt64, dist::ReduceOp::kSum));
-  return n;
+  return static_cast<double>(n);
 }
 
 torch::Tensor MaskedLmObjective::LossSum(const DeviceBatch& b) {

@@ -15,6 +15,7 @@
 
 #include <torch/torch.h>
 
+#include "absl/types/span.h"
 #include "common/status.h"
 #include "data/batch_loader.h"
 #include "data/masking.h"
@@ -27,6 +28,17 @@
 
 namespace ftune::train {
 
+// The classification loss (training, and the eval loss). HF's label_smoothing_factor: the target is
+// (1 - e) on the label plus e / num_labels on every class (torch's cross_entropy label_smoothing,
+// which HF's LabelSmoother equals). class_weights (one per label, optional): torch's
+// CrossEntropyLoss(weight=...): each example's loss times its label's weight, and the batch mean
+// divides by the summed weights of the global batch (the trainer's units); the eval loss stays
+// unweighted so runs with and without weights compare.
+struct ClassificationLoss {
+  double label_smoothing = 0.0;
+  std::vector<double> class_weights;  // empty: all 1
+};
+
 class Objective {
  public:
   virtual ~Objective() = default;
@@ -34,10 +46,12 @@ class Objective {
   virtual torch::nn::Module& module() = 0;
   virtual const io::DistilBertConfig& config() const = 0;
 
-  // Loss units of this rank's part of `b` (examples, or masked tokens).
-  virtual int64_t Units(const data::HostBatch& b) const = 0;
-  // Loss units of the whole global batch. Collective over `host` where ranks cannot know it alone.
-  virtual absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator& host) const = 0;
+  // Loss units of micro-batch `b` (examples, class-weighted examples, or masked tokens).
+  virtual double Units(const data::HostBatch& b) const = 0;
+  // Loss units of the whole global batch, whose part on this rank is `micro` (one step's
+  // micro-batches). Collective over `host` where ranks cannot know it alone.
+  virtual absl::StatusOr<double> GlobalUnits(absl::Span<const data::HostBatch> micro,
+                                             dist::Communicator& host) const = 0;
   // Sum of this rank's per-unit losses (a scalar on the device; fp32 even under autocast).
   virtual torch::Tensor LossSum(const DeviceBatch& b) = 0;
   // Over all of `ds`: each rank scores its share, the sums are combined over `host`.
@@ -60,14 +74,17 @@ class Objective {
 
 class ClassificationObjective : public Objective {
  public:
+  // Errors (InvalidArgument) when `loss` has class weights of the wrong count or sign.
+  static absl::StatusOr<std::unique_ptr<ClassificationObjective>> Create(
+      model::DistilBertForSequenceClassification model, ClassificationLoss loss);
   explicit ClassificationObjective(model::DistilBertForSequenceClassification model) : model_(std::move(model)) {}
   const char* name() const override { return "classification"; }
   torch::nn::Module& module() override { return *model_; }
   const io::DistilBertConfig& config() const override { return model_->config(); }
-  int64_t Units(const data::HostBatch& b) const override { return b.rows; }
-  absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator&) const override {
-    return b.global_examples;  // every rank knows the global batch from the sampler
-  }
+  double Units(const data::HostBatch& b) const override;
+  // Unweighted: the global batch's examples, which every rank knows from the sampler; weighted: the
+  // global sum of the examples' class weights (one all-reduce).
+  absl::StatusOr<double> GlobalUnits(absl::Span<const data::HostBatch> micro, dist::Communicator& host) const override;
   torch::Tensor LossSum(const DeviceBatch& b) override;
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
                                      InferenceOptions options) override;
@@ -81,6 +98,8 @@ class ClassificationObjective : public Objective {
   bool EncoderFrozen();
 
   model::DistilBertForSequenceClassification model_;
+  ClassificationLoss loss_;
+  torch::Tensor weights_;  // loss_.class_weights on the model's device (undefined: unweighted)
   std::optional<bool> encoder_frozen_;
   torch::Tensor train_features_, eval_features_;  // the feature cache, [N, dim]
   const data::TokenDataset* eval_features_of_ = nullptr;
@@ -93,8 +112,8 @@ class MaskedLmObjective : public Objective {
   const char* name() const override { return "mlm"; }
   torch::nn::Module& module() override { return *model_; }
   const io::DistilBertConfig& config() const override { return model_->config(); }
-  int64_t Units(const data::HostBatch& b) const override { return b.masked_tokens; }
-  absl::StatusOr<int64_t> GlobalUnits(const data::HostBatch& b, dist::Communicator& host) const override;
+  double Units(const data::HostBatch& b) const override { return static_cast<double>(b.masked_tokens); }
+  absl::StatusOr<double> GlobalUnits(absl::Span<const data::HostBatch> micro, dist::Communicator& host) const override;
   torch::Tensor LossSum(const DeviceBatch& b) override;
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
                                      InferenceOptions options) override;

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/torch_compat.h"
 
 namespace ftune::train {
@@ -54,11 +56,70 @@ void FlatAdamW::Step(double lr, const torch::Tensor& found_inf) {
   }
 }
 
-double LinearSchedule::LearningRate(int64_t step) const {
-  if (step < warmup_) return base_ * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_));
-  const double remaining =
-      static_cast<double>(total_ - step) / static_cast<double>(std::max<int64_t>(1, total_ - warmup_));
-  return base_ * std::max(0.0, remaining);
+namespace {
+constexpr struct {
+  LrSchedulerType type;
+  const char* name;
+} kSchedulers[] = {{LrSchedulerType::kLinear, "linear"},
+                   {LrSchedulerType::kCosine, "cosine"},
+                   {LrSchedulerType::kCosineWithRestarts, "cosine_with_restarts"},
+                   {LrSchedulerType::kConstant, "constant"},
+                   {LrSchedulerType::kConstantWithWarmup, "constant_with_warmup"},
+                   {LrSchedulerType::kPolynomial, "polynomial"}};
+}  // namespace
+
+absl::StatusOr<LrSchedulerType> ParseLrSchedulerType(const std::string& name) {
+  std::string names;
+  for (const auto& s : kSchedulers) {
+    if (name == s.name) return s.type;
+    absl::StrAppend(&names, names.empty() ? "" : ", ", s.name);
+  }
+  return absl::InvalidArgumentError(absl::StrFormat("--lr_scheduler_type \"%s\" is not one of %s", name, names));
+}
+
+const char* LrSchedulerName(LrSchedulerType type) {
+  for (const auto& s : kSchedulers) {
+    if (s.type == type) return s.name;
+  }
+  return "?";
+}
+
+absl::StatusOr<LrSchedule> LrSchedule::Create(double base_lr, int64_t warmup_steps, int64_t total_steps,
+                                              const LrScheduleOptions& options) {
+  LrScheduleOptions o = options;
+  if (!o.num_cycles) o.num_cycles = o.type == LrSchedulerType::kCosineWithRestarts ? 1.0 : 0.5;
+  if (o.type == LrSchedulerType::kPolynomial && !(base_lr > o.lr_end)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "polynomial schedule: lr_end (%g) must be smaller than the learning rate (%g)", o.lr_end, base_lr));
+  }
+  // HF's constant schedule has no warmup; every other one warms up linearly.
+  if (o.type == LrSchedulerType::kConstant) warmup_steps = 0;
+  return LrSchedule(base_lr, warmup_steps, total_steps, o);
+}
+
+double LrSchedule::Factor(int64_t step) const {
+  const double s = static_cast<double>(step), w = static_cast<double>(warmup_), t = static_cast<double>(total_);
+  if (step < warmup_) return s / std::max(1.0, w);
+  const double progress = (s - w) / std::max(1.0, t - w);
+  const double cycles = *options_.num_cycles;
+  switch (options_.type) {
+    case LrSchedulerType::kLinear:
+      return std::max(0.0, (t - s) / std::max(1.0, t - w));
+    case LrSchedulerType::kCosine:
+      return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * cycles * 2.0 * progress)));
+    case LrSchedulerType::kCosineWithRestarts:
+      if (progress >= 1.0) return 0.0;
+      return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * std::fmod(cycles * progress, 1.0))));
+    case LrSchedulerType::kConstant:
+    case LrSchedulerType::kConstantWithWarmup:
+      return 1.0;
+    case LrSchedulerType::kPolynomial: {
+      if (step > total_) return options_.lr_end / base_;
+      const double remaining = 1.0 - (s - w) / (t - w);
+      return ((base_ - options_.lr_end) * std::pow(remaining, options_.power) + options_.lr_end) / base_;
+    }
+  }
+  return 1.0;
 }
 
 int64_t ResolveWarmupSteps(int64_t warmup_steps, double warmup_ratio, int64_t total_steps) {

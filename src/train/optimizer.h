@@ -1,13 +1,16 @@
-// AdamW and the linear learning-rate schedule, as Hugging Face's Trainer uses them by default
-// (torch.optim.AdamW + get_linear_schedule_with_warmup), applied to FlatParameters groups: a few
+// AdamW and the learning-rate schedules, as Hugging Face's Trainer uses them (torch.optim.AdamW +
+// get_scheduler(lr_scheduler_type)), applied to FlatParameters groups: a few
 // fused tensor operations per group and step, whatever the number of parameters.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include "common/status.h"
 #include "train/flat_params.h"
 
 namespace ftune::train {
@@ -48,19 +51,45 @@ class FlatAdamW {
   int64_t step_ = 0;                  // unfused: host step counter
 };
 
-// get_linear_schedule_with_warmup: lr(step) = base * step / warmup during warmup, then decays
-// linearly to 0 at total_steps. `step` is the number of optimizer steps already taken.
-class LinearSchedule {
+// Hugging Face's learning-rate schedules (transformers.optimization, the lr_lambda of each
+// get_*_schedule_with_warmup), by their --lr_scheduler_type names. With w warmup steps and T
+// steps in all, the factor at step s (optimizer steps already taken), after warmup's s / max(1, w):
+//   linear                max(0, (T - s) / max(1, T - w))
+//   cosine                max(0, (1 + cos(pi * 2 * num_cycles * p)) / 2),  p = (s - w) / max(1, T - w)
+//   cosine_with_restarts  0 once p >= 1, else max(0, (1 + cos(pi * ((num_cycles * p) mod 1))) / 2)
+//   constant              1 (no warmup)
+//   constant_with_warmup  1
+//   polynomial            lr_end / lr past T, else ((lr - lr_end) * (1 - (s - w) / (T - w))^power + lr_end) / lr
+enum class LrSchedulerType { kLinear, kCosine, kCosineWithRestarts, kConstant, kConstantWithWarmup, kPolynomial };
+
+absl::StatusOr<LrSchedulerType> ParseLrSchedulerType(const std::string& name);
+const char* LrSchedulerName(LrSchedulerType type);
+
+// HF's lr_scheduler_kwargs; unset ones take HF's defaults (num_cycles 0.5 for cosine, 1 for
+// cosine_with_restarts; power 1; lr_end 1e-7).
+struct LrScheduleOptions {
+  LrSchedulerType type = LrSchedulerType::kLinear;
+  std::optional<double> num_cycles;
+  double power = 1.0;
+  double lr_end = 1e-7;
+};
+
+class LrSchedule {
  public:
-  LinearSchedule(double base_lr, int64_t warmup_steps, int64_t total_steps)
-      : base_(base_lr), warmup_(warmup_steps), total_(total_steps) {}
-  double LearningRate(int64_t step) const;
+  // InvalidArgument: polynomial with base_lr <= lr_end (HF refuses it too).
+  static absl::StatusOr<LrSchedule> Create(double base_lr, int64_t warmup_steps, int64_t total_steps,
+                                           const LrScheduleOptions& options = {});
+  double LearningRate(int64_t step) const { return base_ * Factor(step); }
+  double Factor(int64_t step) const;
   int64_t total_steps() const { return total_; }
   int64_t warmup_steps() const { return warmup_; }
 
  private:
+  LrSchedule(double base_lr, int64_t warmup, int64_t total, LrScheduleOptions o)
+      : base_(base_lr), warmup_(warmup), total_(total), options_(o) {}
   double base_;
   int64_t warmup_, total_;
+  LrScheduleOptions options_;
 };
 
 // HF's warmup resolution: warmup_steps if > 0, else ceil(warmup_ratio * total_steps).

@@ -67,6 +67,17 @@ struct RunState {
   double train_seconds = 0;
   double comm_seconds = 0;  // this rank's time blocked in gradient communication
   std::vector<EpochRecord> epochs;
+  // metric_for_best_model: the best value seen and the step it was seen at; early stopping's count
+  // of evaluations without enough improvement (HF's TrainerState.best_metric,
+  // best_global_step and EarlyStoppingCallback's counter). In checkpoints, so a resumed run decides
+  // as the uninterrupted one would.
+  std::optional<double> best_metric;
+  int64_t best_step = 0;
+  int64_t patience_counter = 0;
+  bool stopped_early = false;
+  // --precision=fp16: the GradScaler's scale and its count of finite steps in a row (0: no scaler).
+  double loss_scale = 0;
+  int64_t loss_scale_growth_tracker = 0;
 
   // Ends the epoch in progress: records it (with `global` = the epoch's sums over all ranks) and
   // moves the position to the start of the next epoch.

@@ -1,14 +1,18 @@
 // The training loop: Hugging Face Trainer's defaults and order of operations, spread over MPI ranks.
 //
 // Per optimizer step, on every rank:
-//   zero the flat gradient buffers; forward + backward on this rank's slice of the global batch
-//   with loss = sum of per-unit losses / units of the global batch (examples, or masked tokens:
-//   objective.h), so the SUM over ranks of the gradients is exactly the gradient of the global
-//   batch's mean loss, even when the last batch splits unevenly; sum the trainable gradients over
-//   ranks (GradientReducer: only they cross the wire); global-norm clip; AdamW; advance the
-//   linear schedule.
-// After each epoch every eval example is scored exactly once across ranks and the counts are
-// summed, so the metrics do not depend on the number of ranks.
+//   zero the flat gradient buffers; forward + backward on each of this rank's
+//   gradient_accumulation_steps micro-batches of the global batch, with loss = sum of per-unit
+//   losses / units of the whole global batch (examples, or masked tokens: objective.h), so the
+//   gradients accumulate, and their SUM over ranks is exactly the gradient of the global batch's
+//   mean loss, however the batch is cut into ranks x micro-batches and even when the last batch
+//   splits unevenly; sum the trainable gradients over ranks (GradientReducer, during the last
+//   micro-batch's backward: only trainable gradients cross the wire); global-norm clip; AdamW;
+//   advance the learning-rate schedule.
+// Evaluation (after each epoch, or every eval_steps steps) scores every eval example exactly once
+// across ranks and sums the counts, so the metrics do not depend on the number of ranks; it feeds
+// metric_for_best_model (the best model, kept on the device for load_best_model_at_end) and early
+// stopping, all in the checkpoints.
 //
 // Rooms: objective.h (model, loss, evaluation), run_state.h (position and sums), checkpoint.h
 // (the on-disk format and when to save), gradient_reducer.h (communication), flat_params.h +
@@ -21,6 +25,8 @@
 #include <optional>
 #include <string>
 
+#include "absl/types/span.h"
+
 #include <torch/torch.h>
 
 #include "common/status.h"
@@ -30,6 +36,7 @@
 #include "model/distilbert.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/grad_scaler.h"
 #include "train/gradient_reducer.h"
 #include "train/inference.h"
 #include "train/metrics.h"
@@ -39,15 +46,20 @@
 
 namespace ftune::train {
 
+// When to evaluate (HF's eval_strategy): never, every eval_steps optimizer steps, or after each epoch.
+enum class EvalStrategy { kNo, kSteps, kEpoch };
+
 struct TrainOptions {
   int64_t epochs = 3;           // num_train_epochs
-  int64_t batch_size = 8;       // per rank (per_device_train_batch_size)
+  int64_t batch_size = 8;       // per rank and micro-batch (per_device_train_batch_size)
+  int64_t gradient_accumulation_steps = 1;  // micro-batches per rank and optimizer step
   int64_t eval_batch_size = 8;  // per rank
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   AdamWOptions adam;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
+  LrScheduleOptions lr_schedule;  // lr_scheduler_type (+ lr_scheduler_kwargs)
   double max_grad_norm = 1.0;  // <= 0 disables clipping
   uint64_t seed = 42;
   bool group_by_length = false;
@@ -55,7 +67,17 @@ struct TrainOptions {
   int64_t max_steps = -1;  // > 0 overrides epochs
   size_t bucket_bytes = 25u << 20;
   int prefetch = 4;
-  bool eval_each_epoch = true;
+  EvalStrategy eval_strategy = EvalStrategy::kEpoch;
+  int64_t eval_steps = 0;  // kSteps: evaluate when global_step % eval_steps == 0
+  // The best model (HF's names): the eval metric that decides it ("" = none tracked; EvalStats::Metric
+  // names), its direction, and whether the trained model becomes the best one at the end.
+  std::string metric_for_best_model;
+  bool greater_is_better = true;
+  bool load_best_model_at_end = false;
+  // HF's EarlyStoppingCallback: stop after `patience` evaluations in a row that do not beat the best
+  // metric by more than `threshold` (0 = off; needs metric_for_best_model).
+  int64_t early_stopping_patience = 0;
+  double early_stopping_threshold = 0.0;
   int64_t pad_token_id = 0;
   // Round every batch's padded length up to a multiple of this (1 = off), never beyond the
   // model's max_position_embeddings: fewer distinct shapes and aligned lengths for GPU kernels.
@@ -72,6 +94,10 @@ struct TrainOptions {
   // Host-memory transports (MPI) with CPU gradients: start each gradient bucket's all-reduce
   // during the backward pass (GradientReducer), instead of all after it.
   bool overlap_comm = true;
+  // --precision=fp16: dynamic loss scaling (GradScaler); a step skipped for overflow is then
+  // routine (the scale backs off) and neither stops the run nor warns.
+  bool loss_scaling = false;
+  GradScalerOptions grad_scaler;
   // Synchronise the device at phase boundaries and time each phase (data, forward, backward,
   // comm, optimizer). Costs some speed on GPUs; for benchmarks.
   bool time_phases = false;
@@ -112,6 +138,7 @@ struct FitResult {
   RunState state;                    // the finished epochs, sums and times
   int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
   PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
+  bool loaded_best = false;          // load_best_model_at_end replaced the final weights (state.best_step's)
   double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train time)
 
   int64_t steps() const { return state.global_step; }
@@ -134,8 +161,9 @@ class Trainer {
   // 0's trainable values, and creates AdamW and the schedule for `total_steps`.
   absl::Status Prepare(int64_t total_steps);
 
-  // One optimizer step on this rank's slice (possibly empty) of a global batch.
-  absl::StatusOr<StepStats> Step(const data::HostBatch& batch);
+  // One optimizer step on this rank's micro-batches (each possibly empty) of a global batch.
+  absl::StatusOr<StepStats> Step(absl::Span<const data::HostBatch> micro);
+  absl::StatusOr<StepStats> Step(const data::HostBatch& batch) { return Step(absl::MakeConstSpan(&batch, 1)); }
 
   // The objective's metrics over the whole eval set, identical on every rank.
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& eval);
@@ -150,6 +178,7 @@ class Trainer {
   FlatParameters& flat() { return *flat_; }
   FlatAdamW& optimizer() { return *optimizer_; }
   const GradientReducer& reducer() const { return *reducer_; }
+  GradScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
   const TrainOptions& options() const { return options_; }
   int64_t global_step() const { return global_step_; }
 
@@ -169,7 +198,8 @@ class Trainer {
   std::optional<FlatParameters> flat_;
   std::optional<GradientReducer> reducer_;
   std::unique_ptr<FlatAdamW> optimizer_;
-  std::unique_ptr<LinearSchedule> schedule_;
+  std::optional<LrSchedule> schedule_;
+  std::optional<GradScaler> scaler_;  // TrainOptions::loss_scaling
   int64_t global_step_ = 0;
 };
 

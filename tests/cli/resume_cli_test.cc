@@ -3,7 +3,7 @@
 //    uninterrupted run, and metrics.jsonl reads the same (timings aside);
 //  - SIGTERM under mpirun -np 2: every rank stops at the same step, exit code 75, a checkpoint;
 //    resuming it with ONE rank (same global batch) finishes at the same sample position;
-//  - keep_last, `latest`, and refusals (changed global batch, --resume with --overwrite).
+//  - save_total_limit, `latest`, and refusals (changed global batch, --resume with --overwrite).
 #include <signal.h>
 #include <unistd.h>
 
@@ -70,7 +70,7 @@ class ResumeTest : public ::testing::Test {
 // directory) ends with the same weights, bit for bit, as the run that wrote it.
 TEST_F(ResumeTest, MaskedLmResumedFromAMidRunCheckpointIsBitIdentical) {
   const std::string mlm = " --objective=mlm --vocab=" + dir_ / "vocab.txt";
-  CommandResult ref = RunCommand(Ftune() + Args(dir_ / "ref", 4, 2) + mlm + " --save_every_steps=70 --keep_last=0");
+  CommandResult ref = RunCommand(Ftune() + Args(dir_ / "ref", 4, 2) + mlm + " --save_strategy=steps --save_steps=70 --save_total_limit=0");
   ASSERT_EQ(ref.exit_code, 0) << ref.output;
   ASSERT_TRUE(PathExists(dir_ / "ref/checkpoints/step-140"));  // mid-epoch of epoch 1 (150 steps each)
   CommandResult resumed =
@@ -93,7 +93,7 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   const std::string out = dir_ / "killed";
   pid_t pid = fork();
   if (pid == 0) {
-    std::string cmd = Ftune() + Args(out, 4) + " --save_every_steps=13 --keep_last=2 >/dev/null 2>&1";
+    std::string cmd = Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 >/dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -115,7 +115,7 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   auto latest = ReadFileToString(out + "/checkpoints/latest");
   ASSERT_TRUE(latest.ok());
 
-  CommandResult resumed = RunCommand(Ftune() + Args(out, 4) + " --save_every_steps=13 --keep_last=2 --resume=auto");
+  CommandResult resumed = RunCommand(Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 --resume=auto");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output,
               HasSubstr("resumed from " + out + "/checkpoints/" + latest->substr(0, latest->size() - 1)));
@@ -124,7 +124,7 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_TRUE(*a == *b) << "final weights differ after a kill at +" << delay_ms << " ms, resumed from " << *latest;
   EXPECT_EQ(Metrics(dir_ / "ref/metrics.jsonl"), Metrics(out + "/metrics.jsonl"));
-  // keep_last=2: at most two complete checkpoints, and `latest` names one of them.
+  // save_total_limit=2: at most two complete checkpoints, and `latest` names one of them.
   int kept = 0;
   for (int step = 13; step <= 450; step += 13) kept += PathExists(out + "/checkpoints/step-" + std::to_string(step));
   EXPECT_LE(kept, 2);
@@ -185,7 +185,7 @@ TEST_F(ResumeTest, SigtermStopsAllRanksWithExit75AndResumesOnOneRank) {
 
 TEST_F(ResumeTest, RefusesAChangedGlobalBatchAndContradictoryFlags) {
   const std::string out = dir_ / "r";
-  CommandResult first = RunCommand(Ftune() + Args(out, 4) + " --max_steps=10 --save_every_steps=5");
+  CommandResult first = RunCommand(Ftune() + Args(out, 4) + " --max_steps=10 --save_strategy=steps --save_steps=5");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   std::remove((out + "/results.json").c_str());  // pretend it was interrupted after step 10
   CommandResult r = RunCommand(Ftune() + Args(out, 8) + " --max_steps=10 --resume=auto");

@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <vector>
 
+#include <map>
 #include <string>
+
+#include "io/safetensors.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::testing {
@@ -81,6 +85,50 @@ inline void WriteSyntheticJsonl(const std::string& path, int n, uint32_t seed, i
     ids.push_back(2);
     out << nlohmann::json({{"ids", ids}, {"label", label}}).dump() << "\n";
   }
+}
+
+inline std::vector<nlohmann::json> ReadJsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+// The records of one type ("train", "eval", "summary") of a metrics.jsonl.
+inline std::vector<nlohmann::json> Records(const std::string& metrics, const std::string& type) {
+  std::vector<nlohmann::json> out;
+  for (auto& r : ReadJsonl(metrics)) {
+    if (r["type"] == type) out.push_back(r);
+  }
+  return out;
+}
+
+// Every tensor of an F32 safetensors file (a saved model.safetensors) by name. Needs ftune_io.
+inline std::map<std::string, std::vector<float>> ReadF32(const std::string& path) {
+  std::map<std::string, std::vector<float>> out;
+  auto f = io::SafetensorsFile::Open(path);
+  if (!f.ok()) return out;
+  for (const auto& [name, v] : (*f)->tensors()) {
+    const float* p = reinterpret_cast<const float*>(v.data);
+    out[name] = std::vector<float>(p, p + v.nbytes / 4);
+  }
+  return out;
+}
+
+// max |a - b| over all tensors of two such files (infinity when their names differ).
+inline double MaxWeightDiff(const std::string& a_path, const std::string& b_path) {
+  auto a = ReadF32(a_path), b = ReadF32(b_path);
+  if (a.empty() || a.size() != b.size()) return 1e300;
+  double worst = 0;
+  for (const auto& [name, x] : a) {
+    auto it = b.find(name);
+    if (it == b.end() || it->second.size() != x.size()) return 1e300;
+    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(double(x[k]) - it->second[k]));
+  }
+  return worst;
 }
 
 // A config.json of a tiny DistilBERT for the synthetic task (vocab 64, dim 32, 2 layers, 2 heads,

@@ -23,6 +23,8 @@ namespace {
 using ::ftune::testing::CommandResult;
 using ::ftune::testing::Ftune;
 using ::ftune::testing::Mpirun;
+using ::ftune::testing::ReadF32;
+using ::ftune::testing::Records;
 using ::ftune::testing::RunCommand;
 using ::ftune::testing::ScratchDir;
 using ::ftune::testing::WriteSyntheticJsonl;
@@ -31,36 +33,6 @@ using ::testing::Not;
 using json = nlohmann::json;
 
 std::string Fixture(const std::string& rel) { return std::string(FTUNE_FIXTURES_DIR) + "/" + rel; }
-
-std::vector<json> ReadJsonl(const std::string& path) {
-  std::vector<json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) out.push_back(json::parse(line));
-  }
-  return out;
-}
-
-std::vector<json> Records(const std::string& metrics, const std::string& type) {
-  std::vector<json> out;
-  for (auto& r : ReadJsonl(metrics)) {
-    if (r["type"] == type) out.push_back(r);
-  }
-  return out;
-}
-
-std::map<std::string, std::vector<float>> ReadF32(const std::string& path) {
-  std::map<std::string, std::vector<float>> out;
-  auto f = io::SafetensorsFile::Open(path);
-  EXPECT_TRUE(f.ok()) << f.status();
-  if (!f.ok()) return out;
-  for (const auto& [name, v] : (*f)->tensors()) {
-    const float* p = reinterpret_cast<const float*>(v.data);
-    out[name] = std::vector<float>(p, p + v.nbytes / 4);
-  }
-  return out;
-}
 
 // A tiny random-init config, dropouts 0 so runs are deterministic whatever the rank count.
 std::string WriteTinyConfig(const ScratchDir& dir, int vocab, int dim = 32) {

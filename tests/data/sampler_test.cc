@@ -80,7 +80,7 @@ TEST(EpochPlan, RankSlicesPartitionEveryGlobalBatchInBalancedParts) {
     int64_t total = 0;
     size_t smallest = SIZE_MAX, largest = 0;
     for (int r = 0; r < 3; ++r) {
-      auto slice = plan.RankSlice(s, r);
+      auto slice = plan.Slice(s, r);
       total += static_cast<int64_t>(slice.size());
       smallest = std::min(smallest, slice.size());
       largest = std::max(largest, slice.size());
@@ -93,6 +93,36 @@ TEST(EpochPlan, RankSlicesPartitionEveryGlobalBatchInBalancedParts) {
   EXPECT_TRUE(IsPermutation(seen, n)) << "every example exactly once per epoch";
   EXPECT_EQ(BalancedRange(10, 0, 3), (std::pair<int64_t, int64_t>(0, 4)));
   EXPECT_EQ(BalancedRange(10, 2, 3), (std::pair<int64_t, int64_t>(7, 10)));
+}
+
+// Gradient accumulation: the same global batch (4 x ranks x micro-batches = 16) cut the same way
+// whether it is 1 rank x 4 micro-batches, 2 x 2 or 4 x 1, so the runs see the same examples per
+// step and, summed, the same gradients.
+TEST(EpochPlan, MicroBatchesDependOnlyOnRanksTimesAccumulationSteps) {
+  const int64_t n = 70;  // four steps of 16 and a short last one of 6
+  auto parts = [&](int world, int64_t k) {
+    SamplerOptions o;
+    o.batch_size = 4;
+    o.world_size = world;
+    o.accumulation_steps = k;
+    EXPECT_EQ(GlobalBatchSize(o), 16);
+    EpochPlan plan(n, {}, o, 3);
+    EXPECT_EQ(plan.num_steps(), 5);
+    std::vector<std::vector<int64_t>> out;  // per step, the 4 parts in order
+    for (int64_t s = 0; s < plan.num_steps(); ++s) {
+      for (int r = 0; r < world; ++r) {
+        for (int64_t m = 0; m < k; ++m) out.push_back(plan.Slice(s, r, m));
+      }
+    }
+    return out;
+  };
+  const auto one = parts(1, 4), two = parts(2, 2), four = parts(4, 1);
+  EXPECT_EQ(one, two);
+  EXPECT_EQ(one, four);
+  // The short last step: 6 examples over 4 parts, balanced (2, 2, 1, 1).
+  ASSERT_EQ(one.size(), 20u);
+  EXPECT_EQ(one[16].size(), 2u);
+  EXPECT_EQ(one[19].size(), 1u);
 }
 
 std::vector<Example> Examples(std::vector<int> lengths) {

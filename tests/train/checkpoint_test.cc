@@ -24,7 +24,7 @@ class CheckpointTest : public ::testing::Test {
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     options_.dir = (dir_ / "checkpoints").string();
-    options_.keep_last = 2;
+    options_.total_limit = 2;
     id_ = {2, 16, 42, 0x1234};
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -108,7 +108,7 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherRunIsRefusedWithTheReason) {
 TEST_F(CheckpointTest, KeepsTheNewestAndResolvesAuto) {
   auto a = Make(1);
   for (int64_t step : {5, 10, 15}) ASSERT_TRUE(WriteCheckpoint(*a->flat, *a->adam, State(step), id_, options_).ok());
-  EXPECT_FALSE(PathExists(options_.dir + "/step-5"));  // keep_last = 2
+  EXPECT_FALSE(PathExists(options_.dir + "/step-5"));  // total_limit = 2
   EXPECT_TRUE(PathExists(options_.dir + "/step-10"));
   auto latest = ResolveResume("auto", options_.dir);
   ASSERT_TRUE(latest.ok());

@@ -2,6 +2,8 @@
 // schedule (Hugging Face's get_linear_schedule_with_warmup).
 #include "train/optimizer.h"
 
+#include <cmath>
+
 #include "common/torch_compat.h"
 #include "gtest/gtest.h"
 #include "tests/model/reference.h"
@@ -28,7 +30,7 @@ TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
   FlatAdamW a(&fa, {}, /*fused=*/false), b(&fb, {}, /*fused=*/true);
   ASSERT_FALSE(a.fused());
   ASSERT_TRUE(b.fused());
-  LinearSchedule sched(1e-2, 3, 20);
+  const LrSchedule sched = *LrSchedule::Create(1e-2, 3, 20);
   const torch::Tensor start = fa.groups()[1].params.clone();
   for (int step = 0; step < 20; ++step) {
     torch::manual_seed(100 + step);
@@ -49,15 +51,73 @@ TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
   EXPECT_EQ(b.step_count(), 20);
 }
 
-TEST(Schedule, LinearWarmupAndDecayLikeHuggingFace) {
-  LinearSchedule s(1.0, /*warmup=*/2, /*total=*/10);
-  EXPECT_DOUBLE_EQ(s.LearningRate(0), 0.0);
-  EXPECT_DOUBLE_EQ(s.LearningRate(1), 0.5);
-  EXPECT_DOUBLE_EQ(s.LearningRate(2), 1.0);
-  EXPECT_DOUBLE_EQ(s.LearningRate(6), 0.5);
-  EXPECT_DOUBLE_EQ(s.LearningRate(10), 0.0);
+double Lr(LrSchedulerType type, int64_t step, LrScheduleOptions o = {}, double base = 1.0) {
+  o.type = type;
+  auto s = LrSchedule::Create(base, /*warmup=*/2, /*total=*/10, o);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s->LearningRate(step);
+}
+
+// Values worked out by hand from transformers.optimization's lr_lambda functions (warmup 2 of 10
+// steps, so after warmup progress p = (s - 2) / 8).
+TEST(Schedule, EveryHuggingFaceScheduleAtHandComputedSteps) {
+  using T = LrSchedulerType;
+  for (T t : {T::kLinear, T::kCosine, T::kCosineWithRestarts, T::kConstantWithWarmup, T::kPolynomial}) {
+    EXPECT_DOUBLE_EQ(Lr(t, 0), 0.0) << LrSchedulerName(t);
+    EXPECT_DOUBLE_EQ(Lr(t, 1), 0.5) << LrSchedulerName(t);  // warmup: s / w
+  }
+  // linear: (10 - s) / 8.
+  EXPECT_DOUBLE_EQ(Lr(T::kLinear, 2), 1.0);
+  EXPECT_DOUBLE_EQ(Lr(T::kLinear, 6), 0.5);
+  EXPECT_DOUBLE_EQ(Lr(T::kLinear, 10), 0.0);
+  EXPECT_DOUBLE_EQ(Lr(T::kLinear, 12), 0.0);
+  // cosine, half a cycle: (1 + cos(pi p)) / 2; p = 1/4 -> (1 + sqrt(2)/2) / 2, p = 1/2 -> 1/2.
+  EXPECT_DOUBLE_EQ(Lr(T::kCosine, 2), 1.0);
+  EXPECT_NEAR(Lr(T::kCosine, 4), (1 + std::sqrt(0.5)) / 2, 1e-15);
+  EXPECT_NEAR(Lr(T::kCosine, 6), 0.5, 1e-15);
+  EXPECT_NEAR(Lr(T::kCosine, 10), 0.0, 1e-15);
+  // cosine with num_cycles 1 (a whole cycle: back up at the end): p = 1/2 -> 0, p = 3/4 -> 1/2.
+  LrScheduleOptions one;
+  one.num_cycles = 1.0;
+  EXPECT_NEAR(Lr(T::kCosine, 6, one), 0.0, 1e-15);
+  EXPECT_NEAR(Lr(T::kCosine, 8, one), 0.5, 1e-15);
+  // cosine_with_restarts, default 1 cycle: (1 + cos(pi (p mod 1))) / 2, 0 once p >= 1.
+  EXPECT_NEAR(Lr(T::kCosineWithRestarts, 6), 0.5, 1e-15);
+  EXPECT_DOUBLE_EQ(Lr(T::kCosineWithRestarts, 10), 0.0);
+  // ... with 2 cycles: p = 1/4 -> (p * 2) mod 1 = 1/2 -> 1/2; p = 1/2 -> restart at 1.
+  LrScheduleOptions two;
+  two.num_cycles = 2.0;
+  EXPECT_NEAR(Lr(T::kCosineWithRestarts, 4, two), 0.5, 1e-15);
+  EXPECT_DOUBLE_EQ(Lr(T::kCosineWithRestarts, 6, two), 1.0);
+  // constant: no warmup at all; constant_with_warmup: 1 after it.
+  EXPECT_DOUBLE_EQ(Lr(T::kConstant, 0), 1.0);
+  EXPECT_DOUBLE_EQ(Lr(T::kConstantWithWarmup, 2), 1.0);
+  EXPECT_DOUBLE_EQ(Lr(T::kConstantWithWarmup, 50), 1.0);
+  // polynomial, lr 1e-3, lr_end 1e-7, power 2: ((lr - end) (1 - p)^2 + end); past the end: end.
+  LrScheduleOptions poly;
+  poly.power = 2.0;
+  EXPECT_NEAR(Lr(T::kPolynomial, 6, poly, 1e-3), (1e-3 - 1e-7) * 0.25 + 1e-7, 1e-18);
+  EXPECT_NEAR(Lr(T::kPolynomial, 10, poly, 1e-3), 1e-7, 1e-18);
+  EXPECT_NEAR(Lr(T::kPolynomial, 11, poly, 1e-3), 1e-7, 1e-18);
+  // As HF, a polynomial schedule must decay: lr_end >= lr is refused.
+  LrScheduleOptions up;
+  up.type = T::kPolynomial;
+  up.lr_end = 1.0;
+  EXPECT_FALSE(LrSchedule::Create(1e-3, 0, 10, up).ok());
   EXPECT_EQ(ResolveWarmupSteps(0, 0.1, 750), 75);
   EXPECT_EQ(ResolveWarmupSteps(5, 0.1, 750), 5);
+}
+
+TEST(Schedule, NamesAreHuggingFaceNames) {
+  for (const char* name :
+       {"linear", "cosine", "cosine_with_restarts", "constant", "constant_with_warmup", "polynomial"}) {
+    auto t = ParseLrSchedulerType(name);
+    ASSERT_TRUE(t.ok()) << name;
+    EXPECT_STREQ(LrSchedulerName(*t), name);
+  }
+  auto bad = ParseLrSchedulerType("cosine_annealing");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("cosine_with_restarts"), std::string::npos) << bad.status();
 }
 
 }  // namespace

@@ -30,8 +30,13 @@ RunState Sample() {
   ev.total = 96;
   ev.loss_sum = 1.0 / 7.0;
   ev.seconds = 0.5;
+  ev.num_labels = 2;
+  ev.confusion = {40, 10, 16, 30};
   e.eval = ev;
   s.epochs.push_back(e);
+  s.best_metric = 0.125;
+  s.best_step = 12;
+  s.patience_counter = 1;
   return s;
 }
 
@@ -78,6 +83,47 @@ TEST(RunState, JsonRoundTripIsExact) {
   EXPECT_EQ(e.eval->correct, 70);
   EXPECT_EQ(e.eval->loss_sum, 1.0 / 7.0);
   EXPECT_EQ(e.eval->loss(), s.epochs[0].eval->loss());
+  EXPECT_EQ(e.eval->confusion, s.epochs[0].eval->confusion);
+  EXPECT_EQ(back->best_metric, 0.125);
+  EXPECT_EQ(back->best_step, 12);
+  EXPECT_EQ(back->patience_counter, 1);
+  EXPECT_FALSE(back->stopped_early);
+}
+
+// Per-class precision, recall, F1 and macro-F1 from a hand-counted confusion matrix (rows: true
+// label, columns: prediction), with scikit-learn's zero_division=0 for a class never predicted
+// correctly nor present.
+TEST(EvalStats, PerClassMetricsFromAHandCountedConfusionMatrix) {
+  EvalStats e;
+  e.num_labels = 3;
+  e.confusion = {5, 1, 0,   // 6 of class 0: 5 right, 1 called class 1
+                 2, 3, 1,   // 6 of class 1: 3 right
+                 0, 0, 0};  // class 2: none, but once predicted
+  e.correct = 8;
+  e.total = 12;
+  EXPECT_EQ(e.support(0), 6);
+  EXPECT_EQ(e.support(2), 0);
+  EXPECT_DOUBLE_EQ(e.precision(0), 5.0 / 7);
+  EXPECT_DOUBLE_EQ(e.recall(0), 5.0 / 6);
+  EXPECT_DOUBLE_EQ(e.f1(0), 10.0 / 13);  // 2 (5/7)(5/6) / (5/7 + 5/6)
+  EXPECT_DOUBLE_EQ(e.precision(1), 3.0 / 4);
+  EXPECT_DOUBLE_EQ(e.recall(1), 1.0 / 2);
+  EXPECT_DOUBLE_EQ(e.f1(1), 3.0 / 5);
+  EXPECT_EQ(e.precision(2), 0.0);
+  EXPECT_EQ(e.f1(2), 0.0);
+  EXPECT_DOUBLE_EQ(e.macro_f1(), (10.0 / 13 + 3.0 / 5) / 3);
+  EXPECT_DOUBLE_EQ(*e.Metric("eval_macro_f1"), e.macro_f1());
+  EXPECT_DOUBLE_EQ(*e.Metric("accuracy"), 8.0 / 12);
+  EXPECT_FALSE(e.Metric("f1_weighted").ok());
+  const nlohmann::json j = e.ToJson();
+  EXPECT_EQ(j["eval_confusion_matrix"], nlohmann::json({{5, 1, 0}, {2, 3, 1}, {0, 0, 0}}));
+  EXPECT_EQ(j["eval_per_class"]["support"], nlohmann::json({6, 6, 0}));
+  EXPECT_DOUBLE_EQ(j["eval_per_class"]["recall"][1].get<double>(), 0.5);
+  EXPECT_EQ(EvalStats::FromJson(j).confusion, e.confusion);
+  // Masked LM has no classes: no macro_f1 to select.
+  EvalStats mlm;
+  EXPECT_FALSE(mlm.Metric("macro_f1").ok());
+  EXPECT_FALSE(mlm.ToJson().contains("eval_macro_f1"));
 }
 
 TEST(EpochRecord, JsonCarriesWhatResultsReaderUse) {

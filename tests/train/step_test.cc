@@ -174,6 +174,132 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
   EXPECT_EQ(trainer.optimizer().step_count(), 2);
 }
 
+data::HostBatch Rows(const data::HostBatch& b, int64_t begin, int64_t end) {
+  data::HostBatch m;
+  m.rows = end - begin;
+  m.seq_len = b.seq_len;
+  m.global_examples = b.global_examples;
+  m.input_ids.assign(b.input_ids.begin() + begin * b.seq_len, b.input_ids.begin() + end * b.seq_len);
+  m.attention_mask.assign(b.attention_mask.begin() + begin * b.seq_len, b.attention_mask.begin() + end * b.seq_len);
+  m.labels.assign(b.labels.begin() + begin, b.labels.begin() + end);
+  for (int64_t i = begin * b.seq_len; i < end * b.seq_len; ++i) m.real_tokens += b.attention_mask[i];
+  return m;
+}
+
+// Gradient accumulation is exact: the batch cut into micro-batches of unequal sizes (1 + the rest,
+// and an empty one) gives the one-batch gradient and update, because each micro-batch's loss is
+// divided by the examples of the whole global batch, not by its own (the per-micro-batch mean
+// would weight the lone example as much as all the others together).
+TEST_F(HfThreeSteps, AccumulatedMicroBatchesGiveTheWholeBatchGradient) {
+  if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
+  const data::HostBatch whole = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
+  ASSERT_GE(whole.rows, 3);
+  TrainOptions o;
+  o.learning_rate = 1e-3;
+  o.max_grad_norm = 0;  // the raw gradients stay in the buffers
+  auto other = model::LoadPretrained(HfFixture("hf-tiny-cls"), model::ModelOptions{false});
+  ASSERT_TRUE(other.ok());
+  Trainer one(model_, o, comm_.get(), comm_.get(), torch::kCPU);
+  Trainer accumulated(other->model, o, comm_.get(), comm_.get(), torch::kCPU);
+  ASSERT_TRUE(one.Prepare(4).ok());
+  ASSERT_TRUE(accumulated.Prepare(4).ok());
+  auto a = one.Step(whole);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const std::vector<data::HostBatch> micro = {Rows(whole, 0, 1), Rows(whole, 1, whole.rows), Rows(whole, 0, 0)};
+  auto b = accumulated.Step(micro);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_NEAR(a->LossSum(), b->LossSum(), 1e-5);
+  EXPECT_EQ(b->totals.examples, whole.rows);
+  EXPECT_LT(MaxAbsDiff(one.flat().groups()[0].grads, accumulated.flat().groups()[0].grads), 1e-6);
+  EXPECT_GT(one.flat().groups()[0].grads.abs().max().item<double>(), 1e-3) << "gradients should not be ~0";
+  EXPECT_LT(MaxAbsDiff(one.flat().groups()[0].params, accumulated.flat().groups()[0].params), 1e-6);
+}
+
+// HF's label_smoothing_factor and torch's class weights, by hand: logits (0, ln 3) give
+// p = (1/4, 3/4). Label 1 with smoothing 0.1: 0.9 * -ln(3/4) + 0.1 * (-ln(1/4) - ln(3/4)) / 2.
+TEST(CrossEntropySum, LabelSmoothingAndClassWeightsByHand) {
+  const torch::Tensor logits = torch::tensor({{0.0, std::log(3.0)}, {0.0, std::log(3.0)}}, torch::kDouble);
+  const double nll0 = -std::log(0.25), nll1 = -std::log(0.75);
+  EXPECT_NEAR(CrossEntropySum(logits, torch::tensor({1, 0})).item<double>(), nll1 + nll0, 1e-12);
+  const double smooth = (nll0 + nll1) / 2;
+  EXPECT_NEAR(CrossEntropySum(logits.narrow(0, 0, 1), torch::tensor({1}), 0.1).item<double>(),
+              0.9 * nll1 + 0.1 * smooth, 1e-12);
+  // Weights (1, 3): labels (0, 1) -> 1 * nll0 + 3 * nll1 (the trainer divides by 1 + 3).
+  const torch::Tensor w = torch::tensor({1.0, 3.0}, torch::kDouble);
+  EXPECT_NEAR(CrossEntropySum(logits, torch::tensor({0, 1}), 0.0, w).item<double>(), nll0 + 3 * nll1, 1e-12);
+}
+
+TEST_F(HfThreeSteps, ClassWeightsCountInTheUnitsAndAreChecked) {
+  auto weighted = ClassificationObjective::Create(model_, ClassificationLoss{0.0, {1.0, 3.0}});
+  ASSERT_TRUE(weighted.ok()) << weighted.status();
+  data::HostBatch b;
+  b.rows = 3;
+  b.labels = {0, 1, 1};
+  b.global_examples = 3;
+  EXPECT_DOUBLE_EQ((*weighted)->Units(b), 7.0);
+  auto global = (*weighted)->GlobalUnits(absl::MakeConstSpan(&b, 1), *comm_);
+  ASSERT_TRUE(global.ok());
+  EXPECT_DOUBLE_EQ(*global, 7.0 * comm_->world_size());
+  EXPECT_FALSE(ClassificationObjective::Create(model_, ClassificationLoss{0.0, {1.0}}).ok());
+  EXPECT_FALSE(ClassificationObjective::Create(model_, ClassificationLoss{0.0, {1.0, -1.0}}).ok());
+  EXPECT_FALSE(ClassificationObjective::Create(model_, ClassificationLoss{1.0, {}}).ok());
+}
+
+// The fp16 loss scaler (GradScaler's rules) on fp32, where its arithmetic is exact with a power-of-2
+// scale: scaled-then-unscaled steps equal plain steps (so the clip sees unscaled gradients), an
+// injected overflow skips the step and halves the scale, and growth_interval good steps double it.
+TEST_F(HfThreeSteps, LossScalerUnscalesBeforeTheClipBacksOffOnOverflowAndGrows) {
+  if (comm_->world_size() != 1) GTEST_SKIP() << "single-process reference";
+  auto other = model::LoadPretrained(HfFixture("hf-tiny-cls"), model::ModelOptions{false});
+  ASSERT_TRUE(other.ok());
+  TrainOptions o;
+  o.learning_rate = 1e-3;
+  o.max_grad_norm = 0.5;  // clips: a clip before the unscale would give other weights
+  Trainer plain(model_, o, comm_.get(), comm_.get(), torch::kCPU);
+  o.loss_scaling = true;
+  o.grad_scaler.growth_interval = 2;
+  Trainer scaled(other->model, o, comm_.get(), comm_.get(), torch::kCPU);
+  ASSERT_TRUE(plain.Prepare(10).ok());
+  ASSERT_TRUE(scaled.Prepare(10).ok());
+  ASSERT_NE(scaled.scaler(), nullptr);
+  EXPECT_EQ(scaled.scaler()->scale(), 65536.0);
+  const data::HostBatch b = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
+  for (int i = 0; i < 2; ++i) {
+    auto p = plain.Step(b), q = scaled.Step(b);
+    ASSERT_TRUE(p.ok() && q.ok());
+    EXPECT_FLOAT_EQ(static_cast<float>(p->GradNorm()), static_cast<float>(q->GradNorm())) << "step " << i;
+  }
+  EXPECT_LT(MaxAbsDiff(plain.flat().groups()[0].params, scaled.flat().groups()[0].params), 1e-7);
+  EXPECT_EQ(scaled.scaler()->scale(), 131072.0) << "2 good steps = growth_interval: doubled";
+  EXPECT_EQ(scaled.scaler()->growth_tracker(), 0);
+  // Overflow: an infinite weight makes every head gradient non-finite.
+  torch::Tensor w = other->model->named_parameters()["pre_classifier.weight"];
+  const torch::Tensor before = scaled.flat().groups()[0].params.clone();
+  const float saved = w[0][0].item<float>();
+  {
+    torch::NoGradGuard g;
+    w[0][0].fill_(std::numeric_limits<float>::infinity());
+  }
+  auto q = scaled.Step(b);
+  ASSERT_TRUE(q.ok());
+  EXPECT_TRUE(q->Skipped());
+  EXPECT_EQ(scaled.scaler()->scale(), 65536.0) << "backed off by half";
+  {
+    torch::NoGradGuard g;
+    w[0][0].fill_(saved);
+  }
+  EXPECT_TRUE(torch::equal(scaled.flat().groups()[0].params.masked_fill(before.isinf(), 0),
+                           before.masked_fill(before.isinf(), 0)))
+      << "a skipped step leaves the weights";
+  q = scaled.Step(b);
+  ASSERT_TRUE(q.ok());
+  EXPECT_FALSE(q->Skipped());
+  EXPECT_EQ(scaled.scaler()->growth_tracker(), 1);
+  scaled.scaler()->Restore(1024.0, 1);
+  EXPECT_EQ(scaled.scaler()->scale(), 1024.0);
+  EXPECT_EQ(scaled.scaler()->growth_tracker(), 1);
+}
+
 TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   model::LoraOptions lora;
   lora.rank = 4;
