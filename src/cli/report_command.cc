@@ -124,12 +124,12 @@ absl::Status RunReport() {
   std::string csv =
       "method,run,trainable_parameters,all_parameters,trainable_percent,final_eval_accuracy,train_seconds,"
       "samples_per_second,tokens_per_second,peak_memory_bytes,peak_memory_kind,comm_bytes_per_step,comm_share,"
-      "world_size,device";
+      "world_size,device,final_eval_macro_f1";
   for (size_t e = 1; e <= max_epochs; ++e) absl::StrAppend(&csv, ",eval_accuracy_epoch_", e);
   csv += "\n";
   md +=
-      "| method | trainable params | % of all | final eval acc. | train time | samples/s | tokens/s | "
-      "peak memory | all-reduced / step | comm share |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| method | trainable params | % of all | final eval acc. | macro-F1 | train time | samples/s | tokens/s | "
+      "peak memory | all-reduced / step | comm share |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   std::string per_epoch = "| method |";
   for (size_t e = 1; e <= max_epochs; ++e) absl::StrAppend(&per_epoch, " epoch ", e, " |");
   per_epoch += "\n|---|";
@@ -138,12 +138,13 @@ absl::Status RunReport() {
   std::string dat;  // gnuplot data: one block per method (epoch, accuracy)
   for (const auto& r : results) {
     const double trainable = r.value("trainable_parameters", 0.0), all = r.value("all_parameters", 1.0);
-    double final_acc = -1;
+    double final_acc = -1, final_f1 = -1;
     std::vector<std::string> accs;
     absl::StrAppend(&dat, "# ", r["method"].get<std::string>(), "\n");
     for (const auto& e : r["epochs"]) {
       if (e.contains("eval_accuracy")) {
         final_acc = e["eval_accuracy"].get<double>();
+        final_f1 = e.value("eval_macro_f1", -1.0);
         accs.push_back(absl::StrFormat("%.4f", final_acc));
         absl::StrAppendFormat(&dat, "%d %.6f\n", e["epoch"].get<int>(), final_acc);
       } else {
@@ -153,19 +154,21 @@ absl::Status RunReport() {
     dat += "\n\n";
     const std::string method = r["method"];
     const double secs = r.value("train_seconds", 0.0);
-    absl::StrAppendFormat(&md, "| %s | %s | %.2f%% | %s | %.1f s | %.1f | %.0f | %s (%s) | %s | %.1f%% |\n", method,
-                          absl::StrFormat("%.0f", trainable), 100.0 * trainable / all,
-                          final_acc < 0 ? "-" : absl::StrFormat("%.4f", final_acc), secs,
+    absl::StrAppendFormat(&md, "| %s | %s | %.2f%% | %s | %s | %.1f s | %.1f | %.0f | %s (%s) | %s | %.1f%% |\n",
+                          method, absl::StrFormat("%.0f", trainable), 100.0 * trainable / all,
+                          final_acc < 0 ? "-" : absl::StrFormat("%.4f", final_acc),
+                          final_f1 < 0 ? "-" : absl::StrFormat("%.4f", final_f1), secs,
                           r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0),
                           Mib(r.value("peak_memory_bytes", 0.0)), r.value("peak_memory_kind", std::string("?")),
                           Mib(r.value("comm_bytes_per_step", 0.0)), 100.0 * r.value("comm_share", 0.0));
     absl::StrAppendFormat(&per_epoch, "| %s | %s |\n", method, absl::StrJoin(accs, " | "));
     absl::StrAppendFormat(
-        &csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s", method, r["dir"].get<std::string>(),
+        &csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s,%s", method, r["dir"].get<std::string>(),
         trainable, all, 100.0 * trainable / all, final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
         r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0), r.value("peak_memory_bytes", 0.0),
         r.value("peak_memory_kind", std::string("")), r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0),
-        r.value("world_size", 1), r.value("device", std::string("")));
+        r.value("world_size", 1), r.value("device", std::string("")),
+        final_f1 < 0 ? "" : absl::StrFormat("%.6f", final_f1));
     for (size_t e = 0; e < max_epochs; ++e) absl::StrAppend(&csv, ",", e < accs.size() ? accs[e] : "");
     csv += "\n";
   }

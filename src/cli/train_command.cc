@@ -97,6 +97,9 @@ ABSL_FLAG(int64_t, pad_to_multiple_of, 1,
           "Pad every batch to a multiple of this many tokens (1 = to its longest example only). 8-64 gives GPU "
           "kernels aligned lengths and fewer distinct shapes, at the cost of some padding.");
 ABSL_FLAG(int64_t, logging_steps, 50, "Write a train record to metrics.jsonl every this many steps.");
+ABSL_FLAG(std::string, report_to, "none",
+          "Where else the train and eval records go (HF report_to): none, or tensorboard (event files in "
+          "<output_dir>/tensorboard, tags as HF's TensorBoardCallback: train/loss, eval/accuracy, ...).");
 ABSL_FLAG(double, bucket_mb, 25, "Gradient all-reduce bucket size in MiB (fractions allowed).");
 ABSL_FLAG(bool, merge, false,
           "--method=lora|dora|ia3: save merged full weights (an HF model) instead of a PEFT adapter.");
@@ -126,7 +129,8 @@ ABSL_FLAG(int32_t, save_total_limit, 2,
 ABSL_FLAG(std::string, resume, "",
           "auto: continue from the newest checkpoint in <output_dir>/checkpoints (start fresh if there is none; "
           "exit at once if the run already finished); or a checkpoint directory. On CPU the result is "
-          "bit-identical to an uninterrupted run. The global batch (batch_size x ranks) must be unchanged.");
+          "bit-identical to an uninterrupted run. The global batch is kept: on another rank count the accumulation "
+          "steps change to match (or give a --batch_size that makes it).");
 
 namespace ftune::cli {
 namespace {
@@ -211,6 +215,10 @@ absl::Status ParseStructuredFlags(train::TrainOptions* o, train::CheckpointOptio
     o->greater_is_better = greater == "true";
   } else {
     return absl::InvalidArgumentError(absl::StrFormat("--greater_is_better must be true or false (got \"%s\")", greater));
+  }
+  const std::string report_to = absl::GetFlag(FLAGS_report_to);
+  if (report_to != "none" && report_to != "tensorboard") {
+    return absl::InvalidArgumentError(absl::StrFormat("--report_to \"%s\" is not one of none, tensorboard", report_to));
   }
   const std::string save = absl::GetFlag(FLAGS_save_strategy);
   if (save != "no" && save != "steps" && save != "epoch") {
@@ -456,6 +464,11 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   }
   FTUNE_RETURN_IF_ERROR(run.Agree(absl::OkStatus()));
   FTUNE_ASSIGN_OR_RETURN(train::MetricsLog log, train::MetricsLog::Open(out + "/metrics.jsonl", run.ctx().is_root()));
+  const std::string report_to = absl::GetFlag(FLAGS_report_to);
+  if (report_to == "tensorboard") {
+    FTUNE_RETURN_IF_ERROR(run.Agree(log.EnableTensorBoard(out + "/tensorboard")));
+    if (run.ctx().is_root()) LogInfo("TensorBoard: %s", log.tensorboard_file());
+  }
   opts.pad_token_id = trainee.config.pad_token_id;
   ckpt.dir = out + "/checkpoints";
   ckpt.run_config = resolved;
@@ -574,7 +587,7 @@ const Command& TrainCommand() {
        {"evaluation and the best model",
         {"eval_strategy", "eval_steps", "eval_batch_size", "metric_for_best_model", "greater_is_better",
          "load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold"}},
-       {"logging", {"logging_steps", "time_phases"}},
+       {"logging", {"logging_steps", "report_to", "time_phases"}},
        {"checkpoints and preemption",
         {"save_strategy", "save_steps", "save_total_limit", "resume", "skip_nonfinite"}},
        {"speed",

@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
+#include "io/tensorboard.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::train {
@@ -26,6 +30,7 @@ absl::StatusOr<MetricsLog> MetricsLog::Open(const std::string& path, bool enable
 MetricsLog::MetricsLog(MetricsLog&& o) noexcept { *this = std::move(o); }
 MetricsLog& MetricsLog::operator=(MetricsLog&& o) noexcept {
   std::swap(file_, o.file_);
+  std::swap(tensorboard_, o.tensorboard_);
   enabled_ = o.enabled_;
   tty_ = o.tty_;
   progress_shown_ = o.progress_shown_;
@@ -35,11 +40,38 @@ MetricsLog::~MetricsLog() {
   if (file_) std::fclose(file_);
 }
 
+absl::Status MetricsLog::EnableTensorBoard(const std::string& dir) {
+  if (!enabled_) return absl::OkStatus();
+  FTUNE_ASSIGN_OR_RETURN(tensorboard_, io::TensorBoardWriter::Open(dir));
+  return absl::OkStatus();
+}
+
+std::string MetricsLog::tensorboard_file() const { return tensorboard_ ? tensorboard_->path() : ""; }
+
 void MetricsLog::Write(const nlohmann::json& record) {
-  if (!enabled_ || file_ == nullptr) return;
-  std::string line = record.dump() + "\n";
-  std::fwrite(line.data(), 1, line.size(), file_);
-  std::fflush(file_);
+  if (!enabled_) return;
+  if (file_ != nullptr) {
+    std::string line = record.dump() + "\n";
+    std::fwrite(line.data(), 1, line.size(), file_);
+    std::fflush(file_);
+  }
+  const std::string type = record.value("type", "");
+  if (!tensorboard_ || (type != "train" && type != "eval") || !record.contains("step")) return;
+  const int64_t step = record["step"].get<int64_t>();
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  absl::Status st;
+  for (const auto& [key, value] : record.items()) {
+    if (!value.is_number() || key == "step") continue;
+    // HF's TensorBoardCallback tags: "eval_accuracy" -> "eval/accuracy", "loss" -> "train/loss".
+    std::string tag = absl::StartsWith(key, "eval_") ? "eval/" + key.substr(5) : "train/" + key;
+    if (type == "eval" && !absl::StartsWith(key, "eval_")) tag = "eval/" + key;  // epoch, best_metric
+    if (st.ok()) st = tensorboard_->AddScalar(tag, value.get<double>(), step, now);
+  }
+  if (st.ok()) st = tensorboard_->Flush();
+  if (!st.ok()) {  // the run goes on; metrics.jsonl has everything
+    LogWarn("TensorBoard logging stops: %s", st.message());
+    tensorboard_.reset();
+  }
 }
 
 void MetricsLog::Progress(const std::string& line) {

@@ -68,7 +68,8 @@ echo "torch2: LibTorch $(in_root dpkg-query -W -f='${Version}' libtorch-dev), $(
 
 cuda=()
 [ -f "$root/usr/local/cuda/include/nccl.h" ] && cuda=(-DFTUNE_WITH_NCCL=ON -DFTUNE_NCCL_ROOT=/usr/local/cuda)
-in_root bash -c "cd /src/ftune && FTUNE_SKIP_DEPS=1 FTUNE_BUILD_DIR=/src/build launch/build.sh ${cuda[*]}"
+in_root bash -c "cd /src/ftune && FTUNE_SKIP_DEPS=1 FTUNE_BUILD_DIR=/src/build FTUNE_UNITY_BUILD=${FTUNE_UNITY_BUILD:-OFF} \
+  launch/build.sh ${cuda[*]}"
 # Not here: the SLURM tests (a chroot has no cgroups), and what does not touch LibTorch, which
 # tests/run.sh already ran against the same code: the tokenizer and prep (data-prep, its HF-oracle
 # tests), the launch scripts, the fuzzers.

@@ -249,7 +249,9 @@ TEST(Methods, SplitForwardBelowTheFrozenPrefixGivesIdenticalLogitsAndGradients) 
     ClassificationLoss(split, b.labels).backward();
     size_t i = 0;
     for (auto& p : m->parameters()) {
-      if (p.requires_grad()) EXPECT_TRUE(torch::equal(p.grad(), grads[i++])) << MethodName(method);
+      if (p.requires_grad()) {
+        EXPECT_TRUE(torch::equal(p.grad(), grads[i++])) << MethodName(method);
+      }
     }
     EXPECT_EQ(i, grads.size());
   }
