@@ -62,8 +62,8 @@ absl::Status RunEval(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
   FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
   FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.host_comm(), Options(run, m)));
-  LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(),
-          e.correct, e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
+  LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct,
+          e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
   // Per class, and the confusion matrix (rows: true label, columns: predicted).
   std::string table = "label  precision  recall      f1  support  | predicted as";
   for (int64_t k = 0; k < e.num_labels; ++k) absl::StrAppendFormat(&table, " %6d", k);

@@ -162,13 +162,13 @@ absl::Status RunReport() {
                           Mib(r.value("peak_memory_bytes", 0.0)), r.value("peak_memory_kind", std::string("?")),
                           Mib(r.value("comm_bytes_per_step", 0.0)), 100.0 * r.value("comm_share", 0.0));
     absl::StrAppendFormat(&per_epoch, "| %s | %s |\n", method, absl::StrJoin(accs, " | "));
-    absl::StrAppendFormat(
-        &csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s,%s", method, r["dir"].get<std::string>(),
-        trainable, all, 100.0 * trainable / all, final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
-        r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0), r.value("peak_memory_bytes", 0.0),
-        r.value("peak_memory_kind", std::string("")), r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0),
-        r.value("world_size", 1), r.value("device", std::string("")),
-        final_f1 < 0 ? "" : absl::StrFormat("%.6f", final_f1));
+    absl::StrAppendFormat(&csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s,%s", method,
+                          r["dir"].get<std::string>(), trainable, all, 100.0 * trainable / all,
+                          final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
+                          r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0),
+                          r.value("peak_memory_bytes", 0.0), r.value("peak_memory_kind", std::string("")),
+                          r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0), r.value("world_size", 1),
+                          r.value("device", std::string("")), final_f1 < 0 ? "" : absl::StrFormat("%.6f", final_f1));
     for (size_t e = 0; e < max_epochs; ++e) absl::StrAppend(&csv, ",", e < accs.size() ? accs[e] : "");
     csv += "\n";
   }

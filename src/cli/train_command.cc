@@ -43,7 +43,8 @@ ABSL_FLAG(std::string, eval_data, "", "Evaluation set (HDF5 from `ftune prep`); 
 ABSL_FLAG(std::string, eval_strategy, "epoch",
           "When to evaluate on --eval_data (HF eval_strategy): no, steps (every --eval_steps optimizer steps) or "
           "epoch (after each epoch).");
-ABSL_FLAG(int64_t, eval_steps, 0, "--eval_strategy=steps: evaluate every this many optimizer steps (0 = --logging_steps, "
+ABSL_FLAG(int64_t, eval_steps, 0,
+          "--eval_strategy=steps: evaluate every this many optimizer steps (0 = --logging_steps, "
           "as HF).");
 ABSL_FLAG(std::string, metric_for_best_model, "",
           "Eval metric that decides the best model: accuracy, loss or macro_f1 (eval_ prefix optional); empty = none, "
@@ -68,9 +69,10 @@ ABSL_FLAG(std::string, class_weights, "",
 ABSL_FLAG(std::string, output_dir, "", "Run directory: metrics.jsonl, results.json, run_config.json and the model.");
 ABSL_FLAG(int64_t, epochs, 3, "Training epochs (HF num_train_epochs).");
 ABSL_FLAG(int64_t, max_steps, -1, "If > 0: stop after this many optimizer steps (overrides --epochs).");
-ABSL_FLAG(int64_t, batch_size, 8,
-          "Examples per rank per micro-batch (HF per_device_train_batch_size); the global batch is batch_size x ranks x "
-          "--gradient_accumulation_steps.");
+ABSL_FLAG(
+    int64_t, batch_size, 8,
+    "Examples per rank per micro-batch (HF per_device_train_batch_size); the global batch is batch_size x ranks x "
+    "--gradient_accumulation_steps.");
 ABSL_FLAG(int64_t, gradient_accumulation_steps, 1,
           "Micro-batches per rank whose gradients add up before each optimizer step. The loss is normalised over the "
           "whole global batch, so 1 rank x 4, 2 ranks x 2 and 4 ranks x 1 train the same model. --resume onto another "
@@ -203,8 +205,8 @@ absl::Status ParseStructuredFlags(train::TrainOptions* o, train::CheckpointOptio
       } else if (key == "lr_end") {
         o->lr_schedule.lr_end = value.get<double>();
       } else {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "--lr_scheduler_kwargs: unknown argument \"%s\" (num_cycles, power, lr_end)", key));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--lr_scheduler_kwargs: unknown argument \"%s\" (num_cycles, power, lr_end)", key));
       }
     }
   }
@@ -214,7 +216,8 @@ absl::Status ParseStructuredFlags(train::TrainOptions* o, train::CheckpointOptio
   } else if (greater == "true" || greater == "false") {
     o->greater_is_better = greater == "true";
   } else {
-    return absl::InvalidArgumentError(absl::StrFormat("--greater_is_better must be true or false (got \"%s\")", greater));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--greater_is_better must be true or false (got \"%s\")", greater));
   }
   const std::string report_to = absl::GetFlag(FLAGS_report_to);
   if (report_to != "none" && report_to != "tensorboard") {
@@ -384,9 +387,10 @@ absl::Status KeepGlobalBatch(const std::string& checkpoint, int world, train::Tr
         "cannot make; pick a --batch_size that divides %d / %d ranks",
         checkpoint, global, o->batch_size, world, global, world));
   }
-  LogInfo("resuming with %d ranks: gradient_accumulation_steps %d -> %d keeps the checkpoint's global batch of %d "
-          "(batch_size %d x %d ranks x %d)",
-          world, o->gradient_accumulation_steps, global / per_step, global, o->batch_size, world, global / per_step);
+  LogInfo(
+      "resuming with %d ranks: gradient_accumulation_steps %d -> %d keeps the checkpoint's global batch of %d "
+      "(batch_size %d x %d ranks x %d)",
+      world, o->gradient_accumulation_steps, global / per_step, global, o->batch_size, world, global / per_step);
   o->gradient_accumulation_steps = global / per_step;
   return absl::OkStatus();
 }
@@ -588,8 +592,7 @@ const Command& TrainCommand() {
         {"eval_strategy", "eval_steps", "eval_batch_size", "metric_for_best_model", "greater_is_better",
          "load_best_model_at_end", "early_stopping_patience", "early_stopping_threshold"}},
        {"logging", {"logging_steps", "report_to", "time_phases"}},
-       {"checkpoints and preemption",
-        {"save_strategy", "save_steps", "save_total_limit", "resume", "skip_nonfinite"}},
+       {"checkpoints and preemption", {"save_strategy", "save_steps", "save_total_limit", "resume", "skip_nonfinite"}},
        {"speed",
         {"device", "precision", "threads", "group_by_length", "pad_to_multiple_of", "cache_frozen_features",
          "fused_adamw", "cudnn_sdp"}},

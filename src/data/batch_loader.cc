@@ -43,9 +43,7 @@ BatchLoader::BatchLoader(const TokenDataset* dataset, const SamplerOptions& opti
 
 BatchLoader::~BatchLoader() { Stop(); }
 
-int64_t BatchLoader::steps_per_epoch() const {
-  return StepsPerEpoch(dataset_->size(), GlobalBatchSize(options_));
-}
+int64_t BatchLoader::steps_per_epoch() const { return StepsPerEpoch(dataset_->size(), GlobalBatchSize(options_)); }
 
 void BatchLoader::Stop() {
   {

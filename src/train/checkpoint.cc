@@ -119,8 +119,9 @@ absl::StatusOr<std::string> WriteCheckpoint(const FlatParameters& flat, const Fl
     const bool keep_best = state.best_metric && !others.empty() && others.back().first != state.best_step &&
                            PathExists(absl::StrFormat("%s/step-%d", o.dir, state.best_step));
     if (keep_best) {
-      others.erase(std::remove_if(others.begin(), others.end(), [&](const auto& c) { return c.first == state.best_step; }),
-                   others.end());
+      others.erase(
+          std::remove_if(others.begin(), others.end(), [&](const auto& c) { return c.first == state.best_step; }),
+          others.end());
     }
     const size_t keep = std::max<size_t>(1, static_cast<size_t>(o.total_limit) - (keep_best ? 1 : 0));
     for (size_t i = 0; i + keep < others.size(); ++i) RemoveTree(o.dir + "/" + others[i].second);

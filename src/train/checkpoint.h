@@ -27,8 +27,8 @@
 namespace ftune::train {
 
 struct CheckpointOptions {
-  std::string dir;          // <run>/checkpoints; empty = checkpoints off
-  int64_t every_steps = 0;  // 0 = never by step count (HF save_strategy=steps, save_steps)
+  std::string dir;           // <run>/checkpoints; empty = checkpoints off
+  int64_t every_steps = 0;   // 0 = never by step count (HF save_strategy=steps, save_steps)
   bool every_epoch = false;  // HF save_strategy=epoch
   // Complete checkpoints kept (older ones deleted; 0 = keep all), HF's save_total_limit; the one
   // at the best model's step is never deleted.

@@ -90,9 +90,9 @@ absl::StatusOr<double> EvalStats::Metric(const std::string& name) const {
   if (n == "accuracy") return accuracy();
   if (n == "loss") return loss();
   if (n == "macro_f1" && num_labels > 0) return macro_f1();
-  return absl::NotFoundError(absl::StrFormat(
-      "no eval metric \"%s\": use accuracy, loss%s (with or without the eval_ prefix)", name,
-      num_labels > 0 ? " or macro_f1" : ""));
+  return absl::NotFoundError(
+      absl::StrFormat("no eval metric \"%s\": use accuracy, loss%s (with or without the eval_ prefix)", name,
+                      num_labels > 0 ? " or macro_f1" : ""));
 }
 
 nlohmann::json EvalStats::ToJson() const {
@@ -102,7 +102,8 @@ nlohmann::json EvalStats::ToJson() const {
   nlohmann::json matrix = nlohmann::json::array(), p = nlohmann::json::array(), r = nlohmann::json::array(),
                  f = nlohmann::json::array(), n = nlohmann::json::array();
   for (int64_t k = 0; k < num_labels; ++k) {
-    matrix.push_back(std::vector<int64_t>(confusion.begin() + k * num_labels, confusion.begin() + (k + 1) * num_labels));
+    matrix.push_back(
+        std::vector<int64_t>(confusion.begin() + k * num_labels, confusion.begin() + (k + 1) * num_labels));
     p.push_back(precision(k));
     r.push_back(recall(k));
     f.push_back(f1(k));

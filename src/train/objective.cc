@@ -28,8 +28,8 @@ absl::StatusOr<std::unique_ptr<ClassificationObjective>> ClassificationObjective
   const int64_t k = model->config().num_labels;
   if (!loss.class_weights.empty()) {
     if (static_cast<int64_t>(loss.class_weights.size()) != k) {
-      return absl::InvalidArgumentError(absl::StrFormat("--class_weights has %d values but the model has %d labels",
-                                                        loss.class_weights.size(), k));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--class_weights has %d values but the model has %d labels", loss.class_weights.size(), k));
     }
     for (double w : loss.class_weights) {
       if (!(w >= 0) || !std::isfinite(w))

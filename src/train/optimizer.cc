@@ -103,16 +103,13 @@ double LrSchedule::Factor(int64_t step) const {
   const double progress = (s - w) / std::max(1.0, t - w);
   const double cycles = *options_.num_cycles;
   switch (options_.type) {
-    case LrSchedulerType::kLinear:
-      return std::max(0.0, (t - s) / std::max(1.0, t - w));
-    case LrSchedulerType::kCosine:
-      return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * cycles * 2.0 * progress)));
+    case LrSchedulerType::kLinear: return std::max(0.0, (t - s) / std::max(1.0, t - w));
+    case LrSchedulerType::kCosine: return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * cycles * 2.0 * progress)));
     case LrSchedulerType::kCosineWithRestarts:
       if (progress >= 1.0) return 0.0;
       return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * std::fmod(cycles * progress, 1.0))));
     case LrSchedulerType::kConstant:
-    case LrSchedulerType::kConstantWithWarmup:
-      return 1.0;
+    case LrSchedulerType::kConstantWithWarmup: return 1.0;
     case LrSchedulerType::kPolynomial: {
       if (step > total_) return options_.lr_end / base_;
       const double remaining = 1.0 - (s - w) / (t - w);

@@ -98,8 +98,7 @@ class Trainer::Run {
                              t_.objective_->ReadsTokens());
     loader.set_padding(t_.options_.pad_to_multiple_of, t_.objective_->config().max_position_embeddings);
     if (auto masking = t_.objective_->Masking()) loader.set_masking(*masking);
-    while (!state_.stopped_early && state_.epoch < epochs_ &&
-           (t_.global_step_ < total_steps_ || state_.eval_pending)) {
+    while (!state_.stopped_early && state_.epoch < epochs_ && (t_.global_step_ < total_steps_ || state_.eval_pending)) {
       if (!state_.eval_pending) {
         FTUNE_ASSIGN_OR_RETURN(bool go_on, TrainEpoch(loader));
         if (!go_on) break;
@@ -129,8 +128,8 @@ class Trainer::Run {
         "training: %d examples, %d epochs x %d steps = %d steps, global batch %d (%d per rank x %d ranks%s), "
         "%d trainable parameters (%s per step, gradients %s)",
         train_.size(), epochs_, steps_per_epoch_, total_steps_, global_batch, t_.options_.batch_size, world,
-        accumulation > 1 ? absl::StrFormat(" x %d accumulated micro-batches", accumulation) : "",
-        t_.flat_->numel(), absl::StrFormat("%.2f MB", t_.flat_->bytes() / 1e6),
+        accumulation > 1 ? absl::StrFormat(" x %d accumulated micro-batches", accumulation) : "", t_.flat_->numel(),
+        absl::StrFormat("%.2f MB", t_.flat_->bytes() / 1e6),
         t_.gradient_comm_ == nullptr ? "stay local: one rank"
                                      : absl::StrCat("all-reduced over ", t_.reducer_->transport()));
     return absl::OkStatus();
@@ -509,7 +508,8 @@ absl::StatusOr<StepStats> Trainer::Step(absl::Span<const data::HostBatch> micro)
     s.totals.tokens += static_cast<double>(batch.real_tokens);
     s.totals.padded_tokens += static_cast<double>(batch.rows * batch.seq_len);
   }
-  if (!s.loss_sum.defined()) s.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  if (!s.loss_sum.defined())
+    s.loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
   FTUNE_RETURN_IF_ERROR(reducer_->FinishStep());
   clock.Mark(&phases_.comm);
   // Everything below stays on the device: the norm, the skip decision (the summed gradients are

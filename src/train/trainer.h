@@ -50,17 +50,17 @@ namespace ftune::train {
 enum class EvalStrategy { kNo, kSteps, kEpoch };
 
 struct TrainOptions {
-  int64_t epochs = 3;           // num_train_epochs
-  int64_t batch_size = 8;       // per rank and micro-batch (per_device_train_batch_size)
+  int64_t epochs = 3;                       // num_train_epochs
+  int64_t batch_size = 8;                   // per rank and micro-batch (per_device_train_batch_size)
   int64_t gradient_accumulation_steps = 1;  // micro-batches per rank and optimizer step
-  int64_t eval_batch_size = 8;  // per rank
+  int64_t eval_batch_size = 8;              // per rank
   double learning_rate = 5e-5;
   double weight_decay = 0.0;
   AdamWOptions adam;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
   LrScheduleOptions lr_schedule;  // lr_scheduler_type (+ lr_scheduler_kwargs)
-  double max_grad_norm = 1.0;  // <= 0 disables clipping
+  double max_grad_norm = 1.0;     // <= 0 disables clipping
   uint64_t seed = 42;
   bool group_by_length = false;
   int64_t logging_steps = 50;

@@ -102,7 +102,8 @@ TEST_F(Faults, KilledRankEndsTheJobQuicklyAndResumeIsBitIdentical) {
   EXPECT_THAT(*log, AnyOf(HasSubstr("signal 9"), HasSubstr("killed"))) << *log;
   for (pid_t p : Ranks(out)) kill(p, SIGKILL);  // (none should be left)
 
-  CommandResult resumed = RunCommand(Mpirun(2) + Args(out, "--epochs=4 --save_strategy=steps --save_steps=20 --resume=auto"));
+  CommandResult resumed =
+      RunCommand(Mpirun(2) + Args(out, "--epochs=4 --save_strategy=steps --save_steps=20 --resume=auto"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   auto a = ReadFileToString(dir_ / "ref/model/model.safetensors"),
        b = ReadFileToString(out + "/model/model.safetensors");
@@ -147,7 +148,8 @@ TEST_F(Faults, AStuckPeerBecomesACommTimeoutError) {
 
 TEST_F(Faults, NonFiniteGradientsStopTheRunOrAreSkipped) {
   // A learning rate of 1e30 overflows the weights within a few steps.
-  CommandResult r = RunCommand(Args(dir_ / "nan", "--max_steps=40 --learning_rate=1e30 --save_strategy=steps --save_steps=1"));
+  CommandResult r =
+      RunCommand(Args(dir_ / "nan", "--max_steps=40 --learning_rate=1e30 --save_strategy=steps --save_steps=1"));
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_THAT(r.output, HasSubstr("non-finite"));
   EXPECT_FALSE(PathExists(dir_ / "nan/model"));
@@ -180,7 +182,8 @@ TEST_F(Faults, FullDiskWhileCheckpointingKeepsThePreviousCheckpoint) {
     GTEST_SKIP() << "cannot mount a small tmpfs here (needs root and mount permission)";
   }
   // Each checkpoint of this model takes ~270 KB: the fourth cannot fit in 1 MB.
-  CommandResult r = RunCommand(Args(mnt + "/run", "--max_steps=100 --save_strategy=steps --save_steps=5 --save_total_limit=0"));
+  CommandResult r =
+      RunCommand(Args(mnt + "/run", "--max_steps=100 --save_strategy=steps --save_steps=5 --save_total_limit=0"));
   std::vector<std::string> complete;
   for (int step = 5; step <= 100; step += 5) {
     std::string d = mnt + "/run/checkpoints/step-" + std::to_string(step);

@@ -70,7 +70,8 @@ class ResumeTest : public ::testing::Test {
 // directory) ends with the same weights, bit for bit, as the run that wrote it.
 TEST_F(ResumeTest, MaskedLmResumedFromAMidRunCheckpointIsBitIdentical) {
   const std::string mlm = " --objective=mlm --vocab=" + dir_ / "vocab.txt";
-  CommandResult ref = RunCommand(Ftune() + Args(dir_ / "ref", 4, 2) + mlm + " --save_strategy=steps --save_steps=70 --save_total_limit=0");
+  CommandResult ref = RunCommand(Ftune() + Args(dir_ / "ref", 4, 2) + mlm +
+                                 " --save_strategy=steps --save_steps=70 --save_total_limit=0");
   ASSERT_EQ(ref.exit_code, 0) << ref.output;
   ASSERT_TRUE(PathExists(dir_ / "ref/checkpoints/step-140"));  // mid-epoch of epoch 1 (150 steps each)
   CommandResult resumed =
@@ -93,7 +94,8 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   const std::string out = dir_ / "killed";
   pid_t pid = fork();
   if (pid == 0) {
-    std::string cmd = Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 >/dev/null 2>&1";
+    std::string cmd =
+        Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 >/dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
@@ -115,7 +117,8 @@ TEST_F(ResumeTest, SigkillAtARandomStepThenResumeIsBitIdentical) {
   auto latest = ReadFileToString(out + "/checkpoints/latest");
   ASSERT_TRUE(latest.ok());
 
-  CommandResult resumed = RunCommand(Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 --resume=auto");
+  CommandResult resumed =
+      RunCommand(Ftune() + Args(out, 4) + " --save_strategy=steps --save_steps=13 --save_total_limit=2 --resume=auto");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output,
               HasSubstr("resumed from " + out + "/checkpoints/" + latest->substr(0, latest->size() - 1)));

@@ -41,8 +41,9 @@ class TrainerOptions : public ::testing::Test {
     ::ftune::testing::WriteSyntheticJsonl(d / "train.jsonl", 203, 5);
     ::ftune::testing::WriteSyntheticJsonl(d / "eval.jsonl", 96, 6);
     for (const char* name : {"train", "eval"}) {
-      CommandResult r = RunCommand(Ftune() + " prep --input_format=jsonl --input=" + d / (std::string(name) + ".jsonl") +
-                                   " --output=" + d / (std::string(name) + ".h5") + " --vocab=" + d / "vocab.txt");
+      CommandResult r =
+          RunCommand(Ftune() + " prep --input_format=jsonl --input=" + d / (std::string(name) + ".jsonl") +
+                     " --output=" + d / (std::string(name) + ".h5") + " --vocab=" + d / "vocab.txt");
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
     ::ftune::testing::WriteTinyModelConfig(d / "cfg.json", /*dropout=*/false);
@@ -99,7 +100,8 @@ TEST_F(TrainerOptions, GradientAccumulationEqualsTheWholeGlobalBatch) {
 // global batch, the log says so, and the run ends where the 2-rank run ends.
 TEST_F(TrainerOptions, ResumeOnFewerRanksKeepsTheGlobalBatchByAccumulating) {
   const ScratchDir& d = *dir_;
-  const std::string common = " --batch_size=4 --max_steps=20 --save_strategy=steps --save_steps=10 --save_total_limit=0";
+  const std::string common =
+      " --batch_size=4 --max_steps=20 --save_strategy=steps --save_steps=10 --save_total_limit=0";
   Train(Mpirun(2), d / "two", common);
   ASSERT_TRUE(PathExists(d / "two/checkpoints/step-10"));
   const std::string log = Train("", d / "one", common + " --resume=" + d / "two/checkpoints/step-10");
@@ -107,8 +109,8 @@ TEST_F(TrainerOptions, ResumeOnFewerRanksKeepsTheGlobalBatchByAccumulating) {
   EXPECT_EQ(Results(d / "one")["gradient_accumulation_steps"], 2);
   EXPECT_LT(MaxWeightDiff(d / "two/model/model.safetensors", d / "one/model/model.safetensors"), 2e-5);
   // A global batch no batch size can make is refused with what to do.
-  const std::string bad = Train("", d / "bad", " --batch_size=3 --max_steps=20 --resume=" +
-                                                   d / "two/checkpoints/step-10", /*expect_exit=*/1);
+  const std::string bad = Train(
+      "", d / "bad", " --batch_size=3 --max_steps=20 --resume=" + d / "two/checkpoints/step-10", /*expect_exit=*/1);
   EXPECT_THAT(bad, HasSubstr("global batch of 8"));
 }
 
@@ -130,8 +132,8 @@ TEST_F(TrainerOptions, EvalStepsAndLoadBestModelAtEnd) {
   EXPECT_EQ(r["best_step"], evals[best]["step"]);
   EXPECT_EQ(r["model_step"], evals[best]["step"]);
   EXPECT_DOUBLE_EQ(r["best_metric"].get<double>(), evals[best]["eval_accuracy"].get<double>());
-  CommandResult e = RunCommand(Ftune() + " eval --threads=1 --model_dir=" + d / "best/model" + " --data=" + d / "eval.h5" +
-                               " --output=" + d / "best/eval.json");
+  CommandResult e = RunCommand(Ftune() + " eval --threads=1 --model_dir=" + d / "best/model" +
+                               " --data=" + d / "eval.h5" + " --output=" + d / "best/eval.json");
   ASSERT_EQ(e.exit_code, 0) << e.output;
   auto text = ReadFileToString(d / "best/eval.json");
   ASSERT_TRUE(text.ok());
@@ -238,8 +240,8 @@ TEST_F(TrainerOptions, ConfusionMatrixEqualsCountsFromPredictions) {
   Train(Mpirun(2), d / "cm", "--batch_size=4 --max_steps=6");  // barely trained: errors both ways
   const auto evals = Records(d / "cm/metrics.jsonl", "eval");
   ASSERT_EQ(evals.size(), 1u);
-  CommandResult p = RunCommand(Ftune() + " predict --threads=1 --model_dir=" + d / "cm/model" + " --data=" +
-                               d / "eval.h5" + " --output=" + d / "cm/pred.csv");
+  CommandResult p = RunCommand(Ftune() + " predict --threads=1 --model_dir=" + d / "cm/model" +
+                               " --data=" + d / "eval.h5" + " --output=" + d / "cm/pred.csv");
   ASSERT_EQ(p.exit_code, 0) << p.output;
   auto csv = ReadFileToString(d / "cm/pred.csv");
   ASSERT_TRUE(csv.ok());
@@ -256,8 +258,8 @@ TEST_F(TrainerOptions, ConfusionMatrixEqualsCountsFromPredictions) {
   const double tp = counts[1][1], fp = counts[0][1], fn = counts[1][0];
   EXPECT_NEAR(evals[0]["eval_per_class"]["f1"][1].get<double>(), tp + fp + fn > 0 ? 2 * tp / (2 * tp + fp + fn) : 0,
               1e-12);
-  CommandResult e = RunCommand(Mpirun(2) + Ftune() + " eval --threads=1 --model_dir=" + d / "cm/model" + " --data=" +
-                               d / "eval.h5");
+  CommandResult e =
+      RunCommand(Mpirun(2) + Ftune() + " eval --threads=1 --model_dir=" + d / "cm/model" + " --data=" + d / "eval.h5");
   ASSERT_EQ(e.exit_code, 0) << e.output;
   EXPECT_THAT(e.output, HasSubstr("macro-F1"));
   EXPECT_THAT(e.output, HasSubstr("predicted as"));

@@ -16,9 +16,9 @@ namespace ftune::model {
 namespace {
 
 using ::ftune::testing::HfFixture;
-using ::ftune::testing::ReadJsonFile;
 using ::ftune::testing::MaxAbsDiff;
 using ::ftune::testing::ReadAll;
+using ::ftune::testing::ReadJsonFile;
 using ::testing::HasSubstr;
 
 std::string TempDir() {
