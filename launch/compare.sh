@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: fine-tune the same data three ways (full, head, lora) with the same seed and
-# schedule under mpirun, then write the comparison (compare.md, compare.csv, compare.svg).
+# schedule under mpirun, then write the comparison (compare.md, compare.csv, compare.svg; with
+# --seeds, each method's mean and 95% CI over seeds, McNemar tests against full on the same eval
+# examples, and the cost/accuracy frontier compare-frontier.svg/.png).
 #
 #   launch/compare.sh                       # embedded default: the assignment's IMDB reviews
 #                                           # (data-prep/imdb) and the small encoder ftune pretrained
@@ -13,6 +15,8 @@
 #   --train CSV       training CSV (review,label)    default: data-prep/imdb/train.csv
 #   --eval CSV        evaluation CSV                 default: data-prep/imdb/eval.csv
 #   --methods LIST    default full,head,lora (any of full,head,lora,bitfit,last_k,ia3,dora: configs/<m>.flags)
+#   --seeds N         runs per method with seeds 42, 43, ... (default 1); each run also writes
+#                     predictions.csv (ftune predict on the eval set) for the paired tests
 #   --np N            ranks per run (default: GPUs, or 2 on CPU)
 #   --epochs N        default 3 (1 for the embedded default)
 #   --max-length N    tokens per review (default 512; 256 for the embedded default)
@@ -22,18 +26,19 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-model_dir="" train="" eval="" methods="full,head,lora" np="" epochs="" max_length="" out="" extra=()
+model_dir="" train="" eval="" methods="full,head,lora" seeds=1 np="" epochs="" max_length="" out="" extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --model-dir) model_dir=$2; shift 2 ;;
     --train) train=$2; shift 2 ;;
     --eval) eval=$2; shift 2 ;;
     --methods) methods=$2; shift 2 ;;
+    --seeds) seeds=$2; shift 2 ;;
     --np) np=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --max-length) max_length=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) extra+=("$1"); shift ;;
   esac
@@ -85,17 +90,27 @@ for split in train eval; do
   "$FTUNE_BIN" prep --input="$csv" --output="$out/data/$split.h5" --vocab="$vocab" --max_length="$max_length"
 done
 
+case "$seeds" in ''|*[!0-9]*|0) echo "compare: --seeds must be a positive number (got '$seeds')" >&2; exit 2 ;; esac
 runs=()
 for m in ${methods//,/ }; do
-  echo "== $m"
-  # Method defaults first, then the embedded default's settings, then the user's flags, which win.
-  # shellcheck disable=SC2046
-  FTUNE_NP=$np launch/train.sh --np "$np" --flagfile="configs/$m.flags" "${model_args[@]}" $(method_args "$m") \
-    --train_data="$out/data/train.h5" --eval_data="$out/data/eval.h5" --output_dir="$out/$m" \
-    --epochs="$epochs" --overwrite "${extra[@]}"
-  runs+=("$out/$m")
+  for ((k = 0; k < seeds; k++)); do
+    seed=$((42 + k))
+    run=$out/$m
+    [ "$seeds" -gt 1 ] && run=$out/$m-seed$seed
+    echo "== $m (seed $seed)"
+    # Method defaults first, then the embedded default's settings, then the user's flags, which win.
+    # shellcheck disable=SC2046
+    FTUNE_NP=$np launch/train.sh --np "$np" --flagfile="configs/$m.flags" "${model_args[@]}" $(method_args "$m") \
+      --train_data="$out/data/train.h5" --eval_data="$out/data/eval.h5" --output_dir="$run" --seed="$seed" \
+      --epochs="$epochs" --overwrite "${extra[@]}"
+    # Per-example predictions for the paired tests (an adapter goes on top of the base model).
+    trained=(--model_dir="$run/model")
+    [ -f "$run/model/adapter_config.json" ] && trained=("${model_args[@]}" --adapter_dir="$run/model")
+    "$FTUNE_BIN" predict "${trained[@]}" --data="$out/data/eval.h5" --output="$run/predictions.csv" --batch=64
+    runs+=("$run")
+  done
 done
 
-title="ftune: full vs head vs LoRA"
+title="ftune: ${methods//,/, }"
 [ $demo = 1 ] && title="$title (embedded default: IMDB 2,000/500, an encoder ftune pretrained on IMDB text)"
 "$FTUNE_BIN" report --runs="$(IFS=,; echo "${runs[*]}")" --output="$out" --title="$title"

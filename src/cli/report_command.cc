@@ -7,6 +7,7 @@
 #include <map>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -16,6 +17,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "nlohmann/json.hpp"
+#include "report/stats.h"
 
 ABSL_FLAG(std::vector<std::string>, runs, {}, "Comma-separated run directories (each with results.json).");
 ABSL_FLAG(std::string, sweep, "",
@@ -104,6 +106,142 @@ absl::Status RunSweepSummary(const std::string& dir) {
   return absl::OkStatus();
 }
 
+// A JSON file, or null where it is absent; an unreadable or malformed one is an error.
+absl::StatusOr<json> ReadJsonIfPresent(const std::string& path) {
+  if (!PathExists(path)) return json();
+  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return absl::DataLossError(absl::StrFormat("%s is not a JSON object", path));
+  return j;
+}
+
+// A flag's value from run_config.json (Abseil writes every value as a string).
+std::string ConfigValue(const json& config, const char* name, const std::string& fallback) {
+  return config.is_object() && config.contains(name) && config[name].is_string() ? config[name].get<std::string>()
+                                                                                 : fallback;
+}
+
+// Per method over its seeds: mean eval accuracy with a 95% Student-t interval, the paired test
+// against full fine-tuning on the same eval examples (exact McNemar on <run>/predictions.csv,
+// written by launch/compare.sh, per seed), and the costs; then the cost/accuracy frontier plot
+// (compare-frontier.svg/.png). Appended to `md` as its own section.
+absl::Status AppendMethodSummary(const std::vector<json>& results, const std::string& out, std::string* md) {
+  struct Method {
+    std::string name;
+    std::vector<double> acc;
+    std::map<std::string, std::vector<bool>> correct;  // seed -> per-example correctness
+    double trainable = 0, bytes = 0, seconds = 0, memory = 0;
+    int runs = 0;
+  };
+  std::vector<Method> methods;
+  for (const auto& r : results) {
+    const std::string name = r["method"];
+    auto it = std::find_if(methods.begin(), methods.end(), [&](const Method& m) { return m.name == name; });
+    if (it == methods.end()) it = methods.insert(methods.end(), Method{name});
+    const double acc = FinalAccuracy(r);
+    if (acc < 0) continue;
+    it->acc.push_back(acc);
+    ++it->runs;
+    it->trainable = r.value("trainable_parameters", 0.0);
+    it->bytes = r.value("comm_bytes_per_step", 0.0);
+    it->seconds += r.value("train_seconds", 0.0);
+    it->memory += r.value("peak_memory_bytes", 0.0);
+    const std::string preds = r["dir"].get<std::string>() + "/predictions.csv";
+    if (!PathExists(preds)) continue;
+    FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(preds));
+    std::vector<bool> ok;
+    int line_no = 0;
+    for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+      if (++line_no == 1) continue;  // row,label,pred,logit_...
+      std::vector<absl::string_view> f = absl::StrSplit(line, ',');
+      if (f.size() < 3) return absl::DataLossError(absl::StrFormat("%s:%d: expected row,label,pred,...", preds, line_no));
+      ok.push_back(f[1] == f[2]);
+    }
+    it->correct[r["seed"].get<std::string>()] = std::move(ok);
+  }
+  const Method* full = nullptr;
+  for (const auto& m : methods) {
+    if (m.name == "full") full = &m;
+  }
+  *md +=
+      "\n## Per method, over seeds\n\n"
+      "| method | seeds | eval accuracy (mean, 95% CI) | vs full | McNemar p vs full, per seed | trainable params | "
+      "all-reduced / step | train time | peak memory |\n|---|---:|---|---:|---|---:|---:|---:|---:|\n";
+  std::string dat;  // frontier: one line per method
+  for (const auto& m : methods) {
+    if (m.runs == 0) continue;
+    FTUNE_ASSIGN_OR_RETURN(report::MeanInterval ci, report::MeanConfidenceInterval(m.acc));
+    std::string interval = absl::StrFormat("%.4f", ci.mean);
+    if (ci.n > 1) absl::StrAppendFormat(&interval, " [%.4f, %.4f]", ci.lower(), ci.upper());
+    std::string delta = "-", tests = "-";
+    if (full != nullptr && full != &m && !full->acc.empty()) {
+      FTUNE_ASSIGN_OR_RETURN(report::MeanInterval f, report::MeanConfidenceInterval(full->acc));
+      delta = absl::StrFormat("%+.4f", ci.mean - f.mean);
+      std::vector<std::string> ps;
+      int significant = 0;
+      for (const auto& [seed, correct] : m.correct) {
+        auto other = full->correct.find(seed);
+        if (other == full->correct.end()) continue;
+        FTUNE_ASSIGN_OR_RETURN(report::McNemarResult t, report::McNemarExact(other->second, correct));
+        ps.push_back(absl::StrFormat("%.3g", t.p_value));
+        significant += t.p_value < 0.05;
+      }
+      if (!ps.empty()) {
+        tests = absl::StrFormat("%s (%s)", absl::StrJoin(ps, ", "),
+                                significant == 0 ? "no seed differs at 0.05"
+                                                 : absl::StrFormat("%d of %d seeds differ at 0.05", significant,
+                                                                   static_cast<int>(ps.size())));
+      }
+    }
+    const double seconds = m.seconds / m.runs, memory = m.memory / m.runs;
+    absl::StrAppendFormat(md, "| %s | %d | %s | %s | %s | %.0f | %s | %.1f s | %s |\n", m.name, m.runs, interval, delta,
+                          tests, m.trainable, Mib(m.bytes), seconds, Mib(memory));
+    absl::StrAppendFormat(&dat, "%s %.6f %.6f %.0f %.0f %.3f %.3f\n", m.name, ci.mean,
+                          ci.n > 1 ? ci.half_width : 0.0, std::max(1.0, m.trainable), std::max(1.0, m.bytes), seconds,
+                          memory / (1 << 20));
+  }
+  *md +=
+      "\nThe interval is Student's t over seeds (none from one seed). McNemar's exact test compares each "
+      "method with full fine-tuning on the same eval examples and seed (predictions.csv in each run); p >= 0.05 "
+      "means this eval set cannot tell them apart. Times and memory are means over seeds.\n\n"
+      "![cost/accuracy frontier](compare-frontier.svg)\n";
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare-frontier.dat", dat));
+  // Four panels, one point per method with its interval: accuracy against what the method costs.
+  std::string gp;
+  for (const char* term : {"svg size 1000,760 dynamic font 'sans,11'", "pngcairo size 1200,900 font 'sans,11'"}) {
+    const bool svg = absl::StartsWith(term, "svg");
+    absl::StrAppendFormat(&gp,
+                          "set terminal %s\nset termoption noenhanced\nset output '%s/compare-frontier.%s'\n"
+                          "set multiplot layout 2,2 title \"%s\\neval accuracy against cost (mean and 95%% CI over "
+                          "seeds)\" noenhanced\nset grid\nunset key\nset ylabel 'eval accuracy'\nset offsets graph "
+                          "0.08, graph 0.08, graph 0.08, graph 0.08\n",
+                          term, out, svg ? "svg" : "png", absl::GetFlag(FLAGS_title));
+    const struct {
+      int column;
+      const char* label;
+      bool log;
+    } panels[] = {{4, "trainable parameters", true},
+                  {5, "bytes all-reduced per step (per rank)", true},
+                  {6, "training time (s)", false},
+                  {7, "peak memory (MiB)", false}};
+    for (const auto& p : panels) {
+      // Labels alternate above and below their points, so neighbours do not print over each other.
+      absl::StrAppendFormat(&gp,
+                            "%sset logscale x\nset xlabel '%s'\nplot '%s/compare-frontier.dat' using %d:2:3 with "
+                            "yerrorbars pt 7 ps 1, '' every 2 using %d:2:1 with labels offset 1.5,0.8 font ',10', "
+                            "'' every 2::1 using %d:2:1 with labels offset 1.5,-0.8 font ',10'\n",
+                            p.log ? "" : "un", p.label, out, p.column, p.column, p.column);
+    }
+    gp += "unset multiplot\nunset logscale x\n";
+  }
+  FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare-frontier.gp", gp));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0 &&
+      std::system(("gnuplot '" + out + "/compare-frontier.gp' 2>/dev/null").c_str()) != 0) {
+    LogWarn("gnuplot failed; %s/compare-frontier.gp is there to retry", out);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunReport() {
   if (!absl::GetFlag(FLAGS_sweep).empty()) return RunSweepSummary(absl::GetFlag(FLAGS_sweep));
   const auto runs = absl::GetFlag(FLAGS_runs);
@@ -116,6 +254,8 @@ absl::Status RunReport() {
   for (const auto& dir : runs) {
     FTUNE_ASSIGN_OR_RETURN(json r, ReadResults(dir));
     r["dir"] = dir;
+    FTUNE_ASSIGN_OR_RETURN(json config, ReadJsonIfPresent(dir + "/run_config.json"));
+    r["seed"] = ConfigValue(config, "seed", "42");
     max_epochs = std::max(max_epochs, r["epochs"].size());
     results.push_back(r);
   }
@@ -178,6 +318,7 @@ absl::Status RunReport() {
       "\"all-reduced / step\" counts the gradient bytes each rank sends into the all-reduce: trainable "
       "parameters x 4 bytes, frozen ones never cross the wire. Throughput excludes evaluation.\n";
   md += "\n![accuracy per epoch and throughput](compare.svg)\n";
+  FTUNE_RETURN_IF_ERROR(AppendMethodSummary(results, out, &md));
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.md", md));
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.csv", csv));
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.dat", dat));
@@ -219,21 +360,6 @@ std::string Basename(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-// A JSON file, or null where it is absent; an unreadable or malformed one is an error.
-absl::StatusOr<json> ReadJsonIfPresent(const std::string& path) {
-  if (!PathExists(path)) return json();
-  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return absl::DataLossError(absl::StrFormat("%s is not a JSON object", path));
-  return j;
-}
-
-// A flag's value from run_config.json (Abseil writes every value as a string).
-std::string ConfigValue(const json& config, const char* name, const std::string& fallback) {
-  return config.is_object() && config.contains(name) && config[name].is_string() ? config[name].get<std::string>()
-                                                                                 : fallback;
 }
 
 std::string Rate(double x) { return x >= 100 ? absl::StrFormat("%.0f", x) : absl::StrFormat("%.1f", x); }

@@ -108,9 +108,10 @@ ABSL_FLAG(bool, merge, false,
 ABSL_FLAG(bool, overwrite, false, "Reuse an --output_dir that already holds a run.");
 ABSL_FLAG(bool, save_model, true, "Save the trained model (or adapter) into --output_dir.");
 ABSL_FLAG(bool, cache_frozen_features, false,
-          "--method=head: run the frozen encoder once over the data (eval mode) and train the head on the cached "
-          "[CLS] features. Much faster; note it drops the encoder's dropout noise, so results differ slightly from "
-          "uncached head training.");
+          "--method=head or last_k: run the frozen layers once over the data (eval mode) and train on their cached "
+          "outputs (head: the [CLS] features; last_k: the hidden states entering the first trainable block). Much "
+          "faster; note it drops the frozen layers' dropout noise, so results differ slightly from uncached "
+          "training.");
 ABSL_FLAG(bool, skip_nonfinite, false,
           "A step with NaN/Inf gradients never touches the weights (its update is skipped on the device); such steps "
           "are noticed at the next log line, checkpoint or epoch end. false: the run then stops with an error; true: "
@@ -405,8 +406,8 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   if (absl::GetFlag(FLAGS_train_data).empty()) return absl::InvalidArgumentError("--train_data is required");
   FTUNE_ASSIGN_OR_RETURN(model::Method method, MethodFromFlags());
   const model::MethodOptions method_options = MethodOptionsFromFlags();
-  if (opts.cache_frozen_features && method != model::Method::kHead) {
-    return absl::InvalidArgumentError("--cache_frozen_features applies to --method=head only");
+  if (opts.cache_frozen_features && method != model::Method::kHead && method != model::Method::kLastK) {
+    return absl::InvalidArgumentError("--cache_frozen_features applies to --method=head and last_k only");
   }
   if (absl::GetFlag(FLAGS_merge) && !model::IsAdapterMethod(method)) {
     return absl::InvalidArgumentError("--merge applies to the adapter methods (lora, dora, ia3) only");

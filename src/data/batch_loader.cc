@@ -4,16 +4,33 @@
 
 namespace ftune::data {
 
+int64_t PaddedLength(int64_t longest, int64_t pad_to_multiple_of, int64_t max_length) {
+  if (pad_to_multiple_of <= 1 || longest == 0) return longest;
+  const int64_t padded = (longest + pad_to_multiple_of - 1) / pad_to_multiple_of * pad_to_multiple_of;
+  return max_length > 0 ? std::max(longest, std::min(padded, max_length)) : padded;
+}
+
+HostBatch IndicesOnly(const TokenDataset& ds, const std::vector<int64_t>& indices, int64_t pad_to_multiple_of,
+                      int64_t max_length) {
+  HostBatch b;
+  b.rows = static_cast<int64_t>(indices.size());
+  b.indices = indices;
+  int64_t longest = 0;
+  for (int64_t i : indices) {
+    b.labels.push_back(ds.label(i));
+    b.real_tokens += ds.length(i);
+    longest = std::max<int64_t>(longest, ds.length(i));
+  }
+  b.seq_len = PaddedLength(longest, pad_to_multiple_of, max_length);
+  return b;
+}
+
 HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t pad_to_multiple_of,
                   int64_t max_length) {
   HostBatch b;
   b.rows = static_cast<int64_t>(examples.size());
   for (const auto& e : examples) b.seq_len = std::max<int64_t>(b.seq_len, static_cast<int64_t>(e.ids.size()));
-  if (pad_to_multiple_of > 1 && b.seq_len > 0) {
-    const int64_t longest = b.seq_len;
-    b.seq_len = (b.seq_len + pad_to_multiple_of - 1) / pad_to_multiple_of * pad_to_multiple_of;
-    if (max_length > 0) b.seq_len = std::max(longest, std::min(b.seq_len, max_length));
-  }
+  b.seq_len = PaddedLength(b.seq_len, pad_to_multiple_of, max_length);
   b.input_ids.assign(b.rows * b.seq_len, pad_id);
   b.attention_mask.assign(b.rows * b.seq_len, 0);
   for (int64_t r = 0; r < b.rows; ++r) {
@@ -88,9 +105,7 @@ void BatchLoader::Run(int64_t epoch, int64_t start_step) {
         b = Collate(*examples, pad_id_, pad_multiple_, pad_cap_);
         if (masking_) MaskTokens(*masking_, epoch, &b);
       } else {
-        b.rows = static_cast<int64_t>(slice.size());
-        for (int64_t i : slice) b.labels.push_back(dataset_->label(i));
-        b.indices = slice;
+        b = IndicesOnly(*dataset_, slice, pad_multiple_, pad_cap_);
       }
       std::lock_guard<std::mutex> lock(mu_);
       b.epoch = epoch;

@@ -47,6 +47,12 @@ struct HostBatch {
 // max_position_embeddings), and never below the longest example.
 HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t pad_to_multiple_of = 1,
                   int64_t max_length = 0);
+// Collate's padded length for a batch whose longest example has `longest` tokens.
+int64_t PaddedLength(int64_t longest, int64_t pad_to_multiple_of, int64_t max_length);
+// A batch without token ids (training or scoring on cached encoder outputs): rows, indices and
+// labels, and seq_len / real_tokens as Collate would have made them from the examples' lengths.
+HostBatch IndicesOnly(const TokenDataset& ds, const std::vector<int64_t>& indices, int64_t pad_to_multiple_of,
+                      int64_t max_length);
 
 class BatchLoader {
  public:

@@ -29,6 +29,7 @@ DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device) {
   d.labels = take(b.labels, {b.rows});
   d.indices = take(b.indices, {b.rows});
   d.mlm_labels = take(b.mlm_labels, {b.rows, b.seq_len});
+  d.seq_len = b.seq_len;
   return d;
 }
 

@@ -16,6 +16,7 @@ struct DeviceBatch {
   torch::Tensor labels;          // [rows] int64; undefined when the batch has no labels
   torch::Tensor indices;         // [rows] int64 dataset indices; undefined when absent
   torch::Tensor mlm_labels;      // [rows, seq_len] int64 masked-LM targets (-100 = not scored); MLM only
+  int64_t seq_len = 0;           // the padded length (also for an indices-only batch: data::IndicesOnly)
 };
 
 // `b`'s contents on `device` (owning copies: `b` may be discarded afterwards).

@@ -39,9 +39,7 @@ absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const
       b = data::Collate(*examples, o.pad_token_id, o.pad_to_multiple_of, max_positions);
       if (o.masking) data::MaskTokens(*o.masking, data::kEvalMaskEpoch, &b);
     } else {
-      b.rows = static_cast<int64_t>(chunk.size());
-      b.indices = chunk;
-      for (int64_t i : chunk) b.labels.push_back(ds.label(i));
+      b = data::IndicesOnly(ds, chunk, o.pad_to_multiple_of, max_positions);
     }
     st = fn(b);
   }
@@ -145,11 +143,11 @@ absl::Status ForEachLogits(
     model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds, std::vector<int64_t> idx,
     const InferenceOptions& o,
     const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink) {
-  const bool cached = o.features.defined();
+  const bool cached = o.cache != nullptr && o.cache->defined();
   return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
     torch::Tensor logits =
-        cached ? model->ClassifyFeatures(o.features.index_select(0, d.indices)) : model(d.input_ids, d.attention_mask);
+        cached ? o.cache->Logits(model, d.indices, d.seq_len) : model(d.input_ids, d.attention_mask);
     return sink(b, d, logits);
   });
 }
@@ -192,32 +190,74 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   return e;
 }
 
-absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassification& model,
-                                             const data::TokenDataset& ds, dist::Communicator* comm,
-                                             const InferenceOptions& o) {
-  const int64_t dim = model->config().dim;
+torch::Tensor FrozenCache::Logits(model::DistilBertForSequenceClassification& model, const torch::Tensor& indices,
+                                  int64_t seq_len) const {
+  if (k == model->config().n_layers) return model->ClassifyFeatures(values.index_select(0, indices));
+  const int64_t rows = indices.size(0), dim = values.size(1);
+  const torch::Tensor steps = torch::arange(seq_len, indices.options());
+  const torch::Tensor mask = steps.unsqueeze(0) < lengths.index_select(0, indices).unsqueeze(1);  // [rows, T]
+  const torch::Tensor src = (offsets.index_select(0, indices).unsqueeze(1) + steps.unsqueeze(0)).masked_fill(~mask, 0);
+  const torch::Tensor hidden =
+      values.index_select(0, src.flatten()).view({rows, seq_len, dim}) * mask.unsqueeze(-1).to(values.scalar_type());
+  return model->ClassifyFrom(hidden, mask.to(torch::kLong), k);
+}
+
+absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassification& model,
+                                         const data::TokenDataset& ds, int64_t k, dist::Communicator* comm,
+                                         const InferenceOptions& o) {
+  const int64_t dim = model->config().dim, n = ds.size();
+  const bool cls_only = k == model->config().n_layers;
   auto options = torch::TensorOptions().dtype(torch::kFloat).device(o.device);
   for (const auto& p : model->parameters()) {
     options = options.dtype(p.scalar_type());
     break;
   }
-  torch::Tensor features = torch::zeros({ds.size(), dim}, options);
+  FrozenCache cache;
+  cache.k = k;
+  std::vector<int64_t> offsets(n + 1, 0), lengths(n);
+  for (int64_t i = 0; i < n; ++i) {
+    lengths[i] = ds.length(i);
+    offsets[i + 1] = offsets[i] + (cls_only ? 1 : lengths[i]);
+  }
+  cache.values = torch::zeros({offsets[n], dim}, options);
+  const torch::Tensor host_offsets = torch::tensor(offsets, torch::kLong);
+  if (!cls_only) {
+    cache.offsets = host_offsets.narrow(0, 0, n).to(o.device);
+    cache.lengths = torch::tensor(lengths, torch::kLong).to(o.device);
+  }
   const int world = comm->world_size();
-  auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), world);
+  auto [begin, end] = data::BalancedRange(n, comm->rank(), world);
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
   FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
-    torch::Tensor cls = model->distilbert(d.input_ids, d.attention_mask).select(1, 0);
-    features.index_copy_(0, d.indices, cls.to(features.scalar_type()));
+    if (cls_only) {
+      const torch::Tensor cls = model->distilbert(d.input_ids, d.attention_mask).select(1, 0);
+      cache.values.index_copy_(0, d.indices, cls.to(cache.values.scalar_type()));
+      return absl::OkStatus();
+    }
+    const torch::Tensor hidden = model->distilbert->ForwardBelow(d.input_ids, d.attention_mask, k);
+    // Each row's real tokens go to its packed place.
+    std::vector<int64_t> src, dst;
+    for (int64_t r = 0; r < b.rows; ++r) {
+      const int64_t i = b.indices[r];
+      for (int64_t t = 0; t < lengths[i]; ++t) {
+        src.push_back(r * b.seq_len + t);
+        dst.push_back(offsets[i] + t);
+      }
+    }
+    const torch::Tensor flat = hidden.reshape({b.rows * b.seq_len, dim});
+    cache.values.index_copy_(0, torch::tensor(dst, torch::kLong).to(o.device),
+                             flat.index_select(0, torch::tensor(src, torch::kLong).to(o.device))
+                                 .to(cache.values.scalar_type()));
     return absl::OkStatus();
   }));
   // Every rank contributes its share; a broadcast from each owner assembles the whole table.
   for (int r = 0; world > 1 && r < world; ++r) {
-    auto [b, e] = data::BalancedRange(ds.size(), r, world);
-    if (e > b) FTUNE_RETURN_IF_ERROR(Broadcast(*comm, features.narrow(0, b, e - b), r));
+    auto [b, e] = data::BalancedRange(n, r, world);
+    if (e > b) FTUNE_RETURN_IF_ERROR(Broadcast(*comm, cache.values.narrow(0, offsets[b], offsets[e] - offsets[b]), r));
   }
-  return features;
+  return cache;
 }
 
 }  // namespace ftune::train

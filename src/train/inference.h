@@ -48,6 +48,23 @@ struct EvalStats {
   static EvalStats FromJson(const nlohmann::json& j);
 };
 
+// The frozen bottom of the encoder computed once (--cache_frozen_features), for every example of a
+// dataset: what enters the first trainable block k. k == n_layers (head): the [CLS] features,
+// [N, dim]. k < n_layers (last_k): each example's hidden states, packed [total tokens, dim] at
+// `offsets`. Computed in eval mode (no dropout in the frozen blocks: cached training differs from
+// uncached training by that noise only; the logits of a batch are those of the full forward).
+struct FrozenCache {
+  int64_t k = 0;
+  torch::Tensor values;
+  torch::Tensor offsets, lengths;  // [N] int64 on the device (k < n_layers)
+  bool defined() const { return values.defined(); }
+  // `model`'s logits for the dataset rows `indices` (on the device), padded to `seq_len` tokens:
+  // the head on the cached features, or the trainable blocks on the cached hidden states with
+  // zeros in the padding (masked, so the [CLS] output is exact).
+  torch::Tensor Logits(model::DistilBertForSequenceClassification& model, const torch::Tensor& indices,
+                       int64_t seq_len) const;
+};
+
 struct InferenceOptions {
   int64_t batch_size = 8;
   int64_t pad_token_id = 0;
@@ -55,9 +72,9 @@ struct InferenceOptions {
   torch::Device device = torch::kCPU;
   // Checked before every batch; returning true abandons the pass with a Cancelled status.
   std::function<absl::StatusOr<bool>()> should_stop;
-  // [N, dim] [CLS] features of every example of the dataset (from EncodeFeatures): when set, only
-  // the classification head runs (exact for a frozen encoder in eval mode).
-  torch::Tensor features;
+  // The dataset's cached frozen bottom (EncodeFrozen): when set, only the blocks above it and the
+  // head run (exact for a frozen bottom in eval mode).
+  const FrozenCache* cache = nullptr;
   // Masked LM: every batch is masked with data::kEvalMaskEpoch (the same positions every time).
   const data::MaskingOptions* masking = nullptr;
   // Classification: label smoothing of the eval loss (class weights are not applied: ClassificationLoss).
@@ -85,11 +102,11 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
                                           const data::TokenDataset& ds, dist::Communicator* comm,
                                           const InferenceOptions& options);
 
-// [CLS] features of the encoder for every example of `ds`, [N, dim] on options.device, computed
-// in eval mode (no dropout). With several ranks each computes its share and they are broadcast.
-absl::StatusOr<torch::Tensor> EncodeFeatures(model::DistilBertForSequenceClassification& model,
-                                             const data::TokenDataset& ds, dist::Communicator* comm,
-                                             const InferenceOptions& options);
+// The frozen bottom (embeddings + blocks [0, k)) for every example of `ds` on options.device, in
+// eval mode (no dropout). With several ranks each computes its share and they are broadcast.
+absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassification& model,
+                                         const data::TokenDataset& ds, int64_t k, dist::Communicator* comm,
+                                         const InferenceOptions& options);
 
 // Sum of per-example cross-entropies (fp32 for reduced-precision logits), smoothed and weighted per
 // `loss` (`weights`: loss.class_weights as a tensor on the logits' device, or undefined).

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 
 #include "data/sampler.h"
+#include "model/methods.h"
 
 namespace ftune::train {
 
@@ -61,19 +62,17 @@ absl::StatusOr<double> ClassificationObjective::GlobalUnits(absl::Span<const dat
   return sum;
 }
 
-bool ClassificationObjective::EncoderFrozen() {
-  if (!encoder_frozen_) {
-    bool frozen = true;
-    for (const auto& p : model_->distilbert->parameters()) frozen = frozen && !p.requires_grad();
-    encoder_frozen_ = frozen;
-  }
-  return *encoder_frozen_;
+int64_t ClassificationObjective::FrozenBlocks() {
+  if (!frozen_blocks_) frozen_blocks_ = model::FrozenBlockPrefix(model_).value_or(0);
+  return *frozen_blocks_;
 }
+
+bool ClassificationObjective::EncoderFrozen() { return FrozenBlocks() == model_->config().n_layers; }
 
 torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
   torch::Tensor logits;
-  if (train_features_.defined()) {
-    logits = model_->ClassifyFeatures(train_features_.index_select(0, b.indices));
+  if (train_cache_.defined()) {
+    logits = train_cache_.Logits(model_, b.indices, b.seq_len);
   } else if (EncoderFrozen()) {
     // Method head: the encoder runs without an autograd graph.
     torch::Tensor cls;
@@ -82,6 +81,15 @@ torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
       cls = model_->distilbert(b.input_ids, b.attention_mask).select(1, 0);
     }
     logits = model_->ClassifyFeatures(cls);
+  } else if (const int64_t k = FrozenBlocks(); k > 0) {
+    // last_k: the frozen embeddings and blocks [0, k) run without an autograd graph (same kernels,
+    // same logits and gradients: methods.h).
+    torch::Tensor hidden;
+    {
+      torch::NoGradGuard no_grad;
+      hidden = model_->distilbert->ForwardBelow(b.input_ids, b.attention_mask, k);
+    }
+    logits = model_->ClassifyFrom(hidden, b.attention_mask, k);
   } else {
     logits = model_(b.input_ids, b.attention_mask);
   }
@@ -93,7 +101,7 @@ torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
 
 absl::StatusOr<EvalStats> ClassificationObjective::Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
                                                             InferenceOptions options) {
-  if (&ds == eval_features_of_) options.features = eval_features_;
+  if (&ds == eval_cache_of_) options.cache = &eval_cache_;
   options.label_smoothing = loss_.label_smoothing;
   return EvaluateDataset(model_, ds, &host, options);
 }
@@ -101,12 +109,12 @@ absl::StatusOr<EvalStats> ClassificationObjective::Evaluate(const data::TokenDat
 absl::Status ClassificationObjective::CacheFrozenFeatures(const data::TokenDataset& train,
                                                           const data::TokenDataset* eval, dist::Communicator& comm,
                                                           const InferenceOptions& options) {
-  if (!EncoderFrozen())
-    return absl::InvalidArgumentError("--cache_frozen_features needs a frozen encoder (--method=head)");
-  FTUNE_ASSIGN_OR_RETURN(train_features_, EncodeFeatures(model_, train, &comm, options));
+  if (FrozenBlocks() == 0)
+    return absl::InvalidArgumentError("--cache_frozen_features needs a frozen bottom (--method=head or last_k)");
+  FTUNE_ASSIGN_OR_RETURN(train_cache_, EncodeFrozen(model_, train, FrozenBlocks(), &comm, options));
   if (eval != nullptr) {
-    FTUNE_ASSIGN_OR_RETURN(eval_features_, EncodeFeatures(model_, *eval, &comm, options));
-    eval_features_of_ = eval;
+    FTUNE_ASSIGN_OR_RETURN(eval_cache_, EncodeFrozen(model_, *eval, FrozenBlocks(), &comm, options));
+    eval_cache_of_ = eval;
   }
   return absl::OkStatus();
 }

@@ -88,21 +88,23 @@ class ClassificationObjective : public Objective {
   torch::Tensor LossSum(const DeviceBatch& b) override;
   absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
                                      InferenceOptions options) override;
-  bool ReadsTokens() const override { return !train_features_.defined(); }
+  bool ReadsTokens() const override { return !train_cache_.defined(); }
   absl::Status CacheFrozenFeatures(const data::TokenDataset& train, const data::TokenDataset* eval,
                                    dist::Communicator& comm, const InferenceOptions& options) override;
 
   model::DistilBertForSequenceClassification& model() { return model_; }
 
  private:
+  // Embedding + blocks below the first trainable one (n_layers: the whole encoder is frozen).
+  int64_t FrozenBlocks();
   bool EncoderFrozen();
 
   model::DistilBertForSequenceClassification model_;
   ClassificationLoss loss_;
   torch::Tensor weights_;  // loss_.class_weights on the model's device (undefined: unweighted)
-  std::optional<bool> encoder_frozen_;
-  torch::Tensor train_features_, eval_features_;  // the feature cache, [N, dim]
-  const data::TokenDataset* eval_features_of_ = nullptr;
+  std::optional<int64_t> frozen_blocks_;
+  FrozenCache train_cache_, eval_cache_;  // --cache_frozen_features
+  const data::TokenDataset* eval_cache_of_ = nullptr;
 };
 
 class MaskedLmObjective : public Objective {

@@ -98,13 +98,13 @@ class Trainer::Run {
                              t_.objective_->ReadsTokens());
     loader.set_padding(t_.options_.pad_to_multiple_of, t_.objective_->config().max_position_embeddings);
     if (auto masking = t_.objective_->Masking()) loader.set_masking(*masking);
-    while (!state_.stopped_early && state_.epoch < epochs_ && (t_.global_step_ < total_steps_ || state_.eval_pending)) {
+    while (state_.epoch < epochs_ && (t_.global_step_ < total_steps_ || state_.eval_pending)) {
       if (!state_.eval_pending) {
-        FTUNE_ASSIGN_OR_RETURN(bool go_on, TrainEpoch(loader));
+        FTUNE_ASSIGN_OR_RETURN(bool go_on, TrainEpoch(loader));  // ends at once when stopped early
         if (!go_on) break;
       }
       FTUNE_ASSIGN_OR_RETURN(bool go_on, EndEpoch());
-      if (!go_on) break;
+      if (!go_on || state_.stopped_early) break;
     }
     FTUNE_RETURN_IF_ERROR(LoadBestModel());
     result_.state = state_;
@@ -162,8 +162,8 @@ class Trainer::Run {
     FTUNE_RETURN_IF_ERROR(t_.objective_->CacheFrozenFeatures(train_, eval_, *comm, t_.InferenceOptionsForRun()));
     result_.feature_cache_seconds = Since(t0);
     LogInfo(
-        "feature cache: encoded %d training%s examples once in %s (the head now trains on fixed features: no "
-        "encoder dropout)",
+        "feature cache: encoded %d training%s examples once in %s (training now runs on fixed outputs of the "
+        "frozen layers: no dropout there)",
         train_.size(), eval_ ? absl::StrFormat(" + %d eval", eval_->size()) : "",
         FormatDuration(result_.feature_cache_seconds));
     return absl::OkStatus();

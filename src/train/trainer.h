@@ -82,8 +82,9 @@ struct TrainOptions {
   // Round every batch's padded length up to a multiple of this (1 = off), never beyond the
   // model's max_position_embeddings: fewer distinct shapes and aligned lengths for GPU kernels.
   int64_t pad_to_multiple_of = 1;
-  // head only: compute the frozen encoder's [CLS] features once (eval mode, so without the
-  // encoder's dropout noise) and train the head on them; evaluation uses them too (exact).
+  // head and last_k: compute the frozen bottom's output once (the [CLS] features, or the hidden
+  // states entering the first trainable block; eval mode, so without its dropout noise) and train
+  // on them; evaluation uses them too (exact).
   bool cache_frozen_features = false;
   // A step whose gradient norm is NaN/Inf never changes the parameters or optimizer state (the
   // update is skipped on the device). Such steps are counted and noticed at the next log line,

@@ -197,6 +197,28 @@ TEST_F(TrainerOptions, ResumeIsExactWithEvalStepsBestModelEarlyStoppingAndACosin
   }
 }
 
+// configs/hf-seed.flags (the seed's TrainingArguments) and configs/real-work.flags are accepted by
+// `ftune train` and resolve to what they say.
+TEST_F(TrainerOptions, SeedAndRealWorkConfigFilesResolveToHfValues) {
+  const ScratchDir& d = *dir_;
+  const std::string configs = std::string(FTUNE_SOURCE_DIR) + "/configs/";
+  Train("", d / "seed", "--flagfile=" + configs + "hf-seed.flags --max_steps=2");
+  Train("", d / "real",
+        "--flagfile=" + configs + "lora.flags --flagfile=" + configs + "real-work.flags --max_steps=2 --lora_rank=4");
+  auto seed = ReadFileToString(d / "seed/run_config.json"), real = ReadFileToString(d / "real/run_config.json");
+  ASSERT_TRUE(seed.ok() && real.ok());
+  const json s = json::parse(*seed), r = json::parse(*real);
+  EXPECT_EQ(s["learning_rate"], "5e-05");
+  EXPECT_EQ(s["lr_scheduler_type"], "linear");
+  EXPECT_EQ(s["eval_strategy"], "epoch");
+  EXPECT_EQ(s["save_steps"], "500");
+  EXPECT_EQ(s["logging_steps"], "500");
+  EXPECT_EQ(r["method"], "lora");
+  EXPECT_EQ(r["load_best_model_at_end"], "true");
+  EXPECT_EQ(r["eval_strategy"], "steps");
+  EXPECT_EQ(r["warmup_ratio"], "0.1");
+}
+
 // --report_to=tensorboard: rank 0 writes event files whose scalars are metrics.jsonl's numbers
 // under HF's tags, read back through the CRC-checking reader.
 TEST_F(TrainerOptions, TensorBoardEventsCarryTheMetricsUnderHfTags) {

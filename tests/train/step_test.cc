@@ -212,7 +212,8 @@ TEST_F(HfThreeSteps, AccumulatedMicroBatchesGiveTheWholeBatchGradient) {
   EXPECT_EQ(b->totals.examples, whole.rows);
   EXPECT_LT(MaxAbsDiff(one.flat().groups()[0].grads, accumulated.flat().groups()[0].grads), 1e-6);
   EXPECT_GT(one.flat().groups()[0].grads.abs().max().item<double>(), 1e-3) << "gradients should not be ~0";
-  EXPECT_LT(MaxAbsDiff(one.flat().groups()[0].params, accumulated.flat().groups()[0].params), 1e-6);
+  // (The weights after the update are not compared: Adam's first step moves each weight by about
+  // lr * sign(g), which float noise flips where a gradient is ~0.)
 }
 
 // HF's label_smoothing_factor and torch's class weights, by hand: logits (0, ln 3) give
