@@ -154,7 +154,8 @@ absl::Status AppendMethodSummary(const std::vector<json>& results, const std::st
     for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
       if (++line_no == 1) continue;  // row,label,pred,logit_...
       std::vector<absl::string_view> f = absl::StrSplit(line, ',');
-      if (f.size() < 3) return absl::DataLossError(absl::StrFormat("%s:%d: expected row,label,pred,...", preds, line_no));
+      if (f.size() < 3)
+        return absl::DataLossError(absl::StrFormat("%s:%d: expected row,label,pred,...", preds, line_no));
       ok.push_back(f[1] == f[2]);
     }
     it->correct[r["seed"].get<std::string>()] = std::move(ok);
@@ -196,9 +197,8 @@ absl::Status AppendMethodSummary(const std::vector<json>& results, const std::st
     const double seconds = m.seconds / m.runs, memory = m.memory / m.runs;
     absl::StrAppendFormat(md, "| %s | %d | %s | %s | %s | %.0f | %s | %.1f s | %s |\n", m.name, m.runs, interval, delta,
                           tests, m.trainable, Mib(m.bytes), seconds, Mib(memory));
-    absl::StrAppendFormat(&dat, "%s %.6f %.6f %.0f %.0f %.3f %.3f\n", m.name, ci.mean,
-                          ci.n > 1 ? ci.half_width : 0.0, std::max(1.0, m.trainable), std::max(1.0, m.bytes), seconds,
-                          memory / (1 << 20));
+    absl::StrAppendFormat(&dat, "%s %.6f %.6f %.0f %.0f %.3f %.3f\n", m.name, ci.mean, ci.n > 1 ? ci.half_width : 0.0,
+                          std::max(1.0, m.trainable), std::max(1.0, m.bytes), seconds, memory / (1 << 20));
   }
   *md +=
       "\nThe interval is Student's t over seeds (none from one seed). McNemar's exact test compares each "

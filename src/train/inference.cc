@@ -146,8 +146,7 @@ absl::Status ForEachLogits(
   const bool cached = o.cache != nullptr && o.cache->defined();
   return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
-    torch::Tensor logits =
-        cached ? o.cache->Logits(model, d.indices, d.seq_len) : model(d.input_ids, d.attention_mask);
+    torch::Tensor logits = cached ? o.cache->Logits(model, d.indices, d.seq_len) : model(d.input_ids, d.attention_mask);
     return sink(b, d, logits);
   });
 }
@@ -247,9 +246,9 @@ absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassificat
       }
     }
     const torch::Tensor flat = hidden.reshape({b.rows * b.seq_len, dim});
-    cache.values.index_copy_(0, torch::tensor(dst, torch::kLong).to(o.device),
-                             flat.index_select(0, torch::tensor(src, torch::kLong).to(o.device))
-                                 .to(cache.values.scalar_type()));
+    cache.values.index_copy_(
+        0, torch::tensor(dst, torch::kLong).to(o.device),
+        flat.index_select(0, torch::tensor(src, torch::kLong).to(o.device)).to(cache.values.scalar_type()));
     return absl::OkStatus();
   }));
   // Every rank contributes its share; a broadcast from each owner assembles the whole table.

@@ -137,36 +137,36 @@ TEST(FeatureCache, HeadAndLastKTrainingWithCacheEvaluateExactlyAsTheFullForward)
             0);
   ::ftune::testing::WriteTinyModelConfig(dir / "c.json", /*dropout=*/false);
   for (const std::string method : {"--method=head", "--method=last_k --last_k_layers=1"}) {
-  const std::string tag = method.substr(9, 4);  // head, last
-  auto train = [&](const std::string& name, const std::string& extra) {
-    CommandResult r =
-        RunCommand(Ftune() + " train --threads=1 " + method + " --model_config=" + dir / "c.json" +
-                   " --train_data=" + dir / "t.h5" + " --eval_data=" + dir / "t.h5" + " --output_dir=" + dir / name +
-                   " --epochs=3 --learning_rate=1e-2 --logging_steps=1 " + extra);
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return r.output;
-  };
-  train(tag + "-plain", "");
-  std::string out = train(tag + "-cached", "--cache_frozen_features");
-  EXPECT_THAT(out, HasSubstr("feature cache: encoded 96 training + 96 eval examples"));
-  auto read = [&](const std::string& name) {
-    std::vector<json> v;
-    std::ifstream in(dir / name + "/metrics.jsonl");
-    std::string line;
-    while (std::getline(in, line)) v.push_back(json::parse(line));
-    return v;
-  };
-  auto a = read(tag + "-plain"), b = read(tag + "-cached");
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i]["type"] == "train") {
-      EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << method << " " << i;
+    const std::string tag = method.substr(9, 4);  // head, last
+    auto train = [&](const std::string& name, const std::string& extra) {
+      CommandResult r =
+          RunCommand(Ftune() + " train --threads=1 " + method + " --model_config=" + dir / "c.json" +
+                     " --train_data=" + dir / "t.h5" + " --eval_data=" + dir / "t.h5" + " --output_dir=" + dir / name +
+                     " --epochs=3 --learning_rate=1e-2 --logging_steps=1 " + extra);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      return r.output;
+    };
+    train(tag + "-plain", "");
+    std::string out = train(tag + "-cached", "--cache_frozen_features");
+    EXPECT_THAT(out, HasSubstr("feature cache: encoded 96 training + 96 eval examples"));
+    auto read = [&](const std::string& name) {
+      std::vector<json> v;
+      std::ifstream in(dir / name + "/metrics.jsonl");
+      std::string line;
+      while (std::getline(in, line)) v.push_back(json::parse(line));
+      return v;
+    };
+    auto a = read(tag + "-plain"), b = read(tag + "-cached");
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i]["type"] == "train") {
+        EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << method << " " << i;
+      }
+      if (a[i]["type"] == "eval") {
+        EXPECT_EQ(a[i]["eval_correct"], b[i]["eval_correct"]) << method;
+        EXPECT_NEAR(a[i]["eval_loss"].get<double>(), b[i]["eval_loss"].get<double>(), 1e-5) << method;
+      }
     }
-    if (a[i]["type"] == "eval") {
-      EXPECT_EQ(a[i]["eval_correct"], b[i]["eval_correct"]) << method;
-      EXPECT_NEAR(a[i]["eval_loss"].get<double>(), b[i]["eval_loss"].get<double>(), 1e-5) << method;
-    }
-  }
   }
   CommandResult r =
       RunCommand(Ftune() + " train --threads=1 --method=full --cache_frozen_features --model_config=" + dir / "c.json" +
@@ -212,7 +212,7 @@ TEST(Report, SeedsGiveIntervalsAndPairedTestsAgainstFull) {
                                                   {"comm_bytes_per_step", method == "full" ? 4000 : 40},
                                                   {"train_seconds", 2.0},
                                                   {"epochs", {{{"epoch", 1}, {"eval_accuracy", acc}}}}})
-                                                  .dump();
+                                                .dump();
     std::ofstream(run + "/run_config.json") << json({{"seed", std::to_string(seed)}}).dump();
     std::ofstream csv(run + "/predictions.csv");
     csv << "row,label,pred,logit_0,logit_1\n";
