@@ -137,7 +137,10 @@ absl::Status AppendMethodSummary(const std::vector<json>& results, const std::st
   for (const auto& r : results) {
     const std::string name = r["method"];
     auto it = std::find_if(methods.begin(), methods.end(), [&](const Method& m) { return m.name == name; });
-    if (it == methods.end()) it = methods.insert(methods.end(), Method{name});
+    if (it == methods.end()) {
+      it = methods.emplace(methods.end());
+      it->name = name;
+    }
     const double acc = FinalAccuracy(r);
     if (acc < 0) continue;
     it->acc.push_back(acc);

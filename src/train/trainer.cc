@@ -40,6 +40,11 @@ class PhaseClock {
   Clock::time_point last_;
 };
 
+}  // namespace
+
+// A field of Trainer::Run, so not in the anonymous namespace (which a unity build would warn about).
+namespace trainer_detail {
+
 // Per-step numbers stay on the device between flushes (a log line, a checkpoint, the end of an
 // epoch): reading them every step would make the host wait for the device at every step, and at
 // batch 8 on a GPU the host's launch work is what bounds the step.
@@ -74,7 +79,7 @@ class DeviceSums {
   int64_t steps_ = 0;
 };
 
-}  // namespace
+}  // namespace trainer_detail
 
 // One Fit: the run's plan, position and sums, and the periodic concerns (log, checkpoint,
 // evaluation, stop signals), each in its own method; Execute() is the loop.
@@ -327,7 +332,7 @@ class Trainer::Run {
   // Moves the device-side sums into the state and acts on skipped (non-finite) steps since the
   // last flush.
   absl::Status Flush() {
-    const DeviceSums::Host h = sums_.Flush();
+    const trainer_detail::DeviceSums::Host h = sums_.Flush();
     state_.window.loss += h.loss;
     state_.epoch_totals.loss += h.loss;
     const int64_t first = flushed_step_ + 1;
@@ -431,7 +436,7 @@ class Trainer::Run {
   const CheckpointOptions& ckpt_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0, epochs_ = 0;
   RunState state_;
-  DeviceSums sums_;
+  trainer_detail::DeviceSums sums_;
   int64_t flushed_step_ = 0;
   std::optional<uint64_t> frozen_fingerprint_;
   std::vector<torch::Tensor> best_params_;  // load_best_model_at_end: the best model's flat parameters

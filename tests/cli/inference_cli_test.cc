@@ -190,7 +190,9 @@ void ExpectComparison(const std::string& out, const std::string& log) {
   EXPECT_THAT(*md, HasSubstr("| head | 16770 |"));
   // LoRA r 12 on q_lin/v_lin: 4 layers x 2 x 12 x (128 + 128) + the head's 16,770.
   EXPECT_THAT(*md, HasSubstr("| lora | 41346 |"));
-  if (std::system("command -v gnuplot >/dev/null") == 0) EXPECT_TRUE(PathExists(out + "/compare.svg"));
+  if (std::system("command -v gnuplot >/dev/null") == 0) {
+    EXPECT_TRUE(PathExists(out + "/compare.svg"));
+  }
   for (const char* m : {"full", "head", "lora"}) {
     auto r = ReadFileToString(out + "/" + m + "/results.json");
     ASSERT_TRUE(r.ok()) << m;
