@@ -14,16 +14,18 @@
 #include "absl/strings/str_format.h"
 
 namespace ftune {
-namespace {
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   int e = errno;
   std::string msg = absl::StrFormat("%s %s: %s", what, path, std::strerror(e));
   if (e == ENOENT) return absl::NotFoundError(msg);
+  if (e == EEXIST) return absl::AlreadyExistsError(msg);
   if (e == EACCES || e == EPERM) return absl::PermissionDeniedError(msg);
   if (e == ENOSPC || e == EDQUOT) return absl::ResourceExhaustedError(msg);
   return absl::UnavailableError(msg);
 }
+
+namespace {
 
 std::string DirName(const std::string& path) {
   auto pos = path.find_last_of('/');

@@ -9,6 +9,10 @@
 
 namespace ftune {
 
+// "<what> <path>: <strerror(errno)>" as the status code errno calls for (NotFound, AlreadyExists,
+// PermissionDenied, ResourceExhausted; Unavailable otherwise). Read errno right after the failing call.
+absl::Status ErrnoError(absl::string_view what, const std::string& path);
+
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
 
 // Writes `contents` to `path` atomically: readers see the old file or the new one, never a mix.

@@ -97,15 +97,6 @@ uint64_t LoadFixed64(const char* p) {
   return v;
 }
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path) {
-  int e = errno;
-  std::string msg = absl::StrFormat("%s %s: %s", what, path, std::strerror(e));
-  if (e == EEXIST) return absl::AlreadyExistsError(msg);
-  if (e == ENOSPC || e == EDQUOT) return absl::ResourceExhaustedError(msg);
-  if (e == EACCES || e == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::UnavailableError(msg);
-}
-
 // One field of a protobuf message: `varint` for kVarint, `bytes` for the others.
 struct Field {
   uint32_t number = 0;

@@ -67,23 +67,13 @@ int64_t ClassificationObjective::FrozenBlocks() {
   return *frozen_blocks_;
 }
 
-bool ClassificationObjective::EncoderFrozen() { return FrozenBlocks() == model_->config().n_layers; }
-
 torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
   torch::Tensor logits;
   if (train_cache_.defined()) {
     logits = train_cache_.Logits(model_, b.indices, b.seq_len);
-  } else if (EncoderFrozen()) {
-    // Method head: the encoder runs without an autograd graph.
-    torch::Tensor cls;
-    {
-      torch::NoGradGuard no_grad;
-      cls = model_->distilbert(b.input_ids, b.attention_mask).select(1, 0);
-    }
-    logits = model_->ClassifyFeatures(cls);
   } else if (const int64_t k = FrozenBlocks(); k > 0) {
-    // last_k: the frozen embeddings and blocks [0, k) run without an autograd graph (same kernels,
-    // same logits and gradients: methods.h).
+    // head (k = n_layers) and last_k: the frozen embeddings and blocks [0, k) run without an
+    // autograd graph (same kernels, same logits and gradients: methods.h).
     torch::Tensor hidden;
     {
       torch::NoGradGuard no_grad;

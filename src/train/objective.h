@@ -97,7 +97,6 @@ class ClassificationObjective : public Objective {
  private:
   // Embedding + blocks below the first trainable one (n_layers: the whole encoder is frozen).
   int64_t FrozenBlocks();
-  bool EncoderFrozen();
 
   model::DistilBertForSequenceClassification model_;
   ClassificationLoss loss_;
