@@ -9,19 +9,21 @@
 #
 # Shapes (dropouts 0, 256 tokens, the 2,000 reviews of data-prep/imdb/train.csv):
 #   tiny   configs/tiny.json (dim 64, 2 layers), batch 16, one epoch (125 steps), --repeats pairs
-#   base   the distilbert-base shape (dim 768, 6 layers), batch 8, the 20 longest batches, one pair
-# Options: --shapes "tiny base", --repeats N (3), --threads N (2), --out FILE.md
+#   base   the distilbert-base shape (dim 768, 6 layers), batch 8, the 20 longest batches,
+#          --base-repeats pairs
+# Options: --shapes "tiny base", --repeats N (3), --base-repeats N (2), --threads N (2), --out FILE.md
 # Environment: FTUNE_BIN (build/ftune), PYTHON (/usr/bin/python3: the one with Debian's torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shapes="tiny base" repeats=3 threads=2 out=results/bench-cpu-vs-torch.md
+shapes="tiny base" repeats=3 base_repeats=2 threads=2 out=results/bench-cpu-vs-torch.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --shapes) shapes=$2; shift 2 ;;
     --repeats) repeats=$2; shift 2 ;;
+    --base-repeats) base_repeats=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-torch: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,7 +56,7 @@ EOF
 } >"$out.tmp"
 for shape in $shapes; do
   config "$shape"
-  if [ "$shape" = base ]; then n=1 f=(--batch_size=8 --max_steps=20 --group_by_length) t=(--batch 8 --max-steps 20 --longest)
+  if [ "$shape" = base ]; then n=$base_repeats f=(--batch_size=8 --max_steps=20 --group_by_length) t=(--batch 8 --max-steps 20 --longest)
   else n=$repeats f=(--batch_size=16 --epochs=1) t=(--batch 16); fi
   sf=0 st=0
   for i in $(seq "$n"); do

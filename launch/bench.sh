@@ -4,8 +4,11 @@
 # one epoch, length-grouped batches, with --skip_nonfinite so one NaN step costs no run. Each run's
 # samples/s, tokens/s, padding, peak memory, eval accuracy and approximate model TFLOP/s, a short
 # --time_phases run for the step breakdown, and, where python3 has torch + transformers + peft (the
-# GPU machine), the Hugging Face Trainer anchor (hfbench.py) on the same device in the same call.
-# The table is `ftune report --bench`: <out>.md (each row's ratio to HF as N.Nx) and <out>.json.
+# GPU machine), the Hugging Face Trainer anchor (hfbench.py) on the same device in the same call;
+# on a CPU, where Debian's python3-torch is installed, the plain PyTorch loop anchor instead
+# (launch/bench-vs-torch.sh: same LibTorch, same shapes, alternating, ratio per pair).
+# The table is `ftune report --bench`: <out>.md (each row's ratio to HF as N.Nx) and <out>.json;
+# the PyTorch loop's table is appended to <out>.md.
 #
 #   launch/bench.sh                          # everything, on the default device (CUDA if present)
 #   launch/bench.sh --methods "lora" --precisions bf16 --max-steps 50
@@ -31,6 +34,7 @@
 #   --run-limit SECONDS stop any one ftune run after this long default 90
 #   --min-run SECONDS   the least time a run starts with       default 15
 #   --hf / --no-hf      run the HF Trainer anchor (or not)     default: when python3 has torch+transformers+peft
+#   --torch / --no-torch  on a CPU, the PyTorch loop anchor   default: when /usr/bin/python3 has torch+h5py
 #   --hfbench FILE      the anchor script                      default ../shared/reference/generate/hfbench.py
 #   --hf-runs LIST      its runs, most wanted first            default: each method's fastest on an H200 first
 #   --out FILE.md       the report (and FILE.json)             default results/bench-<device>.md
@@ -42,7 +46,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 data=$root/../shared/data/imdb vocab=tests/fixtures/tokens/vocab.txt methods="full lora head-cache head"
-precisions="" variants=unset batch=8 max_steps="" phase_steps=60 budget=0 run_limit=90 min_run=15 hf=auto
+precisions="" variants=unset batch=8 max_steps="" phase_steps=60 budget=0 run_limit=90 min_run=15 hf=auto torch=auto
 out="" work="" extra=()
 hfbench=$root/../shared/reference/generate/hfbench.py
 # HF Trainer's fastest run of each method on an H200 first (padded bf16: the bar of the speed goals),
@@ -63,11 +67,13 @@ while [ $# -gt 0 ]; do
     --min-run) min_run=$2; shift 2 ;;
     --hf) hf=1; shift ;;
     --no-hf) hf=0; shift ;;
+    --torch) torch=1; shift ;;
+    --no-torch) torch=0; shift ;;
     --hfbench) hfbench=$2; shift 2 ;;
     --hf-runs) hf_runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --runs) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -199,7 +205,25 @@ for p in "${precs[@]:1}"; do
   phase_runs "$p"
 done
 
+# The CPU anchor: a plain PyTorch loop on the same LibTorch (Debian's python3-torch), last: it
+# needs no budget share of its own (about 5 minutes on 2 cores).
+torch_md=""
+if [ "$device_tag" = cpu ] && [ "$torch" != 0 ]; then
+  if [ "$torch" = 1 ] || /usr/bin/python3 -c 'import torch, h5py' 2>/dev/null; then
+    if [ "$(left)" -lt 300 ]; then
+      echo "bench: $(left) s left: no PyTorch loop anchor" >&2
+    else
+      echo "-- the plain PyTorch loop anchor (launch/bench-vs-torch.sh)"
+      torch_md=$work/vs-torch.md
+      FTUNE_BIN=$FTUNE_BIN PYTHON=/usr/bin/python3 launch/bench-vs-torch.sh --out "$torch_md" || torch_md=""
+    fi
+  fi
+fi
+
 runs=$(IFS=,; echo "${planned[*]}")
 "$FTUNE_BIN" report --bench --runs="$runs" ${hf_json:+--hf_results="$hf_json"} --title="ftune training speed: $gpu" \
   --output="$out"
+if [ -n "$torch_md" ]; then
+  { echo; echo "## Against a plain PyTorch loop (the same LibTorch)"; sed 1d "$torch_md"; } >>"$out"
+fi
 echo "bench: done in $(($(date +%s) - start)) s; runs in $work"

@@ -153,7 +153,7 @@ main() {
            --min-run 5)
   fi
   if [ -n "$hfbench" ] && [ "$hfbench" != none ]; then bench+=(--hf --hfbench "$hfbench"); else bench+=(--no-hf); fi
-  [ "$mode" = cpu ] && bench+=(-- --model_config=configs/tiny.json --threads=1)
+  [ "$mode" = cpu ] && bench+=(--no-torch -- --model_config=configs/tiny.json --threads=1)
   # shellcheck disable=SC2086
   FTUNE_BIN=$b/ftune timeout -k 5 $((bench_budget + 10)) launch/bench.sh --out "$work/bench.md" \
     --runs "$work/bench" --budget "$bench_budget" ${FTUNE_BENCH_ARGS:-} "${bench[@]}"

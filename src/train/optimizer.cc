@@ -1,10 +1,14 @@
 #include "train/optimizer.h"
 
 #include <cmath>
+#include <initializer_list>
+
+#include <ATen/Parallel.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/torch_compat.h"
+#include "train/adamw_kernel.h"
 
 namespace ftune::train {
 
@@ -27,6 +31,19 @@ void FlatAdamW::set_step_count(int64_t s) {
   for (auto& t : steps_) t.fill_(static_cast<double>(s));
 }
 
+namespace {
+// Elements per task of the host kernel: large enough that a task's overhead is noise, small
+// enough to balance over a few threads (a 592k-element head group still splits).
+constexpr int64_t kAdamWGrain = 1 << 16;
+
+bool OnHostFloats(std::initializer_list<torch::Tensor> ts) {
+  for (const auto& t : ts) {
+    if (!t.device().is_cpu() || t.scalar_type() != torch::kFloat || !t.is_contiguous()) return false;
+  }
+  return true;
+}
+}  // namespace
+
 void FlatAdamW::Step(double lr, const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
   auto& groups = params_->groups();
@@ -48,6 +65,23 @@ void FlatAdamW::Step(double lr, const torch::Tensor& found_inf) {
   for (size_t i = 0; i < groups.size(); ++i) {
     torch::Tensor& p = groups[i].params;
     const torch::Tensor& g = groups[i].grads;
+    if (OnHostFloats({p, g, exp_avg_[i], exp_avg_sq_[i]})) {
+      // One pass over the four buffers, split over the intra-op threads.
+      const AdamWScalars s{static_cast<float>(1.0 - lr * groups[i].weight_decay),
+                           static_cast<float>(b1),
+                           static_cast<float>(1.0 - b1),
+                           static_cast<float>(b2),
+                           static_cast<float>(1.0 - b2),
+                           static_cast<float>(bias_correction2_sqrt),
+                           static_cast<float>(options_.eps),
+                           static_cast<float>(-step_size)};
+      float *pp = p.data_ptr<float>(), *mp = exp_avg_[i].data_ptr<float>(), *vp = exp_avg_sq_[i].data_ptr<float>();
+      const float* gp = g.data_ptr<float>();
+      at::parallel_for(0, p.numel(), kAdamWGrain, [&](int64_t begin, int64_t end) {
+        AdamWUpdate(pp + begin, gp + begin, mp + begin, vp + begin, end - begin, s);
+      });
+      continue;
+    }
     if (groups[i].weight_decay != 0.0) p.mul_(1.0 - lr * groups[i].weight_decay);
     exp_avg_[i].mul_(b1).add_(g, 1.0 - b1);
     exp_avg_sq_[i].mul_(b2).addcmul_(g, g, 1.0 - b2);

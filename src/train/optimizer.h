@@ -25,7 +25,8 @@ class FlatAdamW {
  public:
   // `fused`: use torch's fused AdamW kernel where this LibTorch has it (>= 2.4): one kernel per
   // group and step, and a skipped step needs no host round-trip. Otherwise (or with false) the
-  // same arithmetic as a few tensor operations per group.
+  // same arithmetic in one pass of ftune's host kernel (train/adamw_kernel.h) for float32 buffers
+  // on the CPU, as a few tensor operations per group elsewhere.
   FlatAdamW(FlatParameters* params, const AdamWOptions& options, bool fused = true);
   // One update with learning rate `lr` (torch.optim.AdamW's arithmetic, in its order), skipped
   // entirely (parameters, moments and step count unchanged) where `found_inf`, a float32 scalar on

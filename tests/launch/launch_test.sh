@@ -276,7 +276,7 @@ bench_sh_report)
   expect_out 'unknown option'
   expect_rc 2 "$b" --variants pad
   expect_out 'unknown variant pad'
-  expect_rc 0 "$b" --data "$repo/data-prep/demo" --max-steps 4 --phase-steps 3 --no-hf --out "$work/b/bench.md" \
+  expect_rc 0 "$b" --data "$repo/data-prep/demo" --max-steps 4 --phase-steps 3 --no-hf --no-torch --out "$work/b/bench.md" \
     -- --model_config="$repo/configs/tiny.json" --threads=1
   md=$work/b/bench.md
   [ -f "$md" ] || fail "no report"
@@ -289,7 +289,7 @@ bench_sh_report)
     [[ "$row" =~ \|\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ /\ [0-9.]+\ \| ]] || fail "no step breakdown in: $row"
   done
   # --budget: what does not fit is a row saying so, not a silent gap.
-  expect_rc 0 "$b" --data "$repo/data-prep/demo" --methods "full lora" --max-steps 2 --phase-steps 0 --no-hf \
+  expect_rc 0 "$b" --data "$repo/data-prep/demo" --methods "full lora" --max-steps 2 --phase-steps 0 --no-hf --no-torch \
     --budget 1 --min-run 5 --out "$work/c/bench.md" -- --model_config="$repo/configs/tiny.json" --threads=1
   grep -E -q '^\| lora-fp32 \| +\| +\| +\| not run: [0-9]+ s of the 1 s budget left \|' "$work/c/bench.md" ||
     { cat "$work/c/bench.md"; fail "no 'not run' row"; }

@@ -1,4 +1,4 @@
-// AdamW on flat buffers (tensor ops and LibTorch's fused kernel agree) and the learning-rate
+// AdamW on flat buffers (tensor ops, the host kernel and LibTorch's fused kernel agree) and the learning-rate
 // schedule (Hugging Face's get_linear_schedule_with_warmup).
 #include "train/optimizer.h"
 
@@ -12,6 +12,22 @@ namespace ftune::train {
 namespace {
 
 using ::ftune::testing::MaxAbsDiff;
+
+// 20 steps of a warmup schedule (lr 1e-2) for two optimizers over equal layouts, each step on the
+// same random gradients (fb's in its own dtype).
+void StepBothOnTheSameRandomGradients(FlatParameters& fa, FlatAdamW& a, FlatParameters& fb, FlatAdamW& b) {
+  const LrSchedule sched = *LrSchedule::Create(1e-2, 3, 20);
+  for (int step = 0; step < 20; ++step) {
+    torch::manual_seed(100 + step);
+    for (size_t i = 0; i < fa.groups().size(); ++i) {
+      torch::Tensor g = torch::randn_like(fa.groups()[i].grads);
+      fa.groups()[i].grads.copy_(g);
+      fb.groups()[i].grads.copy_(g);
+    }
+    a.Step(sched.LearningRate(step));
+    b.Step(sched.LearningRate(step));
+  }
+}
 
 // The fused kernel and the tensor-op path are the same AdamW: with weight decay (two groups), many
 // steps, and a non-trivial schedule, they stay within float rounding of each other.
@@ -30,18 +46,8 @@ TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
   FlatAdamW a(&fa, {}, /*fused=*/false), b(&fb, {}, /*fused=*/true);
   ASSERT_FALSE(a.fused());
   ASSERT_TRUE(b.fused());
-  const LrSchedule sched = *LrSchedule::Create(1e-2, 3, 20);
   const torch::Tensor start = fa.groups()[1].params.clone();
-  for (int step = 0; step < 20; ++step) {
-    torch::manual_seed(100 + step);
-    for (size_t i = 0; i < fa.groups().size(); ++i) {
-      torch::Tensor g = torch::randn_like(fa.groups()[i].grads);
-      fa.groups()[i].grads.copy_(g);
-      fb.groups()[i].grads.copy_(g);
-    }
-    a.Step(sched.LearningRate(step));
-    b.Step(sched.LearningRate(step));
-  }
+  StepBothOnTheSameRandomGradients(fa, a, fb, b);
   for (size_t i = 0; i < fa.groups().size(); ++i) {
     EXPECT_LT(MaxAbsDiff(fa.groups()[i].params, fb.groups()[i].params), 1e-6) << "group " << i;
     EXPECT_LT(MaxAbsDiff(a.exp_avg_sq()[i], b.exp_avg_sq()[i]), 1e-9) << "group " << i;
@@ -49,6 +55,35 @@ TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
   EXPECT_GT(MaxAbsDiff(fa.groups()[1].params, start), 1e-3) << "the weights should have moved";
   EXPECT_EQ(a.step_count(), 20);
   EXPECT_EQ(b.step_count(), 20);
+}
+
+// On the CPU, float32 buffers take the one-pass host kernel (train/adamw_kernel.h); other dtypes
+// the tensor operations. The same model in float32 and in float64, with weight decay (two groups),
+// a group long enough to be split over threads with a ragged end (210,000 + 700 elements), 20 steps
+// of a warmup schedule and random gradients: float rounding apart, the same parameters and moments.
+TEST(FlatAdamW, HostKernelEqualsTensorOps) {
+  auto make = [](torch::ScalarType dtype) {
+    torch::manual_seed(7);
+    auto m = torch::nn::Linear(torch::nn::LinearOptions(300, 700));
+    m->to(dtype);
+    auto flat = FlatParameters::Build(*m, 0.01);
+    return std::make_pair(m, std::move(*flat));
+  };
+  auto [ma, fa] = make(torch::kFloat);
+  auto [mb, fb] = make(torch::kDouble);
+  (void)ma, (void)mb;
+  ASSERT_EQ(fa.groups().size(), 2u);
+  FlatAdamW a(&fa, {}, /*fused=*/false), b(&fb, {}, /*fused=*/false);
+  const torch::Tensor start = fa.groups()[0].params.clone();
+  StepBothOnTheSameRandomGradients(fa, a, fb, b);
+  for (size_t i = 0; i < fa.groups().size(); ++i) {
+    const auto as_double = [](const torch::Tensor& t) { return t.to(torch::kDouble); };
+    EXPECT_LT(MaxAbsDiff(as_double(fa.groups()[i].params), fb.groups()[i].params), 1e-6) << "group " << i;
+    EXPECT_LT(MaxAbsDiff(as_double(a.exp_avg()[i]), b.exp_avg()[i]), 1e-6) << "group " << i;
+    EXPECT_LT(MaxAbsDiff(as_double(a.exp_avg_sq()[i]), b.exp_avg_sq()[i]), 1e-6) << "group " << i;
+  }
+  EXPECT_GT(MaxAbsDiff(fa.groups()[0].params, start), 1e-2) << "the weights should have moved";
+  EXPECT_EQ(a.step_count(), 20);
 }
 
 double Lr(LrSchedulerType type, int64_t step, LrScheduleOptions o = {}, double base = 1.0) {

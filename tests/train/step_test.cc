@@ -55,7 +55,8 @@ class HfThreeSteps : public ::testing::Test {
   std::unique_ptr<dist::Communicator> comm_;
 };
 
-// Both optimizer paths: the tensor-op AdamW (every LibTorch) and LibTorch's fused kernel (>= 2.4).
+// Both optimizer paths: ftune's own AdamW (on the CPU the one-pass host kernel, elsewhere tensor
+// operations; every LibTorch) and LibTorch's fused kernel (>= 2.4).
 class HfThreeStepsAdam : public HfThreeSteps, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
@@ -126,7 +127,7 @@ TEST_P(HfThreeStepsAdam, SameThreeStepsOnCuda) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, HfThreeStepsAdam, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Fused" : "TensorOps"; });
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Fused" : "Ftune"; });
 
 // A step whose gradients are not finite changes nothing (weights, moments, step count) on either
 // optimizer path, without the host having to look, and the next finite step proceeds normally.
