@@ -88,7 +88,9 @@ TEST_F(TinyCls, EveryParameterGradientMatchesHuggingFace) {
     // k_lin.bias has an exactly zero gradient (softmax ignores a per-query constant), so both sides
     // are float32 rounding noise (~1e-8); the absolute floor keeps the relative check meaningful.
     EXPECT_LE(MaxAbsDiff(p.value().grad(), it->second), std::max(1e-5 * ref_norm, 1e-7)) << p.key();
-    if (absl::EndsWith(p.key(), "k_lin.bias")) EXPECT_LT(p.value().grad().abs().max().item<double>(), 1e-6);
+    if (absl::EndsWith(p.key(), "k_lin.bias")) {
+      EXPECT_LT(p.value().grad().abs().max().item<double>(), 1e-6);
+    }
     ++checked;
   }
   EXPECT_EQ(checked, 40);
