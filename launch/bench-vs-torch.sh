@@ -5,6 +5,7 @@
 # training alone; writes a markdown table with the ratio per pair and of the means.
 #
 #   launch/bench-vs-torch.sh                 # both shapes below, into results/bench-cpu-vs-torch.md
+#                                            # (launch/bench.sh runs it on a CPU: results/bench-cpu.md)
 #   launch/bench-vs-torch.sh --shapes tiny --repeats 5
 #
 # Shapes (dropouts 0, 256 tokens, the 2,000 reviews of data-prep/imdb/train.csv):
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --base-repeats) base_repeats=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-torch: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
