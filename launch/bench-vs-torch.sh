@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
     --base-repeats) base_repeats=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-vs-torch: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
