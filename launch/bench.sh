@@ -73,7 +73,7 @@ while [ $# -gt 0 ]; do
     --hf-runs) hf_runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --runs) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
