@@ -29,9 +29,10 @@ void StepBothOnTheSameRandomGradients(FlatParameters& fa, FlatAdamW& a, FlatPara
   }
 }
 
-// The fused kernel and the tensor-op path are the same AdamW: with weight decay (two groups), many
-// steps, and a non-trivial schedule, they stay within float rounding of each other.
-TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
+// LibTorch's fused kernel and ftune's own AdamW (on the CPU the host kernel) are the same AdamW:
+// with weight decay (two groups), many steps and a non-trivial schedule, they stay within float
+// rounding of each other.
+TEST(FlatAdamW, FusedKernelEqualsOursWithWeightDecay) {
   if (!compat::HasFusedAdamW()) GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   auto make = [](bool fused) {
     torch::manual_seed(7);
@@ -50,7 +51,9 @@ TEST(FlatAdamW, FusedKernelEqualsTensorOpsWithWeightDecay) {
   StepBothOnTheSameRandomGradients(fa, a, fb, b);
   for (size_t i = 0; i < fa.groups().size(); ++i) {
     EXPECT_LT(MaxAbsDiff(fa.groups()[i].params, fb.groups()[i].params), 1e-6) << "group " << i;
-    EXPECT_LT(MaxAbsDiff(a.exp_avg_sq()[i], b.exp_avg_sq()[i]), 1e-9) << "group " << i;
+    // A few float32 ulps of the largest second moment: the two kernels round differently.
+    const double v_max = b.exp_avg_sq()[i].abs().max().item<double>();
+    EXPECT_LT(MaxAbsDiff(a.exp_avg_sq()[i], b.exp_avg_sq()[i]), 1e-6 * v_max) << "group " << i;
   }
   EXPECT_GT(MaxAbsDiff(fa.groups()[1].params, start), 1e-3) << "the weights should have moved";
   EXPECT_EQ(a.step_count(), 20);
