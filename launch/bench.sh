@@ -208,16 +208,14 @@ done
 # The CPU anchor: a plain PyTorch loop on the same LibTorch (Debian's python3-torch), last: it
 # needs no budget share of its own (about 5 minutes on 2 cores).
 torch_md=""
-if [ "$device_tag" = cpu ] && [ "$torch" != 0 ]; then
-  if [ "$torch" = 1 ] || /usr/bin/python3 -c 'import torch, h5py' 2>/dev/null; then
-    if [ "$(left)" -lt 300 ]; then
-      echo "bench: $(left) s left: no PyTorch loop anchor" >&2
-    else
-      echo "-- the plain PyTorch loop anchor (launch/bench-vs-torch.sh)"
-      torch_md=$work/vs-torch.md
-      FTUNE_BIN=$FTUNE_BIN PYTHON=/usr/bin/python3 launch/bench-vs-torch.sh --out "$torch_md" || torch_md=""
-    fi
-  fi
+if [ "$device_tag" != cpu ] || [ "$torch" = 0 ]; then :
+elif [ "$torch" = auto ] && ! /usr/bin/python3 -c 'import torch, h5py' 2>/dev/null; then :
+elif [ "$(left)" -lt 300 ]; then
+  echo "bench: $(left) s left: no PyTorch loop anchor" >&2
+else
+  echo "-- the plain PyTorch loop anchor (launch/bench-vs-torch.sh)"
+  torch_md=$work/vs-torch.md
+  FTUNE_BIN=$FTUNE_BIN PYTHON=/usr/bin/python3 launch/bench-vs-torch.sh --out "$torch_md" || torch_md=""
 fi
 
 runs=$(IFS=,; echo "${planned[*]}")
