@@ -27,16 +27,16 @@ absl::StatusOr<model::LoadedModel> LoadForInference(RunContext& run) {
     return absl::InvalidArgumentError("--model_dir is required (a saved model: config.json + model.safetensors)");
   }
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadModelFromFlags(run.model_options()));
-  if (!m.report.fresh.empty()) {
-    LogWarn(
-        "%s has no trained classification head (%s); scores will be chance-level unless --adapter_dir "
-        "provides one",
-        m.source, m.report.fresh.front());
-  }
   const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
+  bool head_from_adapter = false;
   if (!adapter.empty()) {
-    FTUNE_ASSIGN_OR_RETURN(model::AdapterInfo info, model::LoadAdapter(m.model, adapter));
+    FTUNE_ASSIGN_OR_RETURN(model::AdapterInfo info, model::LoadAdapter(*m.model, adapter));
     LogInfo("adapter %s: %s", adapter, model::DescribeAdapter(info));
+    head_from_adapter = model::CoversModules(info.modules_to_save, m.model->family().head_modules);
+  }
+  if (!m.report.fresh.empty() && !head_from_adapter) {
+    LogWarn("%s has no trained classification head (%s)%s; scores will be chance-level", m.source,
+            m.report.fresh.front(), adapter.empty() ? "" : " and the adapter brings none (modules_to_save)");
   }
   m.model->to(run.device());
   return m;
@@ -53,7 +53,7 @@ absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenScored(const model::Load
 train::InferenceOptions Options(RunContext& run, const model::LoadedModel& m) {
   train::InferenceOptions o;
   o.batch_size = std::max<int64_t>(1, absl::GetFlag(FLAGS_batch));
-  o.pad_token_id = m.config.pad_token_id;
+  o.pad_token_id = m.model->config().pad_token_id;
   o.device = run.device();
   return o;
 }
@@ -61,7 +61,7 @@ train::InferenceOptions Options(RunContext& run, const model::LoadedModel& m) {
 absl::Status RunEval(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
   FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
-  FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(m.model, *ds, &run.host_comm(), Options(run, m)));
+  FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(*m.model, *ds, &run.host_comm(), Options(run, m)));
   LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct,
           e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
   // Per class, and the confusion matrix (rows: true label, columns: predicted).
@@ -94,7 +94,7 @@ absl::Status RunPredict(RunContext& run) {
   for (int64_t i = 0; i < ds->size(); ++i) all[i] = i;
   int64_t correct = 0;
   FTUNE_RETURN_IF_ERROR(
-      train::ForEachLogits(m.model, *ds, all, Options(run, m),
+      train::ForEachLogits(*m.model, *ds, all, Options(run, m),
                            [&](const data::HostBatch& b, const train::DeviceBatch&, const torch::Tensor& logits) {
                              torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
                              for (int64_t r = 0; r < b.rows; ++r) {
@@ -111,7 +111,7 @@ absl::Status RunPredict(RunContext& run) {
                              return absl::OkStatus();
                            }));
   std::string csv = "row,label,pred";
-  for (int64_t k = 0; k < m.config.num_labels; ++k) absl::StrAppend(&csv, ",logit_", k);
+  for (int64_t k = 0; k < m.model->config().num_labels; ++k) absl::StrAppend(&csv, ",logit_", k);
   csv += "\n";
   for (const auto& r : rows) csv += r;
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, csv));

@@ -20,35 +20,37 @@ int InspectMain(const std::vector<std::string>& positional) {
   if (!method.ok()) return ReportFailure(method.status());
   auto loaded = LoadModelFromFlags({});
   if (!loaded.ok()) return ReportFailure(loaded.status());
-  model::MethodOptions options = MethodOptionsFromFlags();
+  model::SequenceClassifierImpl& m = *loaded->model;
+  model::MethodOptions options = MethodOptionsFromFlags(m.family());
   const std::string adapter = absl::GetFlag(FLAGS_adapter_dir);
   if (!adapter.empty()) {
-    auto info = model::LoadAdapter(loaded->model, adapter);
+    auto info = model::LoadAdapter(m, adapter);
     if (!info.ok()) return ReportFailure(info.status());
     options.lora = info->lora;
     options.ia3 = info->ia3;
     *method = info->method;
   }
-  absl::Status st = model::SelectTrainable(loaded->model, *method, options);
+  absl::Status st = model::SelectTrainable(m, *method, options);
   if (!st.ok()) return ReportFailure(st);
-  const auto& c = loaded->config;
+  const model::ModelConfig c = m.config();
   std::printf("model: %s\n", loaded->source.c_str());
-  std::printf("config: dim %ld, %ld layers, %ld heads, ffn %ld, vocab %ld, positions %ld, %ld labels\n",
-              static_cast<long>(c.dim), static_cast<long>(c.n_layers), static_cast<long>(c.n_heads),
-              static_cast<long>(c.hidden_dim), static_cast<long>(c.vocab_size),
-              static_cast<long>(c.max_position_embeddings), static_cast<long>(c.num_labels));
+  std::printf("config: %s, hidden %ld, %ld layers, %ld heads, ffn %ld, vocab %ld, positions %ld, %ld labels\n",
+              c.model_type.c_str(), static_cast<long>(c.hidden_size), static_cast<long>(c.num_hidden_layers),
+              static_cast<long>(c.num_attention_heads), static_cast<long>(c.intermediate_size),
+              static_cast<long>(c.vocab_size), static_cast<long>(c.max_position_embeddings),
+              static_cast<long>(c.num_labels));
   if (!loaded->report.loaded.empty()) std::printf("weights: %s\n", loaded->report.Summary().c_str());
-  std::printf("\n%s\n\n", model::ModuleTreeString(*loaded->model).c_str());
-  const int64_t trainable = model::CountTrainableParameters(*loaded->model);
-  const int64_t all = model::CountAllParameters(*loaded->model);
+  std::printf("\n%s\n\n", model::ModuleTreeString(m).c_str());
+  const int64_t trainable = model::CountTrainableParameters(m);
+  const int64_t all = model::CountAllParameters(m);
   std::printf("method: %s", model::MethodName(*method));
   if (*method == model::Method::kLastK) {
-    std::printf(" (top %ld of %ld blocks)", static_cast<long>(options.last_k_layers), static_cast<long>(c.n_layers));
+    std::printf(" (top %ld of %ld blocks)", static_cast<long>(options.last_k_layers), static_cast<long>(m.num_blocks()));
   } else if (model::IsAdapterMethod(*method)) {
     model::AdapterInfo info{*method, options.lora, options.ia3, {}, {}};
     info.lora.use_dora = *method == model::Method::kDora;
-    const size_t layers = *method == model::Method::kIa3 ? model::FindIa3Layers(*loaded->model).size()
-                                                         : model::FindLoraLayers(*loaded->model).size();
+    const size_t layers =
+        *method == model::Method::kIa3 ? model::FindIa3Layers(m).size() : model::FindLoraLayers(m).size();
     std::printf(" (%s: %zu layers)", model::DescribeAdapter(info).c_str(), layers);
   }
   std::printf("\ntrainable parameters: %ld\n", static_cast<long>(trainable));

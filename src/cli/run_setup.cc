@@ -131,7 +131,7 @@ int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn
   return *outcome == Outcome::kPreempted ? kExitPreempted : kExitOk;
 }
 
-absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels) {
+absl::Status CheckDataFitsModel(const model::ModelConfig& config, const data::TokenDataset& ds, bool uses_labels) {
   const auto& info = ds.info();
   if (uses_labels && !ds.has_labels()) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -159,14 +159,12 @@ absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::
 }
 
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds) {
-  return CheckDataFitsModel(m.config, ds, /*uses_labels=*/true);
+  return CheckDataFitsModel(m.model->config(), ds, /*uses_labels=*/true);
 }
 
 void AdoptLabelNames(model::LoadedModel& m, const data::TokenDataset& ds) {
   const auto& names = ds.info().label_names;
-  bool fresh_head = m.report.loaded.empty() || !m.report.fresh.empty();
-  if (fresh_head && static_cast<int64_t>(names.size()) == m.config.num_labels) {
-    m.config.id2label = names;
+  if (m.fresh_head() && static_cast<int64_t>(names.size()) == m.model->config().num_labels) {
     m.model->SetLabelNames(names);
   }
 }

@@ -63,7 +63,7 @@ int RunWithContext(const std::function<absl::StatusOr<Outcome>(RunContext&)>& fn
 // Token ids, vocabulary and labels of `ds` fit the model: the same vocab.txt (sha256) when the
 // model directory has one, ids below the model's vocab_size; with `uses_labels`, the dataset has
 // labels and they are below num_labels.
-absl::Status CheckDataFitsModel(const io::DistilBertConfig& config, const data::TokenDataset& ds, bool uses_labels);
+absl::Status CheckDataFitsModel(const model::ModelConfig& config, const data::TokenDataset& ds, bool uses_labels);
 absl::Status CheckDataFitsModel(const model::LoadedModel& m, const data::TokenDataset& ds);
 
 // A fresh classification head takes the dataset's label names (saved into config.json's id2label).

@@ -4,11 +4,13 @@
 #include "absl/flags/marshalling.h"
 
 ABSL_FLAG(std::string, model_dir, "",
-          "Hugging Face model directory: config.json + model.safetensors (+ vocab.txt). Both a saved "
-          "DistilBertForSequenceClassification and the hub's distilbert-base-uncased layout load.");
+          "Hugging Face model directory: config.json + model.safetensors (+ vocab.txt); its config.json's "
+          "model_type picks the family (distilbert). A saved *ForSequenceClassification and the hub's pretraining "
+          "layouts (e.g. distilbert-base-uncased, a masked LM: its head is ignored, a fresh classifier made) load.");
 ABSL_FLAG(std::string, model_config, "",
-          "A DistilBERT config.json to build a randomly initialised model from (no weights). With neither "
-          "--model_dir nor --model_config, the distilbert-base-uncased architecture is used.");
+          "A config.json to build a randomly initialised model from (no weights; model_type picks the family, "
+          "distilbert when absent). With neither --model_dir nor --model_config, the distilbert-base-uncased "
+          "architecture is used.");
 ABSL_FLAG(std::string, vocab, "", "WordPiece vocab.txt (default: <model_dir>/vocab.txt).");
 ABSL_FLAG(int32_t, max_length, 512,
           "Maximum sequence length in tokens including [CLS] and [SEP]; longer inputs keep their first "
@@ -24,15 +26,17 @@ ABSL_FLAG(int32_t, last_k_layers, 2, "Transformer blocks that train with --metho
 ABSL_FLAG(int32_t, lora_rank, 12, "LoRA rank r (--method=lora).");
 ABSL_FLAG(double, lora_alpha, 24, "LoRA alpha; the update is scaled by alpha / r.");
 ABSL_FLAG(double, lora_dropout, 0.0, "Dropout on the LoRA branch's input.");
-ABSL_FLAG(std::vector<std::string>, lora_targets, std::vector<std::string>({"q_lin", "v_lin"}),
-          "Comma-separated Linear layers to wrap with LoRA, by qualified-name suffix (e.g. q_lin,v_lin or "
-          "attention.out_lin). Every match in every block is replaced.");
-ABSL_FLAG(std::vector<std::string>, ia3_targets, std::vector<std::string>({"k_lin", "v_lin", "lin2"}),
+ABSL_FLAG(std::vector<std::string>, lora_targets, {},
+          "Comma-separated Linear layers to wrap with LoRA, by qualified-name suffix (PEFT's target_modules, e.g. "
+          "q_lin,v_lin or attention.out_lin); every match in every block is replaced. Empty: the model family's "
+          "default (PEFT's: distilbert q_lin,v_lin).");
+ABSL_FLAG(std::vector<std::string>, ia3_targets, {},
           "Comma-separated Linear layers that get an IA3 vector (--method=ia3), by qualified-name suffix like "
-          "--lora_targets (PEFT's target_modules).");
-ABSL_FLAG(std::vector<std::string>, ia3_feedforward, std::vector<std::string>({"lin2"}),
+          "--lora_targets (PEFT's target_modules). Empty: the family's default (distilbert k_lin,v_lin,lin2 with "
+          "lin2 feedforward).");
+ABSL_FLAG(std::vector<std::string>, ia3_feedforward, {},
           "Those of --ia3_targets whose IA3 vector scales the layer's input instead of its output (PEFT's "
-          "feedforward_modules).");
+          "feedforward_modules). With --ia3_targets empty, the family's.");
 ABSL_FLAG(std::string, adapter_dir, "",
           "A PEFT adapter directory (adapter_config.json + adapter_model.safetensors: LoRA, DoRA or IA3) to "
           "apply on top of --model_dir.");
@@ -68,12 +72,12 @@ model::LoraOptions LoraOptionsFromFlags() {
   return o;
 }
 
-model::MethodOptions MethodOptionsFromFlags() {
+model::MethodOptions MethodOptionsFromFlags(const model::ModelFamily& family) {
   model::MethodOptions o(LoraOptionsFromFlags());
   o.ia3.targets = absl::GetFlag(FLAGS_ia3_targets);
   o.ia3.feedforward = absl::GetFlag(FLAGS_ia3_feedforward);
   o.last_k_layers = absl::GetFlag(FLAGS_last_k_layers);
-  return o;
+  return model::WithFamilyDefaults(o, family);
 }
 
 absl::StatusOr<model::Method> MethodFromFlags() { return model::ParseMethod(absl::GetFlag(FLAGS_method)); }
@@ -89,13 +93,7 @@ absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions&
   }
   if (!dir.empty()) return model::LoadPretrained(dir, options, num_labels);
   if (!config.empty()) return model::BuildFromConfigFile(config, options, num_labels);
-  io::DistilBertConfig c = io::DefaultDistilBertConfig();
-  if (num_labels > 0) {
-    c.num_labels = num_labels;
-    c.id2label.clear();
-    for (int64_t i = 0; i < num_labels; ++i) c.id2label.push_back("LABEL_" + std::to_string(i));
-  }
-  model::LoadedModel m = model::BuildFromConfig(c, options);
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, model::BuildDefault(options, num_labels));
   m.source = "distilbert-base-uncased architecture (random init; pass --model_dir for pretrained weights)";
   return m;
 }

@@ -37,8 +37,9 @@ ABSL_DECLARE_FLAG(std::string, gradient_comm);
 namespace ftune::cli {
 
 model::LoraOptions LoraOptionsFromFlags();
-// --lora_*, --ia3_* and --last_k_layers (the options of every method).
-model::MethodOptions MethodOptionsFromFlags();
+// --lora_*, --ia3_* and --last_k_layers (the options of every method), with `family`'s adapter
+// targets where the flags name none.
+model::MethodOptions MethodOptionsFromFlags(const model::ModelFamily& family);
 absl::StatusOr<model::Method> MethodFromFlags();
 
 // Loads/builds the model named by the flags (no method applied). With neither --model_dir nor

@@ -21,7 +21,6 @@
 #include "common/torch_compat.h"
 #include "data-prep/wordpiece_tokenizer.h"
 #include "model/hf_checkpoint.h"
-#include "model/masked_lm.h"
 #include "model/peft_adapter.h"
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
@@ -277,30 +276,31 @@ absl::Status ValidateTrainOptions(const train::TrainOptions& o) {
 // the data, and how rank 0 saves it at the end.
 struct Trainee {
   std::unique_ptr<train::Objective> objective;
-  io::DistilBertConfig config;
+  model::ModelConfig config;
   int64_t trainable = 0, total = 0;
   std::function<absl::Status(const std::string& dir)> save;
   std::string saved_what;  // for the log: "model", "PEFT adapter"
 };
 
-absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, const model::MethodOptions& options,
-                                        const data::TokenDataset& train, const data::TokenDataset* eval) {
+absl::StatusOr<Trainee> BuildClassifier(RunContext& run, model::Method method, const data::TokenDataset& train,
+                                        const data::TokenDataset* eval) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
   FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, train));
   if (eval != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval));
   AdoptLabelNames(loaded, train);
-  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(loaded.model, method, options));
+  const model::MethodOptions options = MethodOptionsFromFlags(loaded.model->family());
+  FTUNE_RETURN_IF_ERROR(model::SelectTrainable(*loaded.model, method, options));
   if (!loaded.report.loaded.empty()) LogInfo("model: %s: %s", loaded.source, loaded.report.Summary());
   Trainee t;
-  t.config = loaded.config;
+  t.config = loaded.model->config();
   t.trainable = model::CountTrainableParameters(*loaded.model);
   t.total = model::CountAllParameters(*loaded.model);
   const bool adapter = model::IsAdapterMethod(method) && !absl::GetFlag(FLAGS_merge);
   t.saved_what = adapter ? "PEFT adapter" : "model";
-  t.save = [model = loaded.model, options, adapter, source = loaded.source](const std::string& dir) mutable {
-    if (adapter) return model::SaveAdapter(model, options, source, dir);
+  t.save = [model = loaded.model, options, adapter, source = loaded.source](const std::string& dir) {
+    if (adapter) return model::SaveAdapter(*model, options, source, dir);
     model::MergeAdapters(*model);
-    return model::SavePretrained(model, dir);
+    return model::SavePretrained(*model, dir);
   };
   train::ClassificationLoss loss;
   loss.label_smoothing = absl::GetFlag(FLAGS_label_smoothing_factor);
@@ -353,25 +353,23 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, model::Method method, con
   if (!dir.empty()) {
     FTUNE_ASSIGN_OR_RETURN(m, model::LoadMaskedLm(dir, run.model_options()));
     LogInfo("model: %s: %s", m.source, m.report.Summary());
+  } else if (!config_path.empty()) {
+    FTUNE_ASSIGN_OR_RETURN(m, model::BuildMaskedLmFromConfigFile(config_path, run.model_options()));
   } else {
-    io::DistilBertConfig config = io::DefaultDistilBertConfig();
-    if (!config_path.empty()) {
-      FTUNE_ASSIGN_OR_RETURN(config, io::LoadDistilBertConfig(config_path));
-    }
-    m = model::BuildMaskedLm(config, run.model_options());
-    m.source =
-        config_path.empty() ? "distilbert-base-uncased architecture (random init)" : config_path + " (random init)";
+    FTUNE_ASSIGN_OR_RETURN(m, model::BuildDefaultMaskedLm(run.model_options()));
+    m.source = "distilbert-base-uncased architecture (random init)";
   }
+  const model::ModelConfig config = m.model->config();
   for (const data::TokenDataset* ds : {&train, eval}) {
-    if (ds != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(m.config, *ds, /*uses_labels=*/false));
+    if (ds != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(config, *ds, /*uses_labels=*/false));
   }
-  FTUNE_ASSIGN_OR_RETURN(data::MaskingOptions masking, MaskingFromFlags(m.config.vocab_size, {&train, eval}));
+  FTUNE_ASSIGN_OR_RETURN(data::MaskingOptions masking, MaskingFromFlags(config.vocab_size, {&train, eval}));
   Trainee t;
-  t.config = m.config;
+  t.config = config;
   t.trainable = model::CountTrainableParameters(*m.model);
   t.total = model::CountAllParameters(*m.model);
-  t.saved_what = "masked-LM model (DistilBertForMaskedLM layout)";
-  t.save = [model = m.model](const std::string& out) mutable { return model::SaveMaskedLm(model, out); };
+  t.saved_what = absl::StrFormat("masked-LM model (%s layout)", m.model->family().masked_lm_class);
+  t.save = [model = m.model](const std::string& out) { return model::SavePretrained(*model, out); };
   t.objective = std::make_unique<train::MaskedLmObjective>(m.model, masking);
   return t;
 }
@@ -405,7 +403,6 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   if (out.empty()) return absl::InvalidArgumentError("--output_dir is required");
   if (absl::GetFlag(FLAGS_train_data).empty()) return absl::InvalidArgumentError("--train_data is required");
   FTUNE_ASSIGN_OR_RETURN(model::Method method, MethodFromFlags());
-  const model::MethodOptions method_options = MethodOptionsFromFlags();
   if (opts.cache_frozen_features && method != model::Method::kHead && method != model::Method::kLastK) {
     return absl::InvalidArgumentError("--cache_frozen_features applies to --method=head and last_k only");
   }
@@ -444,7 +441,7 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
   torch::manual_seed(static_cast<uint64_t>(opts.seed));
   FTUNE_ASSIGN_OR_RETURN(Trainee trainee, absl::GetFlag(FLAGS_objective) == "mlm"
                                               ? BuildMaskedLm(run, method, *train_ds, eval_ds.get())
-                                              : BuildClassifier(run, method, method_options, *train_ds, eval_ds.get()));
+                                              : BuildClassifier(run, method, *train_ds, eval_ds.get()));
   if (!opts.metric_for_best_model.empty()) {  // a name this objective's evaluation has
     train::EvalStats probe;
     if (objective == "classification") {
@@ -489,10 +486,10 @@ absl::StatusOr<Outcome> RunTrain(RunContext& run) {
       {"method", model::MethodName(method)},
       {"trainable_parameters", trainee.trainable},
       {"model",
-       {{"dim", trainee.config.dim},
-        {"n_layers", trainee.config.n_layers},
-        {"hidden_dim", trainee.config.hidden_dim},
-        {"n_heads", trainee.config.n_heads}}},
+       {{"dim", trainee.config.hidden_size},
+        {"n_layers", trainee.config.num_hidden_layers},
+        {"hidden_dim", trainee.config.intermediate_size},
+        {"n_heads", trainee.config.num_attention_heads}}},
       {"all_parameters", trainee.total},
       {"world_size", run.ctx().world_size()},
       {"device", run.device().str()},

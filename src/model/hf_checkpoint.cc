@@ -10,16 +10,6 @@
 namespace ftune::model {
 namespace {
 
-bool IsHeadParam(const std::string& name) {
-  return absl::StartsWith(name, "pre_classifier.") || absl::StartsWith(name, "classifier.");
-}
-
-// DistilBertForMaskedLM's head; present in the hub checkpoint, meaningless for classification.
-bool IsMlmHeadKey(const std::string& key) {
-  return absl::StartsWith(key, "vocab_transform.") || absl::StartsWith(key, "vocab_layer_norm.") ||
-         absl::StartsWith(key, "vocab_projector.");
-}
-
 std::string ShapeString(torch::IntArrayRef s) {
   return absl::StrCat("[", absl::StrJoin(s.begin(), s.end(), ", "), "]");
 }
@@ -50,8 +40,8 @@ torch::ScalarType TorchDType(io::DType d) {
 absl::Status RefuseNonSafetensors(const std::string& dir) {
   if (PathExists(dir + "/model.safetensors.index.json")) {
     return absl::UnimplementedError(absl::StrFormat(
-        "%s holds a sharded checkpoint (model.safetensors.index.json); DistilBERT fits one file: re-save it "
-        "with save_pretrained(dir, max_shard_size=\"2GB\")",
+        "%s holds a sharded checkpoint (model.safetensors.index.json); ftune reads one file: re-save it "
+        "with save_pretrained(dir, max_shard_size=\"20GB\")",
         dir));
   }
   for (const char* pickle : {"pytorch_model.bin", "model.bin", "pytorch_model.pt"}) {
@@ -69,12 +59,73 @@ absl::Status RefuseNonSafetensors(const std::string& dir) {
                       dir));
 }
 
+// The weights of `file` into `model` (built from its config.json): `keys` maps the file onto the
+// parameters; parameters under `head_modules` the file lacks make the whole head fresh (`init_head`),
+// any other missing parameter is an error.
+absl::Status LoadWeights(torch::nn::Module& model, const io::SafetensorsFile& file, const KeyMap& keys,
+                         const std::vector<std::string>& head_modules, const std::function<void()>& init_head,
+                         LoadReport* report) {
+  FTUNE_RETURN_IF_ERROR(CopyIntoParameters(model, file, keys, report));
+  std::set<std::string> loaded(report->loaded.begin(), report->loaded.end());
+  std::vector<std::string> missing;
+  bool head_missing = false;
+  for (const auto& p : model.named_parameters()) {
+    if (loaded.count(p.key())) continue;
+    if (InModules(p.key(), head_modules)) {
+      head_missing = true;
+    } else {
+      missing.push_back(p.key());
+    }
+  }
+  if (!missing.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("%s lacks %d encoder weights the model needs: %s", file.path(), missing.size(),
+                        ListSome(missing)));
+  }
+  if (head_missing) {
+    // HF semantics: the whole head is new when any of it is missing.
+    init_head();
+    std::vector<std::string> kept;
+    for (const auto& n : report->loaded) {
+      if (!InModules(n, head_modules)) kept.push_back(n);
+    }
+    report->loaded = kept;
+    for (const auto& p : model.named_parameters()) {
+      if (InModules(p.key(), head_modules)) report->fresh.push_back(p.key());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteModelDir(torch::nn::Module& model, const std::string& config_json, const std::string& dir) {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& p : model.named_parameters()) {
+    if (absl::StrContains(p.key(), ".base_layer.")) {
+      return absl::FailedPreconditionError(
+          "the model still has adapter layers (LoRA, DoRA or IA3); merge them (--merge) or save a PEFT adapter "
+          "instead");
+    }
+    tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));
+  }
+  FTUNE_RETURN_IF_ERROR(MakeDirs(dir));
+  FTUNE_RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", tensors));
+  return WriteFileAtomic(dir + "/config.json", config_json);
+}
+
+absl::StatusOr<const ModelFamily*> MaskedLmFamily(const ModelFamily* f, const std::string& source) {
+  if (!f->build_masked_lm) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: ftune has no masked-LM pretraining for model_type \"%s\" (--objective=mlm)", source, f->model_type));
+  }
+  return f;
+}
+
 }  // namespace
 
 std::string LoadReport::Summary() const {
   std::string s = absl::StrFormat("loaded %d tensors", loaded.size());
   if (!fresh.empty()) absl::StrAppend(&s, "; newly initialised (not in checkpoint): ", ListSome(fresh));
-  if (!ignored.empty()) absl::StrAppend(&s, "; ignored ", ignored.size(), " masked-LM head tensors");
+  if (!ignored.empty()) absl::StrAppend(&s, "; ignored ", ignored.size(), " ", ignored_kind, " tensors");
   if (!unexpected.empty()) absl::StrAppend(&s, "; unexpected (unused): ", ListSome(unexpected));
   return s;
 }
@@ -115,8 +166,8 @@ absl::Status WriteTensors(const std::string& path, const std::vector<std::pair<s
   return io::WriteSafetensors(path, out, std::move(metadata));
 }
 
-absl::Status CopyIntoParameters(torch::nn::Module& module, const io::SafetensorsFile& file,
-                                const std::function<std::string(const std::string&)>& rename, LoadReport* report) {
+absl::Status CopyIntoParameters(torch::nn::Module& module, const io::SafetensorsFile& file, const KeyMap& rename,
+                                LoadReport* report) {
   auto params = module.named_parameters(/*recurse=*/true);
   torch::NoGradGuard no_grad;
   for (const auto& [key, view] : file.tensors()) {
@@ -149,92 +200,74 @@ absl::Status CopyIntoParameters(torch::nn::Module& module, const io::Safetensors
   return absl::OkStatus();
 }
 
-LoadedModel BuildFromConfig(const io::DistilBertConfig& config, const ModelOptions& options) {
-  LoadedModel m;
-  m.config = config;
-  m.model = DistilBertForSequenceClassification(config, options);
-  m.source = "random init";
-  return m;
-}
-
 absl::StatusOr<LoadedModel> BuildFromConfigFile(const std::string& path, const ModelOptions& options,
                                                 int64_t num_labels) {
-  FTUNE_ASSIGN_OR_RETURN(io::DistilBertConfig config, io::LoadDistilBertConfig(path));
-  if (num_labels > 0 && num_labels != config.num_labels) {
-    config.num_labels = num_labels;
-    config.id2label.clear();
-    for (int64_t i = 0; i < num_labels; ++i) config.id2label.push_back(absl::StrCat("LABEL_", i));
-  }
-  LoadedModel m = BuildFromConfig(config, options);
+  FTUNE_ASSIGN_OR_RETURN(ConfigFile config, ReadConfigFile(path));
+  LoadedModel m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, config.family->build_classifier(config.text, path, options, num_labels));
   m.source = path + " (random init)";
   return m;
 }
 
+absl::StatusOr<LoadedModel> BuildDefault(const ModelOptions& options, int64_t num_labels) {
+  const ModelFamily& f = DefaultModelFamily();
+  LoadedModel m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, f.build_classifier(f.default_config_json, "the default config", options, num_labels));
+  return m;
+}
+
 absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOptions& options, int64_t num_labels) {
-  FTUNE_ASSIGN_OR_RETURN(LoadedModel m, BuildFromConfigFile(dir + "/config.json", options, num_labels));
+  FTUNE_ASSIGN_OR_RETURN(ConfigFile config, ReadConfigFile(dir + "/config.json"));
+  const ModelFamily& f = *config.family;
+  LoadedModel m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, f.build_classifier(config.text, config.path, options, num_labels));
   m.source = dir;
   const std::string weights = dir + "/model.safetensors";
   if (!PathExists(weights)) return RefuseNonSafetensors(dir);
   FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(weights));
-
-  // A bare DistilBertModel checkpoint has no "distilbert." prefix.
-  bool bare = false;
-  for (const auto& kv : file->tensors()) {
-    if (absl::StartsWith(kv.first, "embeddings.") || absl::StartsWith(kv.first, "transformer.")) bare = true;
-  }
-  auto rename = [bare](const std::string& key) -> std::string {
-    if (IsMlmHeadKey(key)) return "";
-    std::string name = bare && !IsHeadParam(key) ? "distilbert." + key : key;
-    // Pre-2019 checkpoints call LayerNorm parameters gamma/beta.
-    if (absl::EndsWith(name, ".gamma")) name = name.substr(0, name.size() - 6) + ".weight";
-    if (absl::EndsWith(name, ".beta")) name = name.substr(0, name.size() - 5) + ".bias";
-    return name;
-  };
-  FTUNE_RETURN_IF_ERROR(CopyIntoParameters(*m.model, *file, rename, &m.report));
-
-  std::set<std::string> loaded(m.report.loaded.begin(), m.report.loaded.end());
-  std::vector<std::string> missing;
-  bool head_missing = false;
-  for (const auto& p : m.model->named_parameters()) {
-    if (loaded.count(p.key())) continue;
-    if (IsHeadParam(p.key())) {
-      head_missing = true;
-    } else {
-      missing.push_back(p.key());
-    }
-  }
-  if (!missing.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("%s lacks %d encoder weights the model needs: %s", weights, missing.size(), ListSome(missing)));
-  }
-  if (head_missing) {
-    // HF semantics: the whole classification head is new when any of it is missing.
-    m.model->InitHead();
-    for (const auto& p : m.model->named_parameters()) {
-      if (IsHeadParam(p.key())) m.report.fresh.push_back(p.key());
-    }
-    std::vector<std::string> kept;
-    for (const auto& n : m.report.loaded) {
-      if (!IsHeadParam(n)) kept.push_back(n);
-    }
-    m.report.loaded = kept;
-  }
+  m.report.ignored_kind = "masked-LM head";
+  FTUNE_RETURN_IF_ERROR(LoadWeights(*m.model, *file, f.classifier_keys(*file), f.head_modules,
+                                    [&] { m.model->InitHead(); }, &m.report));
   return m;
 }
 
-absl::Status SavePretrained(DistilBertForSequenceClassification& model, const std::string& dir) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& p : model->named_parameters()) {
-    if (absl::StrContains(p.key(), ".base_layer.")) {
-      return absl::FailedPreconditionError(
-          "the model still has adapter layers (LoRA, DoRA or IA3); merge them (--merge) or save a PEFT adapter "
-          "instead");
-    }
-    tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));
-  }
-  FTUNE_RETURN_IF_ERROR(MakeDirs(dir));
-  FTUNE_RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", tensors));
-  return WriteFileAtomic(dir + "/config.json", io::DistilBertConfigToJson(model->config()));
+absl::StatusOr<LoadedMaskedLm> BuildMaskedLmFromConfigFile(const std::string& path, const ModelOptions& options) {
+  FTUNE_ASSIGN_OR_RETURN(ConfigFile config, ReadConfigFile(path));
+  FTUNE_ASSIGN_OR_RETURN(const ModelFamily* f, MaskedLmFamily(config.family, path));
+  LoadedMaskedLm m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, f->build_masked_lm(config.text, path, options));
+  m.source = path + " (random init)";
+  return m;
+}
+
+absl::StatusOr<LoadedMaskedLm> BuildDefaultMaskedLm(const ModelOptions& options) {
+  const ModelFamily& f = DefaultModelFamily();
+  LoadedMaskedLm m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, f.build_masked_lm(f.default_config_json, "the default config", options));
+  return m;
+}
+
+absl::StatusOr<LoadedMaskedLm> LoadMaskedLm(const std::string& dir, const ModelOptions& options) {
+  FTUNE_ASSIGN_OR_RETURN(ConfigFile config, ReadConfigFile(dir + "/config.json"));
+  FTUNE_ASSIGN_OR_RETURN(const ModelFamily* f, MaskedLmFamily(config.family, config.path));
+  LoadedMaskedLm m;
+  FTUNE_ASSIGN_OR_RETURN(m.model, f->build_masked_lm(config.text, config.path, options));
+  m.source = dir;
+  const std::string weights = dir + "/model.safetensors";
+  if (!PathExists(weights)) return RefuseNonSafetensors(dir);
+  FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(weights));
+  m.report.ignored_kind = "classification head";
+  FTUNE_RETURN_IF_ERROR(LoadWeights(*m.model, *file, f->masked_lm_keys(*file), f->masked_lm_head_modules,
+                                    [&] { m.model->InitHead(); }, &m.report));
+  return m;
+}
+
+absl::Status SavePretrained(SequenceClassifierImpl& model, const std::string& dir) {
+  return WriteModelDir(model, model.ConfigJson(), dir);
+}
+
+absl::Status SavePretrained(MaskedLanguageModelImpl& model, const std::string& dir) {
+  return WriteModelDir(model, model.ConfigJson(), dir);
 }
 
 }  // namespace ftune::model

@@ -1,12 +1,14 @@
-// Hugging Face model directories <-> ftune models: config.json + model.safetensors.
+// Hugging Face model directories <-> ftune models: config.json + model.safetensors, for every
+// family (family.h picks it from config.json's model_type).
 //
-// Loading accepts both layouts users have: a saved DistilBertForSequenceClassification (every
-// weight), and the hub's distilbert-base-uncased (DistilBertForMaskedLM: `distilbert.*` plus MLM
-// head keys, which are ignored; the classifier head is then initialised fresh, as HF does). A bare
-// DistilBertModel (`embeddings.*`, `transformer.*`) loads too. Missing encoder weights and shape
-// mismatches are errors; every decision is listed in the LoadReport.
+// Loading accepts the layouts users have: a saved *ForSequenceClassification (every weight), the
+// hub's pretraining checkpoints (a masked-LM head, which is ignored; the classifier head is then
+// initialised fresh, as HF does) and a bare encoder; the family's KeyMap says which file tensor is
+// which parameter. Missing encoder weights and shape mismatches are errors; every decision is
+// listed in the LoadReport.
 #pragma once
 
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,38 +16,52 @@
 #include <torch/torch.h>
 
 #include "common/status.h"
-#include "io/hf_config.h"
 #include "io/safetensors.h"
-#include "model/distilbert.h"
+#include "model/family.h"
+#include "model/sequence_classifier.h"
 
 namespace ftune::model {
 
 struct LoadReport {
   std::vector<std::string> loaded;      // model parameter names filled from the file
   std::vector<std::string> fresh;       // model parameters the file lacks, initialised fresh (head only)
-  std::vector<std::string> ignored;     // file tensors deliberately unused (MLM head)
+  std::vector<std::string> ignored;     // file tensors deliberately unused (another task's head)
   std::vector<std::string> unexpected;  // file tensors matching nothing (warned about)
+  std::string ignored_kind;             // what `ignored` is, for the log: "masked-LM head"
   std::string Summary() const;          // one paragraph for the log
 };
 
 struct LoadedModel {
-  io::DistilBertConfig config;
-  DistilBertForSequenceClassification model{nullptr};
+  SequenceClassifier model;
   LoadReport report;
-  std::string source;  // directory or config path, or "default"
+  std::string source;  // directory or config path, or the default architecture
+  bool fresh_head() const { return !report.fresh.empty() || report.loaded.empty(); }
+};
+
+struct LoadedMaskedLm {
+  MaskedLanguageModel model;
+  LoadReport report;
+  std::string source;
 };
 
 // `dir` holds config.json and model.safetensors. `num_labels` > 0 overrides the config's.
 absl::StatusOr<LoadedModel> LoadPretrained(const std::string& dir, const ModelOptions& options = {},
                                            int64_t num_labels = 0);
-// Random init (HF's scheme) from a config.json, or from `config` directly.
+// Random init (HF's scheme) from a config.json, or the default family's default architecture.
 absl::StatusOr<LoadedModel> BuildFromConfigFile(const std::string& path, const ModelOptions& options = {},
                                                 int64_t num_labels = 0);
-LoadedModel BuildFromConfig(const io::DistilBertConfig& config, const ModelOptions& options = {});
+absl::StatusOr<LoadedModel> BuildDefault(const ModelOptions& options = {}, int64_t num_labels = 0);
 
-// Writes config.json + model.safetensors that transformers' from_pretrained loads. Each file is
-// written atomically. Refuses models that still carry unmerged adapter layers.
-absl::Status SavePretrained(DistilBertForSequenceClassification& model, const std::string& dir);
+// Masked LMs: continued from a checkpoint (its MLM head when it has one, else a fresh one; a
+// classifier head in the file is ignored), or random init.
+absl::StatusOr<LoadedMaskedLm> LoadMaskedLm(const std::string& dir, const ModelOptions& options = {});
+absl::StatusOr<LoadedMaskedLm> BuildMaskedLmFromConfigFile(const std::string& path, const ModelOptions& options = {});
+absl::StatusOr<LoadedMaskedLm> BuildDefaultMaskedLm(const ModelOptions& options = {});
+
+// Writes config.json + model.safetensors that transformers' from_pretrained loads (each file
+// atomically). Refuses models that still carry unmerged adapter layers.
+absl::Status SavePretrained(SequenceClassifierImpl& model, const std::string& dir);
+absl::Status SavePretrained(MaskedLanguageModelImpl& model, const std::string& dir);
 
 // --- lower-level pieces, shared with adapters and checkpoints ---
 
@@ -57,7 +73,7 @@ absl::Status WriteTensors(const std::string& path, const std::vector<std::pair<s
                           std::map<std::string, std::string> metadata = {});
 // Copies file tensors into same-named parameters of `module`, after `rename` maps a file key to a
 // parameter name ("" = ignore). Shape mismatches are errors naming both shapes.
-absl::Status CopyIntoParameters(torch::nn::Module& module, const io::SafetensorsFile& file,
-                                const std::function<std::string(const std::string&)>& rename, LoadReport* report);
+absl::Status CopyIntoParameters(torch::nn::Module& module, const io::SafetensorsFile& file, const KeyMap& rename,
+                                LoadReport* report);
 
 }  // namespace ftune::model

@@ -3,10 +3,8 @@
 // (bias b) and a trainable vector l, initialised to ones, that rescales
 //   - the output, for ordinary targets:          y = l * (W x + b),  l: [out, 1]   (bias scaled too)
 //   - the input, for `feedforward` targets:      y = W (l * x) + b,  l: [1, in]
-// PEFT has no IA3 defaults for DistilBERT (TRANSFORMERS_MODELS_TO_IA3_*_MAPPING lists "bert":
-// key, value, output.dense with output.dense feedforward); ftune's defaults are their DistilBERT
-// counterparts: k_lin, v_lin and ffn.lin2, lin2 feedforward. The parameter is named like PEFT's
-// saved key without "base_model.model.": "<layer>.ia3_l" (the base stays "<layer>.base_layer.*").
+// Default targets are the family's (family.h). The parameter is named like PEFT's saved key
+// without "base_model.model.": "<layer>.ia3_l" (the base stays "<layer>.base_layer.*").
 #pragma once
 
 #include <memory>
@@ -22,11 +20,12 @@
 namespace ftune::model {
 
 struct Ia3Options {
-  // PEFT's target_modules rule (see MatchesTarget).
-  std::vector<std::string> targets = {"k_lin", "v_lin", "lin2"};
+  // PEFT's target_modules rule (see MatchesTarget). Empty: the model family's defaults, with its
+  // feedforward modules (methods.h WithFamilyDefaults; distilbert: k_lin, v_lin, lin2).
+  std::vector<std::string> targets;
   // PEFT's feedforward_modules: targets whose vector scales the input. A layer is feedforward when
   // its qualified name ends with one of these (PEFT's plain endswith); each must also be a target.
-  std::vector<std::string> feedforward = {"lin2"};
+  std::vector<std::string> feedforward;
 };
 
 class Ia3LinearImpl : public LinearLayerImpl {

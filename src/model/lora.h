@@ -30,8 +30,9 @@ struct LoraOptions {
   int64_t rank = 12;
   double alpha = 24.0;
   double dropout = 0.0;
-  // A Linear is replaced when its qualified name equals a target or ends with "." + target (PEFT's rule).
-  std::vector<std::string> targets = {"q_lin", "v_lin"};
+  // A Linear is replaced when its qualified name equals a target or ends with "." + target (PEFT's
+  // rule). Empty: the model family's defaults (methods.h WithFamilyDefaults; distilbert: q_lin, v_lin).
+  std::vector<std::string> targets;
   // DoRA: add the magnitude vector (PEFT's LoraConfig.use_dora).
   bool use_dora = false;
   double scaling() const { return alpha / static_cast<double>(rank); }

@@ -7,26 +7,10 @@
 namespace ftune::model {
 namespace {
 
-constexpr char kBlockPrefix[] = "distilbert.transformer.layer.";
-
-bool IsHead(const std::string& name) {
-  return absl::StartsWith(name, "pre_classifier.") || absl::StartsWith(name, "classifier.");
-}
-
-// The block index of a parameter under distilbert.transformer.layer.<i>., or -1.
-int64_t BlockIndex(const std::string& name) {
-  if (!absl::StartsWith(name, kBlockPrefix)) return -1;
-  absl::string_view rest = absl::string_view(name).substr(sizeof(kBlockPrefix) - 1);
-  int64_t i = -1;
-  if (!absl::SimpleAtoi(rest.substr(0, rest.find('.')), &i)) return -1;
-  return i;
-}
-
 // Wraps the adapter layers `method` needs, or checks that the model's existing ones are that kind.
-absl::Status EnsureAdapterLayers(DistilBertForSequenceClassification& model, Method method,
-                                 const MethodOptions& options) {
-  auto lora_layers = FindLoraLayers(*model);
-  const bool has_ia3 = !FindIa3Layers(*model).empty();
+absl::Status EnsureAdapterLayers(SequenceClassifierImpl& model, Method method, const MethodOptions& options) {
+  auto lora_layers = FindLoraLayers(model);
+  const bool has_ia3 = !FindIa3Layers(model).empty();
   const bool has_lora = !lora_layers.empty();
   const bool has_dora = has_lora && lora_layers.front().second->use_dora();
   auto mismatch = [&](const char* has) {
@@ -45,20 +29,20 @@ absl::Status EnsureAdapterLayers(DistilBertForSequenceClassification& model, Met
     case Method::kLora:
       if (has_ia3) return mismatch("ia3");
       if (has_dora) return mismatch("dora");
-      if (!has_lora) FTUNE_RETURN_IF_ERROR(ApplyLora(*model, options.lora).status());
+      if (!has_lora) FTUNE_RETURN_IF_ERROR(ApplyLora(model, options.lora).status());
       break;
     case Method::kDora: {
       if (has_ia3) return mismatch("ia3");
       if (has_lora && !has_dora) return mismatch("lora");
       LoraOptions dora = options.lora;
       dora.use_dora = true;
-      if (!has_lora) FTUNE_RETURN_IF_ERROR(ApplyLora(*model, dora).status());
+      if (!has_lora) FTUNE_RETURN_IF_ERROR(ApplyLora(model, dora).status());
       break;
     }
     case Method::kIa3:
       if (has_dora) return mismatch("dora");
       if (has_lora) return mismatch("lora");
-      if (!has_ia3) FTUNE_RETURN_IF_ERROR(ApplyIa3(*model, options.ia3).status());
+      if (!has_ia3) FTUNE_RETURN_IF_ERROR(ApplyIa3(model, options.ia3).status());
       break;
     default: break;
   }
@@ -96,26 +80,43 @@ bool IsAdapterParameterName(const std::string& name) {
          absl::EndsWith(name, ".lora_magnitude_vector") || absl::EndsWith(name, ".ia3_l");
 }
 
-absl::Status SelectTrainable(DistilBertForSequenceClassification& model, Method method, const MethodOptions& options) {
-  const int64_t n_layers = model->config().n_layers;
-  if (method == Method::kLastK && (options.last_k_layers < 1 || options.last_k_layers > n_layers)) {
+MethodOptions WithFamilyDefaults(MethodOptions o, const ModelFamily& family) {
+  if (o.lora.targets.empty()) o.lora.targets = family.lora_targets;
+  if (o.ia3.targets.empty()) {
+    o.ia3.targets = family.ia3_targets;
+    if (o.ia3.feedforward.empty()) o.ia3.feedforward = family.ia3_feedforward;
+  }
+  return o;
+}
+
+absl::Status SelectTrainable(SequenceClassifierImpl& model, Method method, const MethodOptions& given) {
+  const MethodOptions options = WithFamilyDefaults(given, model.family());
+  const int64_t n_blocks = model.num_blocks();
+  if (method == Method::kLastK && (options.last_k_layers < 1 || options.last_k_layers > n_blocks)) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "--last_k_layers must be in [1, %d] (the model's n_layers); got %d", n_layers, options.last_k_layers));
+        "--last_k_layers must be in [1, %d] (the model's blocks); got %d", n_blocks, options.last_k_layers));
   }
   FTUNE_RETURN_IF_ERROR(EnsureAdapterLayers(model, method, options));
-  for (auto& p : model->named_parameters()) {
+  const std::vector<std::string>& head = model.family().head_modules;
+  for (auto& p : model.named_parameters()) {
     const std::string& n = p.key();
-    bool train = IsHead(n);
+    bool train = InModules(n, head);
     switch (method) {
       case Method::kFull: train = true; break;
-      case Method::kHead: break;
+      case Method::kHead:
+      case Method::kLastK: break;  // the top blocks: below
       case Method::kBitFit: train = train || absl::EndsWith(n, ".bias"); break;
-      case Method::kLastK: train = train || BlockIndex(n) >= n_layers - options.last_k_layers; break;
       case Method::kLora:
       case Method::kDora:
       case Method::kIa3: train = train || IsAdapterParameterName(n); break;
     }
     p.value().set_requires_grad(train);
+  }
+  if (method == Method::kLastK) {
+    const auto blocks = model.blocks();
+    for (int64_t i = n_blocks - options.last_k_layers; i < n_blocks; ++i) {
+      for (auto& p : blocks[i]->parameters()) p.set_requires_grad(true);
+    }
   }
   return absl::OkStatus();
 }
@@ -130,17 +131,17 @@ std::vector<std::string> TrainableParameterNames(const torch::nn::Module& model)
 
 int MergeAdapters(torch::nn::Module& root) { return MergeLora(root) + MergeIa3(root); }
 
-std::optional<int64_t> FrozenBlockPrefix(DistilBertForSequenceClassification& model) {
-  for (const auto& p : model->distilbert->embeddings->parameters()) {
+std::optional<int64_t> FrozenBlockPrefix(SequenceClassifierImpl& model) {
+  for (const auto& p : model.embeddings().parameters()) {
     if (p.requires_grad()) return std::nullopt;
   }
-  const auto& layers = *model->distilbert->transformer->layer;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    for (const auto& p : layers[i]->parameters()) {
+  const auto blocks = model.blocks();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (const auto& p : blocks[i]->parameters()) {
       if (p.requires_grad()) return static_cast<int64_t>(i);
     }
   }
-  return static_cast<int64_t>(layers.size());
+  return static_cast<int64_t>(blocks.size());
 }
 
 }  // namespace ftune::model

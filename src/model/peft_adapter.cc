@@ -16,14 +16,6 @@ namespace {
 
 using json = nlohmann::json;
 constexpr char kPrefix[] = "base_model.model.";
-const std::vector<std::string> kHeadModules = {"pre_classifier", "classifier"};
-
-bool InModules(const std::string& name, const std::vector<std::string>& modules) {
-  for (const auto& m : modules) {
-    if (absl::StartsWith(name, m + ".")) return true;
-  }
-  return false;
-}
 
 // A list of module names (target_modules, feedforward_modules, modules_to_save) from the config.
 absl::StatusOr<std::vector<std::string>> NameList(const json& j, const std::string& key, const std::string& path) {
@@ -42,9 +34,9 @@ absl::StatusOr<std::vector<std::string>> NameList(const json& j, const std::stri
 }
 
 // The qualified names of the layers of `model` that `targets` select (PEFT's rule).
-std::set<std::string> Selected(DistilBertForSequenceClassification& model, const std::vector<std::string>& targets) {
+std::set<std::string> Selected(SequenceClassifierImpl& model, const std::vector<std::string>& targets) {
   std::set<std::string> out;
-  for (const LinearSlot& slot : LinearSlots(*model)) {
+  for (const LinearSlot& slot : LinearSlots(model)) {
     for (const auto& t : targets) {
       if (MatchesTarget(slot.qualified, t)) out.insert(slot.qualified);
     }
@@ -52,7 +44,7 @@ std::set<std::string> Selected(DistilBertForSequenceClassification& model, const
   return out;
 }
 
-absl::Status CheckTargetsSelect(DistilBertForSequenceClassification& model, const std::vector<std::string>& targets,
+absl::Status CheckTargetsSelect(SequenceClassifierImpl& model, const std::vector<std::string>& targets,
                                 const std::set<std::string>& wrapped, const char* what) {
   if (Selected(model, targets) == wrapped) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
@@ -62,6 +54,13 @@ absl::Status CheckTargetsSelect(DistilBertForSequenceClassification& model, cons
 }
 
 }  // namespace
+
+bool CoversModules(const std::vector<std::string>& modules_to_save, const std::vector<std::string>& modules) {
+  for (const auto& m : modules) {
+    if (std::find(modules_to_save.begin(), modules_to_save.end(), m) == modules_to_save.end()) return false;
+  }
+  return true;
+}
 
 std::string DescribeAdapter(const AdapterInfo& info) {
   if (info.method == Method::kIa3) {
@@ -105,13 +104,13 @@ absl::StatusOr<AdapterInfo> ReadAdapterConfig(const std::string& dir) {
     info.method = Method::kIa3;
     FTUNE_ASSIGN_OR_RETURN(info.ia3.targets, NameList(j, "target_modules", path));
     if (!j.contains("feedforward_modules") || j["feedforward_modules"].is_null()) {
-      return bad("\"feedforward_modules\" missing (PEFT has no IA3 defaults for DistilBERT)");
+      return bad("\"feedforward_modules\" missing (say which targets scale their input; [] for none)");
     }
     FTUNE_ASSIGN_OR_RETURN(info.ia3.feedforward, NameList(j, "feedforward_modules", path));
   } else {
     return bad("peft_type must be \"LORA\" (LoRA, DoRA) or \"IA3\"");
   }
-  if (flag("fan_in_fan_out")) return bad("\"fan_in_fan_out\": true is not supported (DistilBERT has nn.Linear layers)");
+  if (flag("fan_in_fan_out")) return bad("\"fan_in_fan_out\": true is not supported (ftune's layers are nn.Linear)");
   for (const char* unsupported : {"exclude_modules", "layers_to_transform", "layers_pattern"}) {
     if (j.contains(unsupported) && !j[unsupported].is_null() && !j[unsupported].empty()) {
       return bad(absl::StrFormat("\"%s\" is not supported", unsupported));
@@ -126,13 +125,13 @@ absl::StatusOr<AdapterInfo> ReadAdapterConfig(const std::string& dir) {
   return info;
 }
 
-absl::StatusOr<AdapterInfo> LoadAdapter(DistilBertForSequenceClassification& model, const std::string& dir) {
+absl::StatusOr<AdapterInfo> LoadAdapter(SequenceClassifierImpl& model, const std::string& dir) {
   FTUNE_ASSIGN_OR_RETURN(AdapterInfo info, ReadAdapterConfig(dir));
-  if (!FindLoraLayers(*model).empty() || !FindIa3Layers(*model).empty()) {
+  if (!FindLoraLayers(model).empty() || !FindIa3Layers(model).empty()) {
     return absl::FailedPreconditionError("the model already has adapter layers; load the adapter on a base model");
   }
   absl::Status applied =
-      info.method == Method::kIa3 ? ApplyIa3(*model, info.ia3).status() : ApplyLora(*model, info.lora).status();
+      info.method == Method::kIa3 ? ApplyIa3(model, info.ia3).status() : ApplyLora(model, info.lora).status();
   FTUNE_RETURN_IF_ERROR(Annotate(applied, dir + "/adapter_config.json"));
   FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(dir + "/adapter_model.safetensors"));
   LoadReport report;
@@ -140,13 +139,13 @@ absl::StatusOr<AdapterInfo> LoadAdapter(DistilBertForSequenceClassification& mod
     if (!absl::StartsWith(key, kPrefix)) return "\x01";  // matches no parameter: reported as unexpected
     return key.substr(sizeof(kPrefix) - 1);
   };
-  FTUNE_RETURN_IF_ERROR(CopyIntoParameters(*model, *file, rename, &report));
+  FTUNE_RETURN_IF_ERROR(CopyIntoParameters(model, *file, rename, &report));
   if (!report.unexpected.empty()) {
     return absl::FailedPreconditionError(absl::StrFormat("%s: tensor \"%s\" matches no parameter of the model",
                                                          file->path(), report.unexpected.front()));
   }
   std::set<std::string> loaded(report.loaded.begin(), report.loaded.end());
-  for (const auto& p : model->named_parameters()) {
+  for (const auto& p : model.named_parameters()) {
     if (IsAdapterParameterName(p.key()) && !loaded.count(p.key())) {
       return absl::FailedPreconditionError(
           absl::StrFormat("%s lacks adapter weight \"%s%s\"", file->path(), kPrefix, p.key()));
@@ -155,10 +154,12 @@ absl::StatusOr<AdapterInfo> LoadAdapter(DistilBertForSequenceClassification& mod
   return info;
 }
 
-absl::Status SaveAdapter(DistilBertForSequenceClassification& model, const MethodOptions& options,
+absl::Status SaveAdapter(SequenceClassifierImpl& model, const MethodOptions& given,
                          const std::string& base_model_name_or_path, const std::string& dir) {
-  const auto lora_layers = FindLoraLayers(*model);
-  const auto ia3_layers = FindIa3Layers(*model);
+  const auto lora_layers = FindLoraLayers(model);
+  const auto ia3_layers = FindIa3Layers(model);
+  const ModelFamily& family = model.family();
+  const MethodOptions options = WithFamilyDefaults(given, family);
   if (lora_layers.empty() == ia3_layers.empty()) {
     return absl::FailedPreconditionError(lora_layers.empty() ? "the model has no adapter layers to save"
                                                              : "the model mixes LoRA and IA3 layers");
@@ -211,15 +212,14 @@ absl::Status SaveAdapter(DistilBertForSequenceClassification& model, const Metho
     };
   }
   cfg["task_type"] = "SEQ_CLS";
-  cfg["modules_to_save"] = kHeadModules;
+  cfg["modules_to_save"] = family.head_modules;
   cfg["inference_mode"] = true;
   cfg["base_model_name_or_path"] = base_model_name_or_path;
-  cfg["auto_mapping"] = {{"base_model_class", "DistilBertForSequenceClassification"},
-                         {"parent_library", "transformers.models.distilbert.modeling_distilbert"}};
+  cfg["auto_mapping"] = {{"base_model_class", family.classifier_class}, {"parent_library", family.module_path}};
 
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& p : model->named_parameters()) {
-    if (IsAdapterParameterName(p.key()) || InModules(p.key(), kHeadModules)) {
+  for (const auto& p : model.named_parameters()) {
+    if (IsAdapterParameterName(p.key()) || InModules(p.key(), family.head_modules)) {
       tensors.emplace_back(kPrefix + p.key(), p.value().detach().to(torch::kFloat));
     }
   }

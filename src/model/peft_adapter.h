@@ -4,15 +4,16 @@
 //   dora  peft_type "LORA", use_dora: true   the same + <layer>.lora_magnitude_vector [out]
 //   ia3   peft_type "IA3"                    <layer>.ia3_l: [out, 1], or [1, in] for feedforward_modules
 // Every key is "base_model.model.<parameter>" (PEFT strips the adapter name, and DoRA's ".weight").
-// The trained classification head travels inside the adapter (modules_to_save: pre_classifier,
-// classifier, saved under their own names), so a saved adapter is complete.
+// The trained classification head travels inside the adapter (modules_to_save: the family's head
+// modules, saved under their own names), so a saved adapter is complete. The auto_mapping names the
+// family's class and module (family.h).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "common/status.h"
-#include "model/distilbert.h"
+#include "model/sequence_classifier.h"
 #include "model/methods.h"
 
 namespace ftune::model {
@@ -25,6 +26,9 @@ struct AdapterInfo {
   std::string base_model_name_or_path;
 };
 
+// Whether an adapter's modules_to_save include every one of `modules` (e.g. the family's head).
+bool CoversModules(const std::vector<std::string>& modules_to_save, const std::vector<std::string>& modules);
+
 // One line for logs: "LoRA r 4, alpha 8 on q_lin,v_lin", "IA3 on k_lin,v_lin,lin2 (feedforward: lin2)".
 std::string DescribeAdapter(const AdapterInfo& info);
 
@@ -35,14 +39,14 @@ absl::StatusOr<AdapterInfo> ReadAdapterConfig(const std::string& dir);
 
 // Applies the adapter to `model` (which must carry no adapter layers yet) and loads its weights,
 // including the saved head. Errors if any adapter weight is missing, mis-shaped or unexpected.
-absl::StatusOr<AdapterInfo> LoadAdapter(DistilBertForSequenceClassification& model, const std::string& dir);
+absl::StatusOr<AdapterInfo> LoadAdapter(SequenceClassifierImpl& model, const std::string& dir);
 
 // Writes the adapter weights and the head of `model`, which must carry LoRA, DoRA or IA3 layers;
 // the kind written follows the layers. `options` gives the config (rank, alpha, targets, ...) and
 // must describe the model's layers: its targets must select exactly the wrapped layers and, for
 // LoRA/DoRA, its rank must be theirs (FailedPrecondition otherwise), so the file loads back to the
-// same model in PEFT and in ftune.
-absl::Status SaveAdapter(DistilBertForSequenceClassification& model, const MethodOptions& options,
+// same model in PEFT and in ftune. Empty target lists are the family's defaults (as SelectTrainable).
+absl::Status SaveAdapter(SequenceClassifierImpl& model, const MethodOptions& options,
                          const std::string& base_model_name_or_path, const std::string& dir);
 
 }  // namespace ftune::model

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "data/batch_loader.h"
+#include "model/sequence_classifier.h"
 
 namespace ftune::train {
 
@@ -17,6 +18,9 @@ struct DeviceBatch {
   torch::Tensor indices;         // [rows] int64 dataset indices; undefined when absent
   torch::Tensor mlm_labels;      // [rows, seq_len] int64 masked-LM targets (-100 = not scored); MLM only
   int64_t seq_len = 0;           // the padded length (also for an indices-only batch: data::IndicesOnly)
+
+  // What a model's forward pass reads.
+  model::EncoderInputs inputs() const { return {input_ids, attention_mask, {}}; }
 };
 
 // `b`'s contents on `device` (owning copies: `b` may be discarded afterwards).

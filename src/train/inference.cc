@@ -48,10 +48,10 @@ absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const
 }
 
 namespace {
-absl::Status ForEachBatch(model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds,
+absl::Status ForEachBatch(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
                           std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
                           const std::function<absl::Status(data::HostBatch&)>& fn) {
-  return ForEachBatch(*model, model->config().max_position_embeddings, ds, std::move(idx), o, read_tokens, fn);
+  return ForEachBatch(model, model.config().max_position_embeddings, ds, std::move(idx), o, read_tokens, fn);
 }
 }  // namespace
 
@@ -140,27 +140,26 @@ torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& 
 }
 
 absl::Status ForEachLogits(
-    model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds, std::vector<int64_t> idx,
+    model::SequenceClassifierImpl& model, const data::TokenDataset& ds, std::vector<int64_t> idx,
     const InferenceOptions& o,
     const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink) {
   const bool cached = o.cache != nullptr && o.cache->defined();
   return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
-    torch::Tensor logits = cached ? o.cache->Logits(model, d.indices, d.seq_len) : model(d.input_ids, d.attention_mask);
+    torch::Tensor logits = cached ? o.cache->Logits(model, d.indices, d.seq_len) : model.forward(d.inputs());
     return sink(b, d, logits);
   });
 }
 
-absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassification& model,
-                                          const data::TokenDataset& ds, dist::Communicator* comm,
-                                          const InferenceOptions& o) {
+absl::StatusOr<EvalStats> EvaluateDataset(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
+                                          dist::Communicator* comm, const InferenceOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), comm->world_size());
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
   // Summed on the device; read once at the end (no host round trip per batch): the loss, then the
   // confusion matrix [true][pred].
-  const int64_t k = model->config().num_labels;
+  const int64_t k = model.config().num_labels;
   torch::Tensor acc = torch::zeros({1 + k * k}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
   int64_t seen = 0;
   FTUNE_RETURN_IF_ERROR(ForEachLogits(
@@ -189,25 +188,24 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassifica
   return e;
 }
 
-torch::Tensor FrozenCache::Logits(model::DistilBertForSequenceClassification& model, const torch::Tensor& indices,
+torch::Tensor FrozenCache::Logits(model::SequenceClassifierImpl& model, const torch::Tensor& indices,
                                   int64_t seq_len) const {
-  if (k == model->config().n_layers) return model->ClassifyFeatures(values.index_select(0, indices));
+  if (k == model.num_blocks()) return model.ClassifyFeatures(values.index_select(0, indices));
   const int64_t rows = indices.size(0), dim = values.size(1);
   const torch::Tensor steps = torch::arange(seq_len, indices.options());
   const torch::Tensor mask = steps.unsqueeze(0) < lengths.index_select(0, indices).unsqueeze(1);  // [rows, T]
   const torch::Tensor src = (offsets.index_select(0, indices).unsqueeze(1) + steps.unsqueeze(0)).masked_fill(~mask, 0);
   const torch::Tensor hidden =
       values.index_select(0, src.flatten()).view({rows, seq_len, dim}) * mask.unsqueeze(-1).to(values.scalar_type());
-  return model->ClassifyFrom(hidden, mask.to(torch::kLong), k);
+  return model.ClassifyFrom(hidden, mask.to(torch::kLong), k);
 }
 
-absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassification& model,
-                                         const data::TokenDataset& ds, int64_t k, dist::Communicator* comm,
-                                         const InferenceOptions& o) {
-  const int64_t dim = model->config().dim, n = ds.size();
-  const bool cls_only = k == model->config().n_layers;
+absl::StatusOr<FrozenCache> EncodeFrozen(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
+                                         int64_t k, dist::Communicator* comm, const InferenceOptions& o) {
+  const int64_t n = ds.size();
+  const bool features_only = k == model.num_blocks();
   auto options = torch::TensorOptions().dtype(torch::kFloat).device(o.device);
-  for (const auto& p : model->parameters()) {
+  for (const auto& p : model.parameters()) {
     options = options.dtype(p.scalar_type());
     break;
   }
@@ -216,11 +214,12 @@ absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassificat
   std::vector<int64_t> offsets(n + 1, 0), lengths(n);
   for (int64_t i = 0; i < n; ++i) {
     lengths[i] = ds.length(i);
-    offsets[i + 1] = offsets[i] + (cls_only ? 1 : lengths[i]);
+    offsets[i + 1] = offsets[i] + (features_only ? 1 : lengths[i]);
   }
+  const int64_t dim = model.config().hidden_size;  // the features' width too (sequence_classifier.h)
   cache.values = torch::zeros({offsets[n], dim}, options);
   const torch::Tensor host_offsets = torch::tensor(offsets, torch::kLong);
-  if (!cls_only) {
+  if (!features_only) {
     cache.offsets = host_offsets.narrow(0, 0, n).to(o.device);
     cache.lengths = torch::tensor(lengths, torch::kLong).to(o.device);
   }
@@ -230,12 +229,12 @@ absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassificat
   std::iota(idx.begin(), idx.end(), begin);
   FTUNE_RETURN_IF_ERROR(ForEachBatch(model, ds, idx, o, /*read_tokens=*/true, [&](data::HostBatch& b) {
     const DeviceBatch d = ToDevice(b, o.device);
-    if (cls_only) {
-      const torch::Tensor cls = model->distilbert(d.input_ids, d.attention_mask).select(1, 0);
-      cache.values.index_copy_(0, d.indices, cls.to(cache.values.scalar_type()));
+    if (features_only) {
+      const torch::Tensor features = model.EncodeFeatures(d.inputs());
+      cache.values.index_copy_(0, d.indices, features.to(cache.values.scalar_type()));
       return absl::OkStatus();
     }
-    const torch::Tensor hidden = model->distilbert->ForwardBelow(d.input_ids, d.attention_mask, k);
+    const torch::Tensor hidden = model.ForwardBelow(d.inputs(), k);
     // Each row's real tokens go to its packed place.
     std::vector<int64_t> src, dst;
     for (int64_t r = 0; r < b.rows; ++r) {

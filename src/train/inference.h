@@ -1,6 +1,6 @@
 // Running a model over a dataset without training: evaluation (classification accuracy + loss,
 // masked-LM token accuracy + loss; sums over ranks, every example exactly once), predictions, and
-// the frozen-encoder feature cache for `head`.
+// the frozen-encoder feature cache for `head` and `last_k`.
 #pragma once
 
 #include <functional>
@@ -11,7 +11,7 @@
 #include "data/batch_loader.h"
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
-#include "model/distilbert.h"
+#include "model/sequence_classifier.h"
 #include "nlohmann/json.hpp"
 #include "train/device_batch.h"
 
@@ -49,20 +49,20 @@ struct EvalStats {
 };
 
 // The frozen bottom of the encoder computed once (--cache_frozen_features), for every example of a
-// dataset: what enters the first trainable block k. k == n_layers (head): the [CLS] features,
-// [N, dim]. k < n_layers (last_k): each example's hidden states, packed [total tokens, dim] at
+// dataset: what enters the first trainable block k. k == num_blocks (head): the head's input
+// features (EncodeFeatures: DistilBERT's [CLS] row), [N, F]. k < num_blocks (last_k): each
+// example's hidden states, packed [total tokens, hidden] at
 // `offsets`. Computed in eval mode (no dropout in the frozen blocks: cached training differs from
 // uncached training by that noise only; the logits of a batch are those of the full forward).
 struct FrozenCache {
   int64_t k = 0;
   torch::Tensor values;
-  torch::Tensor offsets, lengths;  // [N] int64 on the device (k < n_layers)
+  torch::Tensor offsets, lengths;  // [N] int64 on the device (k < num_blocks)
   bool defined() const { return values.defined(); }
   // `model`'s logits for the dataset rows `indices` (on the device), padded to `seq_len` tokens:
   // the head on the cached features, or the trainable blocks on the cached hidden states with
   // zeros in the padding (masked, so the [CLS] output is exact).
-  torch::Tensor Logits(model::DistilBertForSequenceClassification& model, const torch::Tensor& indices,
-                       int64_t seq_len) const;
+  torch::Tensor Logits(model::SequenceClassifierImpl& model, const torch::Tensor& indices, int64_t seq_len) const;
 };
 
 struct InferenceOptions {
@@ -92,21 +92,19 @@ absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const
 // Calls `sink(batch, on_device, logits)` for `indices` of `ds` in eval mode, batched longest-first
 // (less padding; per-example results do not depend on the order). Restores train mode afterwards.
 absl::Status ForEachLogits(
-    model::DistilBertForSequenceClassification& model, const data::TokenDataset& ds, std::vector<int64_t> indices,
+    model::SequenceClassifierImpl& model, const data::TokenDataset& ds, std::vector<int64_t> indices,
     const InferenceOptions& options,
     const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink);
 
 // Accuracy and mean loss over all of `ds`: each rank scores its contiguous share, the counts are
 // summed over ranks, and the total is checked against the dataset size. Identical on every rank.
-absl::StatusOr<EvalStats> EvaluateDataset(model::DistilBertForSequenceClassification& model,
-                                          const data::TokenDataset& ds, dist::Communicator* comm,
-                                          const InferenceOptions& options);
+absl::StatusOr<EvalStats> EvaluateDataset(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
+                                          dist::Communicator* comm, const InferenceOptions& options);
 
 // The frozen bottom (embeddings + blocks [0, k)) for every example of `ds` on options.device, in
 // eval mode (no dropout). With several ranks each computes its share and they are broadcast.
-absl::StatusOr<FrozenCache> EncodeFrozen(model::DistilBertForSequenceClassification& model,
-                                         const data::TokenDataset& ds, int64_t k, dist::Communicator* comm,
-                                         const InferenceOptions& options);
+absl::StatusOr<FrozenCache> EncodeFrozen(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
+                                         int64_t k, dist::Communicator* comm, const InferenceOptions& options);
 
 // Sum of per-example cross-entropies (fp32 for reduced-precision logits), smoothed and weighted per
 // `loss` (`weights`: loss.class_weights as a tensor on the logits' device, or undefined).

@@ -25,7 +25,7 @@ void MaskedLmObjective::AnnotateEval(const EvalStats& e, nlohmann::json* record)
 }
 
 absl::StatusOr<std::unique_ptr<ClassificationObjective>> ClassificationObjective::Create(
-    model::DistilBertForSequenceClassification model, ClassificationLoss loss) {
+    model::SequenceClassifier model, ClassificationLoss loss) {
   const int64_t k = model->config().num_labels;
   if (!loss.class_weights.empty()) {
     if (static_cast<int64_t>(loss.class_weights.size()) != k) {
@@ -63,25 +63,25 @@ absl::StatusOr<double> ClassificationObjective::GlobalUnits(absl::Span<const dat
 }
 
 int64_t ClassificationObjective::FrozenBlocks() {
-  if (!frozen_blocks_) frozen_blocks_ = model::FrozenBlockPrefix(model_).value_or(0);
+  if (!frozen_blocks_) frozen_blocks_ = model::FrozenBlockPrefix(*model_).value_or(0);
   return *frozen_blocks_;
 }
 
 torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
   torch::Tensor logits;
   if (train_cache_.defined()) {
-    logits = train_cache_.Logits(model_, b.indices, b.seq_len);
+    logits = train_cache_.Logits(*model_, b.indices, b.seq_len);
   } else if (const int64_t k = FrozenBlocks(); k > 0) {
     // head (k = n_layers) and last_k: the frozen embeddings and blocks [0, k) run without an
     // autograd graph (same kernels, same logits and gradients: methods.h).
     torch::Tensor hidden;
     {
       torch::NoGradGuard no_grad;
-      hidden = model_->distilbert->ForwardBelow(b.input_ids, b.attention_mask, k);
+      hidden = model_->ForwardBelow(b.inputs(), k);
     }
     logits = model_->ClassifyFrom(hidden, b.attention_mask, k);
   } else {
-    logits = model_(b.input_ids, b.attention_mask);
+    logits = model_->forward(b.inputs());
   }
   if (!loss_.class_weights.empty() && !weights_.defined()) {
     weights_ = torch::tensor(loss_.class_weights, torch::kDouble).to(logits.device());
@@ -93,7 +93,7 @@ absl::StatusOr<EvalStats> ClassificationObjective::Evaluate(const data::TokenDat
                                                             InferenceOptions options) {
   if (&ds == eval_cache_of_) options.cache = &eval_cache_;
   options.label_smoothing = loss_.label_smoothing;
-  return EvaluateDataset(model_, ds, &host, options);
+  return EvaluateDataset(*model_, ds, &host, options);
 }
 
 absl::Status ClassificationObjective::CacheFrozenFeatures(const data::TokenDataset& train,
@@ -101,9 +101,9 @@ absl::Status ClassificationObjective::CacheFrozenFeatures(const data::TokenDatas
                                                           const InferenceOptions& options) {
   if (FrozenBlocks() == 0)
     return absl::InvalidArgumentError("--cache_frozen_features needs a frozen bottom (--method=head or last_k)");
-  FTUNE_ASSIGN_OR_RETURN(train_cache_, EncodeFrozen(model_, train, FrozenBlocks(), &comm, options));
+  FTUNE_ASSIGN_OR_RETURN(train_cache_, EncodeFrozen(*model_, train, FrozenBlocks(), &comm, options));
   if (eval != nullptr) {
-    FTUNE_ASSIGN_OR_RETURN(eval_cache_, EncodeFrozen(model_, *eval, FrozenBlocks(), &comm, options));
+    FTUNE_ASSIGN_OR_RETURN(eval_cache_, EncodeFrozen(*model_, *eval, FrozenBlocks(), &comm, options));
     eval_cache_of_ = eval;
   }
   return absl::OkStatus();
@@ -118,7 +118,7 @@ absl::StatusOr<double> MaskedLmObjective::GlobalUnits(absl::Span<const data::Hos
 }
 
 torch::Tensor MaskedLmObjective::LossSum(const DeviceBatch& b) {
-  return model_->ScoredLoss(b.input_ids, b.attention_mask, b.mlm_labels).first;
+  return model_->ScoredLoss(b.inputs(), b.mlm_labels).first;
 }
 
 absl::StatusOr<EvalStats> MaskedLmObjective::Evaluate(const data::TokenDataset& ds, dist::Communicator& host,
@@ -135,8 +135,7 @@ absl::StatusOr<EvalStats> MaskedLmObjective::Evaluate(const data::TokenDataset& 
                                      /*read_tokens=*/true, [&](data::HostBatch& b) {
                                        if (b.masked_tokens == 0) return absl::OkStatus();
                                        const DeviceBatch d = ToDevice(b, o.device);
-                                       auto [loss, correct] =
-                                           model_->ScoredLoss(d.input_ids, d.attention_mask, d.mlm_labels);
+                                       auto [loss, correct] = model_->ScoredLoss(d.inputs(), d.mlm_labels);
                                        acc.narrow(0, 0, 1).add_(correct.to(torch::kDouble));
                                        acc.narrow(0, 1, 1).add_(loss.to(torch::kDouble));
                                        scored += b.masked_tokens;

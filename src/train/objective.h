@@ -1,9 +1,9 @@
 // What a run learns: the model, what a batch's loss is, and what evaluation measures. The Trainer
 // is the same for every objective (ranks, gradient buckets, AdamW, schedule, checkpoints,
 // signals); an Objective holds only what differs:
-//   ClassificationObjective  DistilBertForSequenceClassification; cross-entropy per example;
-//                            accuracy; the frozen-encoder feature cache (method head)
-//   MaskedLmObjective        DistilBertForMaskedLM; cross-entropy per masked token (HF's
+//   ClassificationObjective  a SequenceClassifier (any family); cross-entropy per example;
+//                            accuracy; the frozen-encoder feature cache (head, last_k)
+//   MaskedLmObjective        a MaskedLanguageModel; cross-entropy per masked token (HF's
 //                            DataCollatorForLanguageModeling); masked-token accuracy, perplexity
 // A step's loss is the sum over this rank's units divided by the units of the whole global batch,
 // so the sum of the ranks' gradients is exactly the global batch's mean-loss gradient.
@@ -21,8 +21,7 @@
 #include "data/masking.h"
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
-#include "model/distilbert.h"
-#include "model/masked_lm.h"
+#include "model/sequence_classifier.h"
 #include "train/device_batch.h"
 #include "train/inference.h"
 
@@ -44,7 +43,7 @@ class Objective {
   virtual ~Objective() = default;
   virtual const char* name() const = 0;  // "classification" | "mlm"
   virtual torch::nn::Module& module() = 0;
-  virtual const io::DistilBertConfig& config() const = 0;
+  virtual model::ModelConfig config() const = 0;
 
   // Loss units of micro-batch `b` (examples, class-weighted examples, or masked tokens).
   virtual double Units(const data::HostBatch& b) const = 0;
@@ -75,12 +74,12 @@ class Objective {
 class ClassificationObjective : public Objective {
  public:
   // Errors (InvalidArgument) when `loss` has class weights of the wrong count or sign.
-  static absl::StatusOr<std::unique_ptr<ClassificationObjective>> Create(
-      model::DistilBertForSequenceClassification model, ClassificationLoss loss);
-  explicit ClassificationObjective(model::DistilBertForSequenceClassification model) : model_(std::move(model)) {}
+  static absl::StatusOr<std::unique_ptr<ClassificationObjective>> Create(model::SequenceClassifier model,
+                                                                         ClassificationLoss loss);
+  explicit ClassificationObjective(model::SequenceClassifier model) : model_(std::move(model)) {}
   const char* name() const override { return "classification"; }
   torch::nn::Module& module() override { return *model_; }
-  const io::DistilBertConfig& config() const override { return model_->config(); }
+  model::ModelConfig config() const override { return model_->config(); }
   double Units(const data::HostBatch& b) const override;
   // Unweighted: the global batch's examples, which every rank knows from the sampler; weighted: the
   // global sum of the examples' class weights (one all-reduce).
@@ -92,13 +91,13 @@ class ClassificationObjective : public Objective {
   absl::Status CacheFrozenFeatures(const data::TokenDataset& train, const data::TokenDataset* eval,
                                    dist::Communicator& comm, const InferenceOptions& options) override;
 
-  model::DistilBertForSequenceClassification& model() { return model_; }
+  model::SequenceClassifier& model() { return model_; }
 
  private:
   // Embedding + blocks below the first trainable one (n_layers: the whole encoder is frozen).
   int64_t FrozenBlocks();
 
-  model::DistilBertForSequenceClassification model_;
+  model::SequenceClassifier model_;
   ClassificationLoss loss_;
   torch::Tensor weights_;  // loss_.class_weights on the model's device (undefined: unweighted)
   std::optional<int64_t> frozen_blocks_;
@@ -108,11 +107,11 @@ class ClassificationObjective : public Objective {
 
 class MaskedLmObjective : public Objective {
  public:
-  MaskedLmObjective(model::DistilBertForMaskedLM model, data::MaskingOptions masking)
+  MaskedLmObjective(model::MaskedLanguageModel model, data::MaskingOptions masking)
       : model_(std::move(model)), masking_(std::move(masking)) {}
   const char* name() const override { return "mlm"; }
   torch::nn::Module& module() override { return *model_; }
-  const io::DistilBertConfig& config() const override { return model_->config(); }
+  model::ModelConfig config() const override { return model_->config(); }
   double Units(const data::HostBatch& b) const override { return static_cast<double>(b.masked_tokens); }
   absl::StatusOr<double> GlobalUnits(absl::Span<const data::HostBatch> micro, dist::Communicator& host) const override;
   torch::Tensor LossSum(const DeviceBatch& b) override;
@@ -122,10 +121,10 @@ class MaskedLmObjective : public Objective {
   std::string DescribeEval(const EvalStats& e) const override;
   void AnnotateEval(const EvalStats& e, nlohmann::json* record) const override;
 
-  model::DistilBertForMaskedLM& model() { return model_; }
+  model::MaskedLanguageModel& model() { return model_; }
 
  private:
-  model::DistilBertForMaskedLM model_;
+  model::MaskedLanguageModel model_;
   data::MaskingOptions masking_;
 };
 

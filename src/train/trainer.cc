@@ -451,7 +451,7 @@ Trainer::Trainer(std::unique_ptr<Objective> objective, TrainOptions options, dis
       gradient_comm_(gradient_comm),
       device_(device) {}
 
-Trainer::Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
+Trainer::Trainer(model::SequenceClassifier model, TrainOptions options, dist::Communicator* host_comm,
                  dist::Communicator* gradient_comm, torch::Device device)
     : Trainer(std::make_unique<ClassificationObjective>(std::move(model)), options, host_comm, gradient_comm, device) {}
 

@@ -33,7 +33,7 @@
 #include "data/batch_loader.h"
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
-#include "model/distilbert.h"
+#include "model/sequence_classifier.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/grad_scaler.h"
@@ -154,7 +154,7 @@ class Trainer {
   Trainer(std::unique_ptr<Objective> objective, TrainOptions options, dist::Communicator* host_comm,
           dist::Communicator* gradient_comm, torch::Device device);
   // Sequence classification (ClassificationObjective).
-  Trainer(model::DistilBertForSequenceClassification model, TrainOptions options, dist::Communicator* host_comm,
+  Trainer(model::SequenceClassifier model, TrainOptions options, dist::Communicator* host_comm,
           dist::Communicator* gradient_comm, torch::Device device);
   ~Trainer();
 

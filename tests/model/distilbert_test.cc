@@ -1,5 +1,5 @@
 // DistilBERT against Hugging Face's own outputs for the same weights (tests/fixtures/hf).
-#include "model/distilbert.h"
+#include "model/distilbert/modeling.h"
 
 #include <fstream>
 
@@ -12,6 +12,7 @@
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
 #include "tests/model/reference.h"
+#include "tests/model/test_util.h"
 
 namespace ftune::model {
 namespace {
@@ -32,7 +33,7 @@ class TinyCls : public ::testing::Test {
     std::ifstream in(HfFixture("hf-tiny-cls/io.json"));
     scalars_ = nlohmann::json::parse(in);
   }
-  DistilBertForSequenceClassification& model() { return loaded_.model; }
+  DistilBertForSequenceClassificationImpl& model() { return testing::AsDistilBert(loaded_.model); }
   LoadedModel loaded_;
   std::map<std::string, torch::Tensor> io_;
   nlohmann::json scalars_;
@@ -46,19 +47,19 @@ TEST_F(TinyCls, LoadsEveryTensorAndNothingElse) {
 }
 
 TEST_F(TinyCls, EvalLogitsMatchHuggingFace) {
-  model()->eval();
+  model().eval();
   torch::NoGradGuard g;
-  torch::Tensor logits = model()(io_["input_ids"], io_["attention_mask"]);
+  torch::Tensor logits = testing::Logits(model(), io_["input_ids"], io_["attention_mask"]);
   EXPECT_LT(MaxAbsDiff(logits, io_["logits"]), 1e-5);
   torch::Tensor loss = ClassificationLoss(logits, io_["labels"]);
   EXPECT_NEAR(loss.item<double>(), scalars_["loss_eval"].get<double>(), 1e-6);
 }
 
 TEST_F(TinyCls, EveryHiddenStateMatchesHuggingFace) {
-  model()->eval();
+  model().eval();
   torch::NoGradGuard g;
   std::vector<torch::Tensor> hidden;
-  model()->distilbert(io_["input_ids"], io_["attention_mask"], &hidden);
+  model().distilbert(io_["input_ids"], io_["attention_mask"], &hidden);
   ASSERT_EQ(hidden.size(), 3u);  // embeddings + 2 layers, as HF's hidden_states
   for (size_t i = 0; i < hidden.size(); ++i) {
     EXPECT_LT(MaxAbsDiff(hidden[i], io_["hidden." + std::to_string(i)]), 1e-5) << "hidden." << i;
@@ -66,21 +67,21 @@ TEST_F(TinyCls, EveryHiddenStateMatchesHuggingFace) {
 }
 
 TEST_F(TinyCls, Float64LogitsMatchHuggingFaceTo1e10) {
-  model()->to(torch::kDouble);
-  model()->eval();
+  model().to(torch::kDouble);
+  model().eval();
   torch::NoGradGuard g;
-  torch::Tensor logits = model()(io_["input_ids"], io_["attention_mask"]);
+  torch::Tensor logits = testing::Logits(model(), io_["input_ids"], io_["attention_mask"]);
   ASSERT_EQ(logits.scalar_type(), torch::kDouble);
   EXPECT_LT(MaxAbsDiff(logits, io_["logits_fp64"]), 1e-10);
 }
 
 TEST_F(TinyCls, EveryParameterGradientMatchesHuggingFace) {
-  model()->train();  // dropouts are 0 in this config, so train mode is deterministic
-  torch::Tensor loss = ClassificationLoss(model()(io_["input_ids"], io_["attention_mask"]), io_["labels"]);
+  model().train();  // dropouts are 0 in this config, so train mode is deterministic
+  torch::Tensor loss = ClassificationLoss(testing::Logits(model(), io_["input_ids"], io_["attention_mask"]), io_["labels"]);
   EXPECT_NEAR(loss.item<double>(), scalars_["loss_train"].get<double>(), 1e-6);
   loss.backward();
   int checked = 0;
-  for (const auto& p : model()->named_parameters()) {
+  for (const auto& p : model().named_parameters()) {
     auto it = io_.find("grad." + p.key());
     ASSERT_NE(it, io_.end()) << p.key();
     ASSERT_TRUE(p.value().grad().defined()) << p.key();
@@ -104,7 +105,7 @@ TEST(TinyClsFused, LogitsAndGradientsMatchHuggingFaceWithFusedAttention) {
   auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
   ASSERT_LT(io["attention_mask"].min().item<int64_t>(), 1) << "the reference batch should contain padding";
   m->model->train();
-  torch::Tensor logits = m->model(io["input_ids"], io["attention_mask"]);
+  torch::Tensor logits = testing::Logits(*m->model, io["input_ids"], io["attention_mask"]);
   ClassificationLoss(logits, io["labels"]).backward();
   int checked = 0;
   for (const auto& p : m->model->named_parameters()) {
@@ -115,7 +116,7 @@ TEST(TinyClsFused, LogitsAndGradientsMatchHuggingFaceWithFusedAttention) {
   EXPECT_EQ(checked, 40);
   m->model->eval();
   torch::NoGradGuard g;
-  EXPECT_LT(MaxAbsDiff(m->model(io["input_ids"], io["attention_mask"]), io["logits"]), 1e-5);
+  EXPECT_LT(MaxAbsDiff(testing::Logits(*m->model, io["input_ids"], io["attention_mask"]), io["logits"]), 1e-5);
 }
 
 // --precision=bf16: autocast runs the matmuls in bfloat16 while parameters and gradients stay fp32
@@ -133,7 +134,7 @@ TEST_P(TinyClsBf16, AutocastKeepsFp32ParametersAndGradientsAndStaysCloseToFp32) 
   auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
   m->model->to(device);
   m->model->train();  // dropout is 0 in this config
-  torch::Tensor logits = m->model(io["input_ids"].to(device), io["attention_mask"].to(device));
+  torch::Tensor logits = testing::Logits(*m->model, io["input_ids"].to(device), io["attention_mask"].to(device));
   EXPECT_EQ(logits.scalar_type(), torch::kBFloat16) << "autocast is not active";
   const double diff = MaxAbsDiff(logits.to(torch::kFloat).cpu(), io["logits"]);
   EXPECT_GT(diff, 0.0) << "bf16 logits are bit-identical to fp32: autocast did nothing";
@@ -202,9 +203,9 @@ TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
   ModelOptions exact = eager;  // bf16 cases: the fp32 eager model, against which both are judged
   exact.compute_dtype = torch::kFloat;
   torch::manual_seed(7);
-  LoadedModel a = BuildFromConfig(config, fused);
-  LoadedModel b = BuildFromConfig(config, eager);
-  LoadedModel r = BuildFromConfig(config, exact);
+  LoadedModel a = testing::BuildDistilBert(config, fused);
+  LoadedModel b = testing::BuildDistilBert(config, eager);
+  LoadedModel r = testing::BuildDistilBert(config, exact);
   {
     torch::NoGradGuard g;
     // As the HF fixtures do: noise on HF's init, so logits are O(1) and attention is peaked, and a
@@ -228,7 +229,8 @@ TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
   mask = mask.to(device);
   const torch::Tensor labels = torch::tensor({0, 1, 1, 0}, torch::kLong).to(device);
 
-  torch::Tensor la = a.model(ids, mask), lb = b.model(ids, mask), lr = r.model(ids, mask);
+  torch::Tensor la = testing::Logits(*a.model, ids, mask), lb = testing::Logits(*b.model, ids, mask),
+                lr = testing::Logits(*r.model, ids, mask);
   ClassificationLoss(la, labels).backward();
   ClassificationLoss(lb, labels).backward();
   ClassificationLoss(lr, labels).backward();
@@ -264,10 +266,11 @@ TEST_P(FusedAttention, LogitsAndGradientsMatchEagerWithPadding) {
   // The padded batch gives each review what it gets alone, unpadded (padding leaks nowhere).
   a.model->eval();
   torch::NoGradGuard g;
-  const torch::Tensor batched = a.model(ids, mask);
+  const torch::Tensor batched = testing::Logits(*a.model, ids, mask);
   for (size_t i = 0; i < lengths.size(); ++i) {
     const torch::Tensor alone =
-        a.model(ids[i].slice(0, 0, lengths[i]).unsqueeze(0), mask[i].slice(0, 0, lengths[i]).unsqueeze(0));
+        testing::Logits(*a.model, ids[i].slice(0, 0, lengths[i]).unsqueeze(0),
+                        mask[i].slice(0, 0, lengths[i]).unsqueeze(0));
     EXPECT_LT(MaxAbsDiff(alone, batched[i].unsqueeze(0)), tol * scale) << "review " << i << " of " << lengths[i];
   }
 }
@@ -295,7 +298,7 @@ TEST_F(TinyCls, SaveLoadRoundTripIsBitExactAndHfShaped) {
   ASSERT_TRUE(SavePretrained(model(), dir).ok());
   auto back = LoadPretrained(dir, ModelOptions{false});
   ASSERT_TRUE(back.ok()) << back.status();
-  auto a = model()->named_parameters();
+  auto a = model().named_parameters();
   for (const auto& p : back->model->named_parameters()) {
     EXPECT_TRUE(torch::equal(p.value(), *a.find(p.key()))) << p.key();
   }
@@ -331,14 +334,14 @@ TEST(TinyMlm, HubLayoutLoadsEncoderIgnoresMlmHeadAndCreatesAFreshHead) {
   auto io = ReadAll(HfFixture("hf-tiny-mlm/io.safetensors"));
   m->model->eval();
   torch::NoGradGuard g;
-  torch::Tensor h = m->model->distilbert(io["input_ids"], io["attention_mask"]);
+  torch::Tensor h = testing::AsDistilBert(m->model).distilbert(io["input_ids"], io["attention_mask"]);
   EXPECT_LT(MaxAbsDiff(h, io["last_hidden_state"]), 1e-5);
 }
 
 TEST(FullSize, NamesShapesAndCountEqualHuggingFace) {
   std::ifstream in(HfFixture("counts.json"));
   auto counts = nlohmann::ordered_json::parse(in);
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
   std::vector<std::pair<std::string, std::vector<int64_t>>> ours, theirs;
   for (const auto& p : m.model->named_parameters()) {
     ours.emplace_back(p.key(), p.value().sizes().vec());
@@ -352,7 +355,7 @@ TEST(FullSize, NamesShapesAndCountEqualHuggingFace) {
 }
 
 TEST(ModuleTree, PrintsLikePyTorchWithTheHeadAtTheBottom) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
   std::string tree = ModuleTreeString(*m.model);
   EXPECT_TRUE(absl::StartsWith(tree, "DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel(\n"));
   EXPECT_THAT(tree, HasSubstr("      (word_embeddings): Embedding(30522, 768, padding_idx=0)\n"));

@@ -18,8 +18,8 @@ using ::ftune::testing::MaxAbsDiff;
 using ::testing::HasSubstr;
 
 TEST(Ia3, WrapsKeyValueAndTheFfnOutputWithPeftShapes) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
-  auto replaced = ApplyIa3(*m.model, Ia3Options{});
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
+  auto replaced = ApplyIa3(*m.model, testing::DistilBertIa3());
   ASSERT_TRUE(replaced.ok()) << replaced.status();
   ASSERT_EQ(replaced->size(), 18u);  // 6 blocks x (k_lin, v_lin, lin2)
   EXPECT_EQ((*replaced)[0], "distilbert.transformer.layer.0.attention.k_lin");
@@ -49,10 +49,10 @@ TEST(Ia3, FreshAdapterLeavesOutputsUnchanged) {
   auto b = ::ftune::testing::MakeTinyBatch();
   m->eval();
   torch::NoGradGuard g;
-  torch::Tensor before = m(b.ids, b.mask);
-  ASSERT_TRUE(ApplyIa3(*m, Ia3Options{}).ok());
+  torch::Tensor before = testing::Logits(*m, b.ids, b.mask);
+  ASSERT_TRUE(ApplyIa3(*m, testing::DistilBertIa3()).ok());
   EXPECT_EQ(FindIa3Layers(*m).front().second->ia3_l.scalar_type(), torch::kDouble);  // lives with its base
-  EXPECT_TRUE(torch::equal(m(b.ids, b.mask), before));
+  EXPECT_TRUE(torch::equal(testing::Logits(*m, b.ids, b.mask), before));
 }
 
 // A 3 -> 2 Linear in float64: W = [[1, 2, 0], [0, -1, 3]], b = [0.5, -1].
@@ -109,7 +109,7 @@ TEST(Ia3, GradientsMatchFiniteDifferences) {
   }
   // Through a whole model: every IA3 vector's gradient of the classification loss.
   auto m = ::ftune::testing::TinyDoubleModel();
-  ASSERT_TRUE(ApplyIa3(*m, Ia3Options{}).ok());
+  ASSERT_TRUE(ApplyIa3(*m, testing::DistilBertIa3()).ok());
   auto layers = FindIa3Layers(*m);
   {
     torch::NoGradGuard g;
@@ -117,7 +117,7 @@ TEST(Ia3, GradientsMatchFiniteDifferences) {
   }
   auto b = ::ftune::testing::MakeTinyBatch();
   m->train();  // dropouts are 0
-  auto loss = [&] { return ClassificationLoss(m(b.ids, b.mask), b.labels); };
+  auto loss = [&] { return ClassificationLoss(testing::Logits(*m, b.ids, b.mask), b.labels); };
   loss().backward();
   for (auto& [name, layer] : layers) {
     EXPECT_LT(
@@ -146,30 +146,30 @@ TEST(Ia3, MergeScalesRowsOrColumnsAndKeepsTheOutputs) {
   EXPECT_LT(MaxAbsDiff(m_in->forward(x), in.forward(x)), 1e-14);
 
   auto m = ::ftune::testing::TinyDoubleModel();
-  ASSERT_TRUE(ApplyIa3(*m, Ia3Options{}).ok());
+  ASSERT_TRUE(ApplyIa3(*m, testing::DistilBertIa3()).ok());
   for (auto& [name, layer] : FindIa3Layers(*m)) layer->ia3_l.add_(0.3 * torch::randn_like(layer->ia3_l));
   auto b = ::ftune::testing::MakeTinyBatch();
   m->eval();
-  torch::Tensor before = m(b.ids, b.mask);
+  torch::Tensor before = testing::Logits(*m, b.ids, b.mask);
   EXPECT_EQ(MergeIa3(*m), 6);
   EXPECT_TRUE(FindIa3Layers(*m).empty());
-  EXPECT_LT(MaxAbsDiff(m(b.ids, b.mask), before), 1e-12);
+  EXPECT_LT(MaxAbsDiff(testing::Logits(*m, b.ids, b.mask), before), 1e-12);
 }
 
 TEST(Ia3, BadOptionsAreRefused) {
   auto m = ::ftune::testing::TinyDoubleModel();
-  Ia3Options o;
+  Ia3Options o = testing::DistilBertIa3();
   o.feedforward = {"lin1"};
   auto r = ApplyIa3(*m, o);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"lin1\" is not one of the targets"));
-  o = Ia3Options{};
+  o = testing::DistilBertIa3();
   o.targets = {"k_lin", "key"};
   o.feedforward = {};
   r = ApplyIa3(*m, o);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("IA3 target \"key\" matches no Linear layer"));
-  ASSERT_TRUE(ApplyIa3(*m, Ia3Options{}).ok());
-  EXPECT_EQ(ApplyIa3(*m, Ia3Options{}).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(ApplyIa3(*m, testing::DistilBertIa3()).ok());
+  EXPECT_EQ(ApplyIa3(*m, testing::DistilBertIa3()).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

@@ -19,8 +19,8 @@ using ::ftune::testing::ReadAll;
 using ::testing::HasSubstr;
 
 TEST(Lora, ReplacesAllTwelveQueryAndValueLayersByQualifiedName) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
-  auto replaced = ApplyLora(*m.model, LoraOptions{});
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
+  auto replaced = ApplyLora(*m.model, testing::DistilBertLora());
   ASSERT_TRUE(replaced.ok()) << replaced.status();
   ASSERT_EQ(replaced->size(), 12u);
   EXPECT_EQ(replaced->front(), "distilbert.transformer.layer.0.attention.q_lin");
@@ -44,9 +44,9 @@ TEST(Lora, FreshAdapterLeavesOutputsUnchangedAndInitsLikePeft) {
   auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
   m->model->eval();
   torch::NoGradGuard g;
-  torch::Tensor before = m->model(io["input_ids"], io["attention_mask"]);
-  ASSERT_TRUE(ApplyLora(*m->model, LoraOptions{}).ok());
-  torch::Tensor after = m->model(io["input_ids"], io["attention_mask"]);
+  torch::Tensor before = testing::Logits(*m->model, io["input_ids"], io["attention_mask"]);
+  ASSERT_TRUE(ApplyLora(*m->model, testing::DistilBertLora()).ok());
+  torch::Tensor after = testing::Logits(*m->model, io["input_ids"], io["attention_mask"]);
   EXPECT_TRUE(torch::equal(before, after));  // B = 0
   for (auto& [name, layer] : FindLoraLayers(*m->model)) {
     EXPECT_EQ(layer->lora_B->weight.abs().max().item<float>(), 0.0f) << name;
@@ -59,7 +59,7 @@ TEST(Lora, FreshAdapterLeavesOutputsUnchangedAndInitsLikePeft) {
 }
 
 TEST(Lora, TargetMatchingNothingIsAnError) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
   LoraOptions o;
   o.targets = {"q_lin", "query"};
   auto r = ApplyLora(*m.model, o);
@@ -204,7 +204,7 @@ TEST(Dora, MergedLayerAndModelGiveTheSameOutputs) {
   EXPECT_TRUE(torch::equal(merged->bias, l->base_layer->as<DenseImpl>()->bias));  // PEFT keeps the bias
 
   auto m = ::ftune::testing::TinyDoubleModel();
-  LoraOptions o;
+  LoraOptions o = testing::DistilBertLora();
   o.rank = 2;
   o.alpha = 4;
   o.use_dora = true;
@@ -212,15 +212,15 @@ TEST(Dora, MergedLayerAndModelGiveTheSameOutputs) {
   for (auto& p : m->parameters()) p.add_(0.1 * torch::randn_like(p));  // B != 0, m != ||W||
   auto b = ::ftune::testing::MakeTinyBatch();
   m->eval();
-  torch::Tensor before = m(b.ids, b.mask);
+  torch::Tensor before = testing::Logits(*m, b.ids, b.mask);
   EXPECT_EQ(MergeLora(*m), 4);
   EXPECT_TRUE(FindLoraLayers(*m).empty());
-  EXPECT_LT(MaxAbsDiff(m(b.ids, b.mask), before), 1e-12);
+  EXPECT_LT(MaxAbsDiff(testing::Logits(*m, b.ids, b.mask), before), 1e-12);
 }
 
 TEST(Dora, PrintsTheMagnitudeVectorInTheTree) {
   auto m = ::ftune::testing::TinyDoubleModel();
-  LoraOptions o;
+  LoraOptions o = testing::DistilBertLora();
   o.use_dora = true;
   ASSERT_TRUE(ApplyLora(*m, o).ok());
   std::string tree = ModuleTreeString(*m);

@@ -3,7 +3,7 @@
 // its logits equal HF's formula computed here from the file's own tensors; the projection is tied
 // to the word embeddings; the loss over masked positions is HF's CrossEntropyLoss(ignore_index=
 // -100); saving writes exactly HF's keys, and the classifier loader reads the result like the hub's.
-#include "model/masked_lm.h"
+#include "model/distilbert/masked_lm.h"
 
 #include <filesystem>
 #include <fstream>
@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/model/reference.h"
+#include "tests/model/test_util.h"
 
 namespace ftune::model {
 namespace {
@@ -40,7 +41,7 @@ TEST_F(TinyMaskedLm, LoadsEncoderAndHeadAndReproducesHuggingFaceHiddenStates) {
   EXPECT_THAT(m_.report.loaded, ::testing::Contains("vocab_transform.weight"));
   EXPECT_THAT(m_.report.loaded, ::testing::Contains("vocab_projector.bias"));
   torch::NoGradGuard g;
-  torch::Tensor h = m_.model->distilbert(io_["input_ids"], io_["attention_mask"]);
+  torch::Tensor h = testing::AsDistilBertMlm(m_.model).distilbert(io_["input_ids"], io_["attention_mask"]);
   EXPECT_LT(MaxAbsDiff(h, io_["last_hidden_state"]), 1e-5);
 }
 
@@ -57,7 +58,7 @@ TEST_F(TinyMaskedLm, LogitsAreHuggingFacesFormulaWithTiedProjection) {
                                                .eps(1e-12));
   torch::Tensor want = torch::nn::functional::linear(x, file_["distilbert.embeddings.word_embeddings.weight"],
                                                      file_["vocab_projector.bias"]);
-  torch::Tensor got = m_.model->forward(io_["input_ids"], io_["attention_mask"]);
+  torch::Tensor got = testing::AsDistilBertMlm(m_.model).forward(io_["input_ids"], io_["attention_mask"]);
   ASSERT_EQ(got.sizes(), (std::vector<int64_t>{3, 12, 1000}));
   EXPECT_LT(MaxAbsDiff(got, want), 1e-5);
 }
@@ -72,9 +73,9 @@ TEST_F(TinyMaskedLm, ProjectionIsTiedAndNotAParameterOfItsOwn) {
   torch::Tensor ids = io_["input_ids"], mask = io_["attention_mask"];
   torch::Tensor labels = torch::full_like(ids, -100);
   labels.index_put_({0, 3}, 17);  // a token the input does not contain at that position
-  auto [loss, correct] = m_.model->ScoredLoss(ids, mask, labels);
+  auto [loss, correct] = m_.model->ScoredLoss({ids, mask, {}}, labels);
   loss.backward();
-  torch::Tensor g = m_.model->distilbert->embeddings->word_embeddings->weight.grad();
+  torch::Tensor g = testing::AsDistilBertMlm(m_.model).distilbert->embeddings->word_embeddings->weight.grad();
   ASSERT_TRUE(g.defined());
   EXPECT_GT(g[17].abs().sum().item<double>(), 0.0) << "row 17 is reached only through the tied projection";
 }
@@ -88,10 +89,10 @@ TEST_F(TinyMaskedLm, ScoredLossIsCrossEntropyOverTheMaskedPositionsOnly) {
   const int64_t n = labels.ne(-100).sum().item<int64_t>();
   ASSERT_GT(n, 3);
   // HF: CrossEntropyLoss()(logits.view(-1, V), labels.view(-1)) = mean over positions != -100.
-  torch::Tensor logits = m_.model->forward(ids, mask);
+  torch::Tensor logits = testing::AsDistilBertMlm(m_.model).forward(ids, mask);
   torch::Tensor hf_mean = torch::nn::functional::cross_entropy(
       logits.view({-1, 1000}), labels.view({-1}), torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
-  auto [sum, correct] = m_.model->ScoredLoss(ids, mask, labels);
+  auto [sum, correct] = m_.model->ScoredLoss({ids, mask, {}}, labels);
   EXPECT_NEAR(sum.item<double>() / n, hf_mean.item<double>(), 1e-5);
   torch::Tensor scored = labels.ne(-100);
   const int64_t want_correct = logits.argmax(-1).eq(labels).logical_and(scored).sum().item<int64_t>();
@@ -100,7 +101,7 @@ TEST_F(TinyMaskedLm, ScoredLossIsCrossEntropyOverTheMaskedPositionsOnly) {
 
 TEST_F(TinyMaskedLm, SavesHuggingFacesKeysAndTheClassifierLoaderReadsItLikeTheHubs) {
   const std::string dir = std::filesystem::temp_directory_path() / ("ftune_mlm_save_" + std::to_string(getpid()));
-  ASSERT_TRUE(SaveMaskedLm(m_.model, dir).ok());
+  ASSERT_TRUE(SavePretrained(*m_.model, dir).ok());
   std::ifstream keys_in(HfFixture("hf-tiny-mlm/keys.json"));
   std::vector<std::string> want = nlohmann::json::parse(keys_in)["keys"];
   auto saved = ReadAll(dir + "/model.safetensors");
@@ -117,7 +118,7 @@ TEST_F(TinyMaskedLm, SavesHuggingFacesKeysAndTheClassifierLoaderReadsItLikeTheHu
   EXPECT_EQ(cls->report.ignored.size(), 5u);  // the MLM head
   EXPECT_EQ(cls->report.fresh.size(), 4u);    // pre_classifier and classifier weight + bias
   torch::NoGradGuard g;
-  EXPECT_LT(MaxAbsDiff(cls->model->distilbert(io_["input_ids"], io_["attention_mask"]), io_["last_hidden_state"]),
+  EXPECT_LT(MaxAbsDiff(testing::AsDistilBert(cls->model).distilbert(io_["input_ids"], io_["attention_mask"]), io_["last_hidden_state"]),
             1e-5);
   std::filesystem::remove_all(dir);
 }
@@ -127,7 +128,7 @@ TEST(MaskedLm, AClassifierCheckpointContinuesWithAFreshHead) {
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->report.fresh.size(), 5u) << m->report.Summary();
   EXPECT_EQ(m->report.ignored.size(), 4u);                                   // the classifier head
-  EXPECT_EQ(m->model->vocab_layer_norm->weight.sum().item<double>(), 32.0);  // HF init: ones
+  EXPECT_EQ(testing::AsDistilBertMlm(m->model).vocab_layer_norm->weight.sum().item<double>(), 32.0);  // HF init: ones
 }
 
 TEST(MaskedLm, RandomInitFollowsHuggingFace) {
@@ -138,10 +139,10 @@ TEST(MaskedLm, RandomInitFollowsHuggingFace) {
   c.n_heads = 4;
   c.hidden_dim = 128;
   torch::manual_seed(0);
-  LoadedMaskedLm m = BuildMaskedLm(c);
-  EXPECT_NEAR(m.model->vocab_transform->weight.std().item<double>(), 0.02, 0.002);
-  EXPECT_EQ(m.model->vocab_projector->bias.abs().sum().item<double>(), 0.0);
-  EXPECT_EQ(m.model->distilbert->embeddings->word_embeddings->weight[0].abs().sum().item<double>(), 0.0);  // [PAD]
+  LoadedMaskedLm m = testing::BuildDistilBertMlm(c);
+  EXPECT_NEAR(testing::AsDistilBertMlm(m.model).vocab_transform->weight.std().item<double>(), 0.02, 0.002);
+  EXPECT_EQ(testing::AsDistilBertMlm(m.model).vocab_projector->bias.abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(testing::AsDistilBertMlm(m.model).distilbert->embeddings->word_embeddings->weight[0].abs().sum().item<double>(), 0.0);  // [PAD]
   // HF's parameter count: the tied projection adds only its bias.
   int64_t n = 0;
   for (const auto& p : m.model->parameters()) n += p.numel();

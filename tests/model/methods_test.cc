@@ -22,8 +22,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 int64_t CountFor(Method method, const MethodOptions& options = {}) {
-  LoadedModel m = BuildFromConfig(io::DefaultDistilBertConfig());
-  absl::Status st = SelectTrainable(m.model, method, options);
+  LoadedModel m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
+  absl::Status st = SelectTrainable(*m.model, method, options);
   EXPECT_TRUE(st.ok()) << st;
   return CountTrainableParameters(*m.model);
 }
@@ -88,9 +88,9 @@ TEST(Methods, NewMethodCountsEqualTheirDefinitionsOnHfsParameterList) {
         return absl::EndsWith(n, "q_lin.weight") || absl::EndsWith(n, "v_lin.weight") ? s[0].get<int64_t>() : 0;
       });
   // bitfit and last_k only flip requires_grad, so one full-size model serves them all.
-  LoadedModel plain = BuildFromConfig(io::DefaultDistilBertConfig());
+  LoadedModel plain = testing::BuildDistilBert(io::DefaultDistilBertConfig());
   auto count = [&](Method method, const MethodOptions& options = {}) {
-    EXPECT_TRUE(SelectTrainable(plain.model, method, options).ok());
+    EXPECT_TRUE(SelectTrainable(*plain.model, method, options).ok());
     return CountTrainableParameters(*plain.model);
   };
   EXPECT_EQ(count(Method::kBitFit), bitfit);
@@ -128,13 +128,13 @@ TEST(Methods, TinyLoraCountEqualsPeft) {
   LoraOptions o;
   o.rank = 4;
   o.alpha = 8;
-  ASSERT_TRUE(SelectTrainable(m->model, Method::kLora, o).ok());
+  ASSERT_TRUE(SelectTrainable(*m->model, Method::kLora, o).ok());
   EXPECT_EQ(CountTrainableParameters(*m->model), ReadJsonFile(HfFixture("hf-tiny-lora/io.json"))["trainable"]);
 }
 
 std::vector<std::string> TrainableOnTiny(Method method, const MethodOptions& options = {}) {
   auto m = ::ftune::testing::TinyDoubleModel();
-  absl::Status st = SelectTrainable(m, method, options);
+  absl::Status st = SelectTrainable(*m, method, options);
   EXPECT_TRUE(st.ok()) << st;
   std::vector<std::string> out;
   for (const auto& n : TrainableParameterNames(*m)) {
@@ -187,27 +187,27 @@ TEST(Methods, ParseAndBadSelectionsAreRefused) {
   auto tiny = ::ftune::testing::TinyDoubleModel();
   MethodOptions k;
   k.last_k_layers = 3;
-  auto st = SelectTrainable(tiny, Method::kLastK, k);
+  auto st = SelectTrainable(*tiny, Method::kLastK, k);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(st.message()), HasSubstr("--last_k_layers must be in [1, 2]"));
   k.last_k_layers = 0;
-  EXPECT_EQ(SelectTrainable(tiny, Method::kLastK, k).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SelectTrainable(*tiny, Method::kLastK, k).code(), absl::StatusCode::kInvalidArgument);
 
   // A model carrying one adapter kind cannot be trained as another.
-  ASSERT_TRUE(SelectTrainable(tiny, Method::kIa3, {}).ok());
-  st = SelectTrainable(tiny, Method::kLora, {});
+  ASSERT_TRUE(SelectTrainable(*tiny, Method::kIa3, {}).ok());
+  st = SelectTrainable(*tiny, Method::kLora, {});
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(st.message()), HasSubstr("ia3"));
-  EXPECT_EQ(SelectTrainable(tiny, Method::kBitFit, {}).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(SelectTrainable(tiny, Method::kIa3, {}).ok());  // the loaded-adapter case: kept, not re-wrapped
+  EXPECT_EQ(SelectTrainable(*tiny, Method::kBitFit, {}).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(SelectTrainable(*tiny, Method::kIa3, {}).ok());  // the loaded-adapter case: kept, not re-wrapped
   EXPECT_EQ(FindIa3Layers(*tiny).size(), 6u);
 }
 
 TEST(Methods, FrozenBlockPrefixPerMethod) {
   auto prefix = [](Method method, const MethodOptions& o = {}) {
     auto m = ::ftune::testing::TinyDoubleModel();
-    EXPECT_TRUE(SelectTrainable(m, method, o).ok());
-    return FrozenBlockPrefix(m);
+    EXPECT_TRUE(SelectTrainable(*m, method, o).ok());
+    return FrozenBlockPrefix(*m);
   };
   EXPECT_EQ(prefix(Method::kFull), std::nullopt);
   EXPECT_EQ(prefix(Method::kBitFit), std::nullopt);  // the embedding LayerNorm's bias trains
@@ -225,11 +225,11 @@ TEST(Methods, SplitForwardBelowTheFrozenPrefixGivesIdenticalLogitsAndGradients) 
     MethodOptions k1;
     k1.last_k_layers = 1;
     auto m = ::ftune::testing::TinyDoubleModel();
-    ASSERT_TRUE(SelectTrainable(m, method, k1).ok());
-    const int64_t k = *FrozenBlockPrefix(m);
+    ASSERT_TRUE(SelectTrainable(*m, method, k1).ok());
+    const int64_t k = *FrozenBlockPrefix(*m);
     auto b = ::ftune::testing::MakeTinyBatch();
     m->train();
-    torch::Tensor logits = m(b.ids, b.mask);
+    torch::Tensor logits = testing::Logits(*m, b.ids, b.mask);
     ClassificationLoss(logits, b.labels).backward();
     std::vector<torch::Tensor> grads;
     for (auto& p : m->parameters()) {
@@ -241,7 +241,7 @@ TEST(Methods, SplitForwardBelowTheFrozenPrefixGivesIdenticalLogitsAndGradients) 
     torch::Tensor hidden;
     {
       torch::NoGradGuard g;
-      hidden = m->distilbert->ForwardBelow(b.ids, b.mask, k);
+      hidden = m->ForwardBelow({b.ids, b.mask, {}}, k);
     }
     EXPECT_FALSE(hidden.requires_grad());
     torch::Tensor split = m->ClassifyFrom(hidden, b.mask, k);
@@ -260,7 +260,7 @@ TEST(Methods, SplitForwardBelowTheFrozenPrefixGivesIdenticalLogitsAndGradients) 
 TEST(Methods, MergeAdaptersFoldsEveryKind) {
   for (Method method : {Method::kLora, Method::kDora, Method::kIa3}) {
     auto m = ::ftune::testing::TinyDoubleModel();
-    ASSERT_TRUE(SelectTrainable(m, method, MethodOptions(LoraOptions{2, 4.0, 0.0, {"q_lin", "v_lin"}, false})).ok());
+    ASSERT_TRUE(SelectTrainable(*m, method, MethodOptions(LoraOptions{2, 4.0, 0.0, {"q_lin", "v_lin"}, false})).ok());
     {
       torch::NoGradGuard g;
       for (auto& p : m->parameters()) {
@@ -270,10 +270,10 @@ TEST(Methods, MergeAdaptersFoldsEveryKind) {
     auto b = ::ftune::testing::MakeTinyBatch();
     m->eval();
     torch::NoGradGuard g;
-    torch::Tensor before = m(b.ids, b.mask);
+    torch::Tensor before = testing::Logits(*m, b.ids, b.mask);
     EXPECT_EQ(MergeAdapters(*m), method == Method::kIa3 ? 6 : 4);
     for (const auto& p : m->named_parameters()) EXPECT_FALSE(absl::StrContains(p.key(), "base_layer")) << p.key();
-    EXPECT_LT(::ftune::testing::MaxAbsDiff(m(b.ids, b.mask), before), 1e-12) << MethodName(method);
+    EXPECT_LT(::ftune::testing::MaxAbsDiff(testing::Logits(*m, b.ids, b.mask), before), 1e-12) << MethodName(method);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
 #include "tests/model/reference.h"
+#include "tests/model/test_util.h"
 
 namespace ftune::model {
 namespace {
@@ -33,15 +34,15 @@ LoadedModel TinyCls() {
   return std::move(*m);
 }
 
-torch::Tensor EvalLogits(DistilBertForSequenceClassification& model, std::map<std::string, torch::Tensor>& io) {
+torch::Tensor EvalLogits(SequenceClassifier& model, std::map<std::string, torch::Tensor>& io) {
   torch::NoGradGuard g;
   model->eval();
-  return model(io["input_ids"], io["attention_mask"]);
+  return testing::Logits(*model, io["input_ids"], io["attention_mask"]);
 }
 
 TEST(PeftAdapter, LoadsPeftAdapterAndMatchesPeftLogitsBeforeAndAfterMerge) {
   LoadedModel m = TinyCls();
-  auto info = LoadAdapter(m.model, HfFixture("hf-tiny-lora"));
+  auto info = LoadAdapter(*m.model, HfFixture("hf-tiny-lora"));
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->method, Method::kLora);
   EXPECT_EQ(info->lora.rank, 4);
@@ -56,12 +57,12 @@ TEST(PeftAdapter, LoadsPeftAdapterAndMatchesPeftLogitsBeforeAndAfterMerge) {
 
 TEST(PeftAdapter, SaveLoadRoundTripWithPeftKeyNames) {
   LoadedModel m = TinyCls();
-  ASSERT_TRUE(LoadAdapter(m.model, HfFixture("hf-tiny-lora")).ok());
+  ASSERT_TRUE(LoadAdapter(*m.model, HfFixture("hf-tiny-lora")).ok());
   std::string dir = TempDir() + "/adapter";
   LoraOptions o;
   o.rank = 4;
   o.alpha = 8;
-  ASSERT_TRUE(SaveAdapter(m.model, o, "distilbert-base-uncased", dir).ok());
+  ASSERT_TRUE(SaveAdapter(*m.model, o, "distilbert-base-uncased", dir).ok());
   // Same key set and values as PEFT's own file.
   auto ours = ReadAll(dir + "/adapter_model.safetensors");
   auto theirs = ReadAll(HfFixture("hf-tiny-lora/adapter_model.safetensors"));
@@ -77,7 +78,7 @@ TEST(PeftAdapter, SaveLoadRoundTripWithPeftKeyNames) {
   EXPECT_EQ(cfg["modules_to_save"], nlohmann::json({"pre_classifier", "classifier"}));
   // And it loads back onto a fresh base with identical outputs.
   LoadedModel again = TinyCls();
-  ASSERT_TRUE(LoadAdapter(again.model, dir).ok());
+  ASSERT_TRUE(LoadAdapter(*again.model, dir).ok());
   auto io = ReadAll(HfFixture("hf-tiny-lora/io.safetensors"));
   EXPECT_LT(MaxAbsDiff(EvalLogits(again.model, io), io["logits"]), 1e-5);
 }
@@ -85,8 +86,8 @@ TEST(PeftAdapter, SaveLoadRoundTripWithPeftKeyNames) {
 TEST(PeftAdapter, SavePretrainedRefusesUnmergedAdapters) {
   for (Method method : {Method::kLora, Method::kIa3}) {
     LoadedModel m = TinyCls();
-    ASSERT_TRUE(SelectTrainable(m.model, method, {}).ok());
-    auto st = SavePretrained(m.model, "/tmp/ftune_never_written");
+    ASSERT_TRUE(SelectTrainable(*m.model, method, {}).ok());
+    auto st = SavePretrained(*m.model, "/tmp/ftune_never_written");
     EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << MethodName(method);
     EXPECT_THAT(std::string(st.message()), HasSubstr("--merge"));
   }
@@ -96,14 +97,14 @@ TEST(PeftAdapter, SavePretrainedRefusesUnmergedAdapters) {
 // mistake in saving or loading any of them shows in the logits), saves it, and returns the dir.
 std::string SaveTrainedTiny(Method method, const MethodOptions& options, LoadedModel* m) {
   *m = TinyCls();
-  EXPECT_TRUE(SelectTrainable(m->model, method, options).ok());
+  EXPECT_TRUE(SelectTrainable(*m->model, method, options).ok());
   torch::manual_seed(5);
   torch::NoGradGuard g;
   for (auto& p : m->model->parameters()) {
     if (p.requires_grad()) p.add_(0.3 * torch::randn_like(p));
   }
   std::string dir = TempDir() + "/adapter";
-  absl::Status st = SaveAdapter(m->model, options, "hf-tiny-cls", dir);
+  absl::Status st = SaveAdapter(*m->model, options, "hf-tiny-cls", dir);
   EXPECT_TRUE(st.ok()) << st;
   return dir;
 }
@@ -137,7 +138,7 @@ TEST(PeftAdapter, Ia3FileLayoutIsPeftsAndRoundTrips) {
   const torch::Tensor trained = EvalLogits(m.model, io);
   LoadedModel again = TinyCls();
   EXPECT_GT(MaxAbsDiff(EvalLogits(again.model, io), trained), 1e-2);  // the adapter matters
-  auto info = LoadAdapter(again.model, dir);
+  auto info = LoadAdapter(*again.model, dir);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->method, Method::kIa3);
   EXPECT_EQ(DescribeAdapter(*info), "IA3 on k_lin,v_lin,lin2 (feedforward: lin2)");
@@ -164,7 +165,7 @@ TEST(PeftAdapter, DoraFileLayoutIsPeftsAndRoundTrips) {
   auto io = ReadAll(HfFixture("hf-tiny-cls/io.safetensors"));
   const torch::Tensor trained = EvalLogits(m.model, io);
   LoadedModel again = TinyCls();
-  auto info = LoadAdapter(again.model, dir);
+  auto info = LoadAdapter(*again.model, dir);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->method, Method::kDora);
   EXPECT_EQ(DescribeAdapter(*info), "DoRA r 4, alpha 8, dropout 0 on q_lin,v_lin");
@@ -175,20 +176,20 @@ TEST(PeftAdapter, DoraFileLayoutIsPeftsAndRoundTrips) {
 
 TEST(PeftAdapter, SaveRefusesOptionsThatDoNotDescribeTheLayers) {
   LoadedModel m = TinyCls();
-  ASSERT_TRUE(SelectTrainable(m.model, Method::kIa3, {}).ok());
+  ASSERT_TRUE(SelectTrainable(*m.model, Method::kIa3, {}).ok());
   MethodOptions other;
   other.ia3.targets = {"k_lin", "v_lin"};
   other.ia3.feedforward = {};
-  auto st = SaveAdapter(m.model, other, "x", TempDir() + "/a");
+  auto st = SaveAdapter(*m.model, other, "x", TempDir() + "/a");
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   MethodOptions wrong_rank;
   LoadedModel l = TinyCls();
-  ASSERT_TRUE(SelectTrainable(l.model, Method::kLora, LoraOptions{4, 8.0, 0.0, {"q_lin", "v_lin"}, false}).ok());
-  st = SaveAdapter(l.model, wrong_rank, "x", TempDir() + "/a");  // rank 12
+  ASSERT_TRUE(SelectTrainable(*l.model, Method::kLora, LoraOptions{4, 8.0, 0.0, {"q_lin", "v_lin"}, false}).ok());
+  st = SaveAdapter(*l.model, wrong_rank, "x", TempDir() + "/a");  // rank 12
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(st.message()), HasSubstr("rank 4"));
   LoadedModel none = TinyCls();
-  EXPECT_EQ(SaveAdapter(none.model, {}, "x", TempDir() + "/a").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(SaveAdapter(*none.model, {}, "x", TempDir() + "/a").code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(PeftAdapter, ConfigsFtuneCannotReproduceAreRefusedByName) {
@@ -234,7 +235,7 @@ void CheckAgainstPeft(const std::string& fixture, Method method) {
   auto io = ReadAll(dir + "/io.safetensors");
   auto scalars = ReadJsonFile(dir + "/io.json");
   LoadedModel m = TinyCls();
-  auto info = LoadAdapter(m.model, dir);
+  auto info = LoadAdapter(*m.model, dir);
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->method, method);
   EXPECT_LT(MaxAbsDiff(EvalLogits(m.model, io), io["logits"]), 1e-5);
@@ -242,10 +243,10 @@ void CheckAgainstPeft(const std::string& fixture, Method method) {
   MethodOptions options;
   options.lora = info->lora;
   options.ia3 = info->ia3;
-  ASSERT_TRUE(SelectTrainable(m.model, method, options).ok());
+  ASSERT_TRUE(SelectTrainable(*m.model, method, options).ok());
   EXPECT_EQ(CountTrainableParameters(*m.model), scalars["trainable"].get<int64_t>());
   m.model->train();  // dropouts are 0
-  torch::Tensor loss = ClassificationLoss(m.model(io["input_ids"], io["attention_mask"]), io["labels"]);
+  torch::Tensor loss = ClassificationLoss(testing::Logits(*m.model, io["input_ids"], io["attention_mask"]), io["labels"]);
   EXPECT_NEAR(loss.item<double>(), scalars["loss_train"].get<double>(), 1e-6);
   loss.backward();
   int checked = 0;
@@ -258,7 +259,7 @@ void CheckAgainstPeft(const std::string& fixture, Method method) {
   EXPECT_EQ(checked, static_cast<int>(scalars["names"].size()));
 
   const std::string saved = TempDir() + "/adapter";
-  ASSERT_TRUE(SaveAdapter(m.model, options, "hf-tiny-cls", saved).ok());
+  ASSERT_TRUE(SaveAdapter(*m.model, options, "hf-tiny-cls", saved).ok());
   auto ours = ReadAll(saved + "/adapter_model.safetensors");
   auto theirs = ReadAll(dir + "/adapter_model.safetensors");
   ASSERT_EQ(ours.size(), theirs.size());
@@ -279,7 +280,7 @@ TEST(PeftAdapter, DoraMagnitudeInitMatchesPeft) {
   if (!std::ifstream(dir + "/io.safetensors").good()) GTEST_SKIP() << dir << " not generated yet";
   auto io = ReadAll(dir + "/io.safetensors");
   LoadedModel m = TinyCls();
-  ASSERT_TRUE(SelectTrainable(m.model, Method::kDora, LoraOptions{4, 8.0, 0.0, {"q_lin", "v_lin"}, false}).ok());
+  ASSERT_TRUE(SelectTrainable(*m.model, Method::kDora, LoraOptions{4, 8.0, 0.0, {"q_lin", "v_lin"}, false}).ok());
   int checked = 0;
   for (const auto& p : m.model->named_parameters()) {
     if (!absl::EndsWith(p.key(), ".lora_magnitude_vector")) continue;

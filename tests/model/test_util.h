@@ -5,9 +5,43 @@
 
 #include <torch/torch.h>
 
+#include "model/distilbert/family.h"
+#include "model/distilbert/masked_lm.h"
+#include "model/distilbert/modeling.h"
 #include "model/hf_checkpoint.h"
+#include "model/methods.h"
 
 namespace ftune::testing {
+
+// The model tests are the DistilBERT family's tests: its classes behind the interfaces.
+inline model::DistilBertForSequenceClassificationImpl& AsDistilBert(const model::SequenceClassifier& m) {
+  return dynamic_cast<model::DistilBertForSequenceClassificationImpl&>(*m);
+}
+inline model::DistilBertForMaskedLMImpl& AsDistilBertMlm(const model::MaskedLanguageModel& m) {
+  return dynamic_cast<model::DistilBertForMaskedLMImpl&>(*m);
+}
+inline model::LoadedMaskedLm BuildDistilBertMlm(const io::DistilBertConfig& c, const model::ModelOptions& o = {}) {
+  model::LoadedMaskedLm m;
+  m.model = model::DistilBertForMaskedLM(c, o).ptr();
+  m.source = "random init";
+  return m;
+}
+// Logits of any classifier on (ids, mask).
+inline torch::Tensor Logits(model::SequenceClassifierImpl& m, const torch::Tensor& ids, const torch::Tensor& mask) {
+  return m.forward(model::EncoderInputs{ids, mask, {}});
+}
+// A random-init classifier of `c` (HF's init), as LoadPretrained returns models.
+inline model::LoadedModel BuildDistilBert(const io::DistilBertConfig& c, const model::ModelOptions& o = {}) {
+  model::LoadedModel m;
+  m.model = model::DistilBertForSequenceClassification(c, o).ptr();
+  m.source = "random init";
+  return m;
+}
+// The family's adapter targets (LoRA q_lin, v_lin; IA3 k_lin, v_lin, lin2 feedforward).
+inline model::LoraOptions DistilBertLora() {
+  return model::WithFamilyDefaults({}, model::DistilBertFamily()).lora;
+}
+inline model::Ia3Options DistilBertIa3() { return model::WithFamilyDefaults({}, model::DistilBertFamily()).ia3; }
 
 // Central differences of the scalar `f` w.r.t. every element of `p` (modified in place and
 // restored), in p's dtype: use float64 tensors with h ~ 1e-6.
@@ -40,7 +74,7 @@ inline model::DistilBertForSequenceClassification TinyDoubleModel() {
   c.hidden_dim = 16;
   c.dropout = c.attention_dropout = c.seq_classif_dropout = 0.0;
   torch::manual_seed(3);
-  auto m = model::BuildFromConfig(c, model::ModelOptions{/*fused_attention=*/false}).model;
+  model::DistilBertForSequenceClassification m(c, model::ModelOptions{/*fused_attention=*/false});
   torch::NoGradGuard no_grad;
   for (auto& p : m->parameters()) p.normal_(0.0, 0.3);
   m->to(torch::kDouble);

@@ -5,13 +5,14 @@
 #include "gtest/gtest.h"
 #include "model/hf_checkpoint.h"
 #include "model/methods.h"
+#include "tests/model/test_util.h"
 
 namespace ftune::train {
 namespace {
 
 TEST(FlatParameters, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
-  auto m = model::BuildFromConfig(io::DefaultDistilBertConfig());
-  ASSERT_TRUE(model::SelectTrainable(m.model, model::Method::kFull, {}).ok());
+  auto m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
+  ASSERT_TRUE(model::SelectTrainable(*m.model, model::Method::kFull, {}).ok());
   auto flat = FlatParameters::Build(*m.model, 0.01);
   ASSERT_TRUE(flat.ok());
   ASSERT_EQ(flat->groups().size(), 2u);

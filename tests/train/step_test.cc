@@ -15,6 +15,7 @@
 #include "model/repr.h"
 #include "nlohmann/json.hpp"
 #include "tests/model/reference.h"
+#include "tests/model/test_util.h"
 #include "tests/train/train_test_env.h"
 
 namespace ftune::train {
@@ -49,7 +50,7 @@ class HfThreeSteps : public ::testing::Test {
     ref_ = nlohmann::json::parse(in);
     comm_ = dist::MakeMpiCommunicator(testing::Context());
   }
-  model::DistilBertForSequenceClassification model_{nullptr};
+  model::SequenceClassifier model_;
   std::map<std::string, torch::Tensor> io_;
   nlohmann::json ref_;
   std::unique_ptr<dist::Communicator> comm_;
@@ -306,7 +307,7 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   model::LoraOptions lora;
   lora.rank = 4;
   lora.alpha = 8;
-  ASSERT_TRUE(model::SelectTrainable(model_, model::Method::kLora, lora).ok());
+  ASSERT_TRUE(model::SelectTrainable(*model_, model::Method::kLora, lora).ok());
   std::map<std::string, torch::Tensor> before;
   for (const auto& p : model_->named_parameters()) before[p.key()] = p.value().clone();
   TrainOptions o;

@@ -1,6 +1,7 @@
-#include "model/distilbert.h"
+#include "model/distilbert/modeling.h"
 
 #include "common/torch_compat.h"
+#include "model/distilbert/family.h"
 
 namespace ftune::model {
 
@@ -141,10 +142,39 @@ torch::Tensor DistilBertForSequenceClassificationImpl::ClassifyFeatures(const to
   return classifier->forward(dropout(torch::relu(pre_classifier->forward(cls))));
 }
 
-torch::Tensor DistilBertForSequenceClassificationImpl::forward(const torch::Tensor& input_ids,
-                                                               const torch::Tensor& attention_mask) {
-  torch::Tensor h = distilbert(input_ids, attention_mask);
-  return ClassifyFeatures(h.select(1, 0));
+const ModelFamily& DistilBertForSequenceClassificationImpl::family() const { return DistilBertFamily(); }
+
+ModelConfig DistilBertForSequenceClassificationImpl::config() const { return ToModelConfig(config_); }
+
+ModelConfig ToModelConfig(const DistilBertConfig& c) {
+  ModelConfig m;
+  m.model_type = "distilbert";
+  m.vocab_size = c.vocab_size;
+  m.max_position_embeddings = c.max_position_embeddings;
+  m.hidden_size = c.dim;
+  m.num_hidden_layers = c.n_layers;
+  m.num_attention_heads = c.n_heads;
+  m.intermediate_size = c.hidden_dim;
+  m.pad_token_id = c.pad_token_id;
+  m.num_labels = c.num_labels;
+  m.id2label = c.id2label;
+  return m;
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::forward(const EncoderInputs& in) {
+  return ClassifyFeatures(EncodeFeatures(in));
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::EncodeFeatures(const EncoderInputs& in) {
+  return distilbert(in.input_ids, in.attention_mask).select(1, 0);
+}
+
+torch::Tensor DistilBertForSequenceClassificationImpl::ForwardBelow(const EncoderInputs& in, int64_t k) {
+  return distilbert->ForwardBelow(in.input_ids, in.attention_mask, k);
+}
+
+std::vector<std::shared_ptr<torch::nn::Module>> DistilBertForSequenceClassificationImpl::blocks() {
+  return distilbert->transformer->layer->children();
 }
 
 torch::Tensor DistilBertForSequenceClassificationImpl::ClassifyFrom(const torch::Tensor& hidden,
@@ -172,12 +202,6 @@ void DistilBertForSequenceClassificationImpl::InitHead() {
   for (auto* layer : {&pre_classifier, &classifier}) {
     if (auto* d = (*layer)->as<DenseImpl>()) d->ResetParameters(config_.initializer_range);
   }
-}
-
-torch::Tensor ClassificationLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
-  // Reduced-precision logits are upcast so the loss (and its gradient) is computed in fp32.
-  const bool low = logits.scalar_type() == torch::kBFloat16 || logits.scalar_type() == torch::kHalf;
-  return torch::nn::functional::cross_entropy(low ? logits.to(torch::kFloat) : logits, labels);
 }
 
 }  // namespace ftune::model

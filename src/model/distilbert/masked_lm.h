@@ -17,8 +17,8 @@
 #include <torch/torch.h>
 
 #include "common/status.h"
-#include "model/distilbert.h"
-#include "model/hf_checkpoint.h"
+#include "model/distilbert/modeling.h"
+#include "model/family.h"
 
 namespace ftune::model {
 
@@ -36,9 +36,13 @@ class TiedProjectionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TiedProjection);
 
-class DistilBertForMaskedLMImpl : public torch::nn::Module {
+class DistilBertForMaskedLMImpl : public MaskedLanguageModelImpl {
  public:
   explicit DistilBertForMaskedLMImpl(const DistilBertConfig& c, const ModelOptions& o = {});
+  const ModelFamily& family() const override;
+  ModelConfig config() const override { return ToModelConfig(config_); }
+  // config.json ("architectures": ["DistilBertForMaskedLM"]).
+  std::string ConfigJson() const override;
   // Logits [B, T, vocab] (what HF's forward returns).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
   // The head on hidden states [..., dim] -> [..., vocab].
@@ -46,15 +50,14 @@ class DistilBertForMaskedLMImpl : public torch::nn::Module {
   // Sum of the cross-entropies at the positions where `labels` (same shape as input_ids) is not
   // -100, computing the vocabulary projection only there (the other positions would be computed
   // and thrown away), and the number of correct argmax predictions there: {loss_sum, correct}.
-  std::pair<torch::Tensor, torch::Tensor> ScoredLoss(const torch::Tensor& input_ids,
-                                                     const torch::Tensor& attention_mask, const torch::Tensor& labels);
+  std::pair<torch::Tensor, torch::Tensor> ScoredLoss(const EncoderInputs& in, const torch::Tensor& labels) override;
   void pretty_print(std::ostream& os) const override { os << "DistilBertForMaskedLM"; }
 
   // Hugging Face's _init_weights for every module (the tied projection follows the embeddings).
   void InitWeights();
   // A fresh MLM head (HF init), for continued pretraining from an encoder without one.
   void InitHead();
-  const DistilBertConfig& config() const { return config_; }
+  const DistilBertConfig& distilbert_config() const { return config_; }
 
   DistilBertModel distilbert{nullptr};
   torch::nn::Linear vocab_transform{nullptr};
@@ -68,22 +71,9 @@ class DistilBertForMaskedLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DistilBertForMaskedLM);
 
-struct LoadedMaskedLm {
-  io::DistilBertConfig config;
-  DistilBertForMaskedLM model{nullptr};
-  LoadReport report;
-  std::string source;
-};
-
-// From a Hugging Face directory: a DistilBertForMaskedLM checkpoint (the hub's layout, or one
-// saved by SaveMaskedLm) continues with its head; an encoder without an MLM head (a saved
-// classifier, a bare DistilBertModel) gets a fresh head. Classification-head tensors are ignored;
-// missing encoder weights are an error.
-absl::StatusOr<LoadedMaskedLm> LoadMaskedLm(const std::string& dir, const ModelOptions& options = {});
-// Random init (HF's scheme) from a config.
-LoadedMaskedLm BuildMaskedLm(const io::DistilBertConfig& config, const ModelOptions& options = {});
-// config.json ("architectures": ["DistilBertForMaskedLM"]) + model.safetensors (HF's keys; the
-// tied projection weight is not stored, as save_pretrained does).
-absl::Status SaveMaskedLm(DistilBertForMaskedLM& model, const std::string& dir);
+// The masked-LM head's parameters (vocab_transform, vocab_layer_norm, vocab_projector).
+bool IsMaskedLmHeadKey(const std::string& name);
+// The classifier's head (pre_classifier, classifier).
+bool IsClassifierHeadKey(const std::string& name);
 
 }  // namespace ftune::model

@@ -5,6 +5,8 @@
 //   distilbert.transformer.layer.<i>.{sa_layer_norm,ffn.lin1,ffn.lin2,output_layer_norm}.*
 //   pre_classifier.*, classifier.*
 // Learned positions, LayerNorm eps 1e-12, post-norm residuals, exact-erf GELU, [CLS] pooling.
+// The first family behind the SequenceClassifier interface (sequence_classifier.h); its descriptor
+// (names, defaults, checkpoint keys) is distilbert/family.cc.
 #pragma once
 
 #include <vector>
@@ -13,18 +15,11 @@
 
 #include "io/hf_config.h"
 #include "model/layers.h"
+#include "model/sequence_classifier.h"
 
 namespace ftune::model {
 
 using io::DistilBertConfig;
-
-struct ModelOptions {
-  // Use fused scaled_dot_product_attention where LibTorch has it (>= 2.1); eager math otherwise.
-  bool fused_attention = true;
-  // kBFloat16 / kHalf: forward passes run under autocast to that type (mixed precision: matmuls
-  // in 16 bits, parameters, LayerNorm and the loss in fp32). kFloat: plain fp32.
-  torch::ScalarType compute_dtype = torch::kFloat;
-};
 
 // nn.LayerNorm(dim, eps=1e-12), as every LayerNorm in DistilBERT (and its MLM head) is built.
 torch::nn::LayerNorm MakeLayerNorm(int64_t dim);
@@ -126,27 +121,33 @@ class DistilBertModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DistilBertModel);
 
-class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public LinearOwner {
+class DistilBertForSequenceClassificationImpl : public SequenceClassifierImpl, public LinearOwner {
  public:
   explicit DistilBertForSequenceClassificationImpl(const DistilBertConfig& c, const ModelOptions& o = {});
-  // -> logits [B, num_labels].
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask);
-  // The head alone, on [CLS] features [B, dim]: pre_classifier -> ReLU -> dropout -> classifier.
-  torch::Tensor ClassifyFeatures(const torch::Tensor& cls);
-  // Logits from the hidden states entering block k (DistilBertModel::ForwardBelow's output):
+  const ModelFamily& family() const override;
+  ModelConfig config() const override;
+  std::string ConfigJson() const override { return io::DistilBertConfigToJson(config_); }
+  void SetLabelNames(std::vector<std::string> names) override { config_.id2label = std::move(names); }
+  const DistilBertConfig& distilbert_config() const { return config_; }
+
+  // -> logits [B, num_labels] (token_type_ids: DistilBERT has none, ignored).
+  torch::Tensor forward(const EncoderInputs& in) override;
+  torch::Tensor ForwardBelow(const EncoderInputs& in, int64_t k) override;
   // blocks [k, n_layers), then the head on [CLS].
-  torch::Tensor ClassifyFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask, int64_t k);
+  torch::Tensor ClassifyFrom(const torch::Tensor& hidden, const torch::Tensor& attention_mask, int64_t k) override;
+  // The [CLS] row of the last hidden state, [B, dim].
+  torch::Tensor EncodeFeatures(const EncoderInputs& in) override;
+  // The head alone, on [CLS] features [B, dim]: pre_classifier -> ReLU -> dropout -> classifier.
+  torch::Tensor ClassifyFeatures(const torch::Tensor& cls) override;
+  torch::nn::Module& embeddings() override { return *distilbert->embeddings; }
+  std::vector<std::shared_ptr<torch::nn::Module>> blocks() override;
   void pretty_print(std::ostream& os) const override { os << "DistilBertForSequenceClassification"; }
 
   // Hugging Face's _init_weights for a fresh model: Linear/Embedding ~ N(0, initializer_range),
   // zero biases and padding row, LayerNorm = (1, 0).
   void InitWeights();
   // Fresh pre_classifier/classifier (HF init), used when a checkpoint has no head.
-  void InitHead();
-
-  const DistilBertConfig& config() const { return config_; }
-  // Names of the classes (config.json's id2label); must have num_labels entries.
-  void SetLabelNames(std::vector<std::string> names) { config_.id2label = std::move(names); }
+  void InitHead() override;
 
   DistilBertModel distilbert{nullptr};
   LinearLayer pre_classifier, classifier;
@@ -158,7 +159,7 @@ class DistilBertForSequenceClassificationImpl : public torch::nn::Module, public
 };
 TORCH_MODULE(DistilBertForSequenceClassification);
 
-// Mean cross-entropy over the batch (HF's single_label_classification loss).
-torch::Tensor ClassificationLoss(const torch::Tensor& logits, const torch::Tensor& labels);
+// The family-independent view of a DistilBERT config.
+ModelConfig ToModelConfig(const DistilBertConfig& c);
 
 }  // namespace ftune::model

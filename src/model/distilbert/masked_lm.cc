@@ -1,4 +1,4 @@
-#include "model/masked_lm.h"
+#include "model/distilbert/masked_lm.h"
 
 #include <set>
 
@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "common/files.h"
 #include "common/torch_compat.h"
+#include "model/distilbert/family.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::model {
@@ -13,16 +14,28 @@ namespace {
 
 constexpr int64_t kIgnoreIndex = -100;
 
-bool IsMlmHead(const std::string& name) {
+}  // namespace
+
+bool IsMaskedLmHeadKey(const std::string& name) {
   return absl::StartsWith(name, "vocab_transform.") || absl::StartsWith(name, "vocab_layer_norm.") ||
          absl::StartsWith(name, "vocab_projector.");
 }
 
-bool IsClassifierHead(const std::string& key) {
+bool IsClassifierHeadKey(const std::string& key) {
   return absl::StartsWith(key, "pre_classifier.") || absl::StartsWith(key, "classifier.");
 }
 
-}  // namespace
+const ModelFamily& DistilBertForMaskedLMImpl::family() const { return DistilBertFamily(); }
+
+std::string DistilBertForMaskedLMImpl::ConfigJson() const {
+  nlohmann::json config = nlohmann::json::parse(io::DistilBertConfigToJson(config_));
+  config["architectures"] = {"DistilBertForMaskedLM"};
+  config["tie_word_embeddings"] = true;
+  config.erase("id2label");
+  config.erase("label2id");
+  config.erase("tie_weights_");
+  return config.dump(2) + "\n";
+}
 
 TiedProjectionImpl::TiedProjectionImpl(torch::Tensor tied_weight, int64_t vocab_size)
     : weight_(std::move(tied_weight)) {
@@ -53,10 +66,9 @@ torch::Tensor DistilBertForMaskedLMImpl::forward(const torch::Tensor& input_ids,
   return Head(distilbert(input_ids, attention_mask));
 }
 
-std::pair<torch::Tensor, torch::Tensor> DistilBertForMaskedLMImpl::ScoredLoss(const torch::Tensor& input_ids,
-                                                                              const torch::Tensor& attention_mask,
+std::pair<torch::Tensor, torch::Tensor> DistilBertForMaskedLMImpl::ScoredLoss(const EncoderInputs& in,
                                                                               const torch::Tensor& labels) {
-  torch::Tensor hidden = distilbert(input_ids, attention_mask);
+  torch::Tensor hidden = distilbert(in.input_ids, in.attention_mask);
   torch::Tensor scored = labels.reshape({-1}).ne(kIgnoreIndex).nonzero().squeeze(1);
   torch::Tensor targets = labels.reshape({-1}).index_select(0, scored);
   torch::Tensor logits = Head(hidden.reshape({-1, hidden.size(-1)}).index_select(0, scored));
@@ -95,77 +107,6 @@ void DistilBertForMaskedLMImpl::InitHead() {
   vocab_layer_norm->weight.fill_(1.0);
   vocab_layer_norm->bias.zero_();
   vocab_projector->bias.zero_();
-}
-
-LoadedMaskedLm BuildMaskedLm(const io::DistilBertConfig& config, const ModelOptions& options) {
-  LoadedMaskedLm m;
-  m.config = config;
-  m.model = DistilBertForMaskedLM(config, options);
-  m.source = "random init";
-  return m;
-}
-
-absl::StatusOr<LoadedMaskedLm> LoadMaskedLm(const std::string& dir, const ModelOptions& options) {
-  // The classifier loader knows every layout ftune reads (hub MLM, saved classifier, bare encoder,
-  // gamma/beta names, pickles refused); the encoder comes from it, the MLM head from the file.
-  FTUNE_ASSIGN_OR_RETURN(LoadedModel encoder, LoadPretrained(dir, options));
-  FTUNE_ASSIGN_OR_RETURN(io::DistilBertConfig config, io::LoadDistilBertConfig(dir + "/config.json"));
-  LoadedMaskedLm m = BuildMaskedLm(config, options);
-  m.source = dir;
-  {
-    torch::NoGradGuard no_grad;
-    auto to = m.model->distilbert->named_parameters();
-    for (const auto& p : encoder.model->distilbert->named_parameters()) to[p.key()].copy_(p.value());
-  }
-  for (const auto& name : encoder.report.loaded) {
-    if (!IsClassifierHead(name)) m.report.loaded.push_back(name);
-  }
-  FTUNE_ASSIGN_OR_RETURN(auto file, io::SafetensorsFile::Open(dir + "/model.safetensors"));
-  LoadReport head;
-  FTUNE_RETURN_IF_ERROR(CopyIntoParameters(
-      *m.model, *file,
-      [](const std::string& key) { return IsMlmHead(key) && key != "vocab_projector.weight" ? key : std::string(); },
-      &head));
-  std::set<std::string> have(head.loaded.begin(), head.loaded.end());
-  for (const auto& p : m.model->named_parameters()) {
-    if (!IsMlmHead(p.key())) continue;
-    if (have.count(p.key())) {
-      m.report.loaded.push_back(p.key());
-    } else {
-      m.report.fresh.push_back(p.key());
-    }
-  }
-  // HF semantics: the whole head is new when any of it is missing.
-  if (!m.report.fresh.empty()) {
-    m.model->InitHead();
-    m.report.fresh.clear();
-    for (const auto& p : m.model->named_parameters()) {
-      if (IsMlmHead(p.key())) m.report.fresh.push_back(p.key());
-    }
-  }
-  for (const auto& key : head.ignored) {
-    if (IsClassifierHead(key)) m.report.ignored.push_back(key);
-  }
-  return m;
-}
-
-absl::Status SaveMaskedLm(DistilBertForMaskedLM& model, const std::string& dir) {
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& p : model->named_parameters()) {
-    if (absl::StrContains(p.key(), ".base_layer.") || absl::StrContains(p.key(), ".lora_")) {
-      return absl::FailedPreconditionError("the model still has LoRA layers; merge them before saving");
-    }
-    tensors.emplace_back(p.key(), p.value().detach().to(torch::kFloat));
-  }
-  nlohmann::json config = nlohmann::json::parse(io::DistilBertConfigToJson(model->config()));
-  config["architectures"] = {"DistilBertForMaskedLM"};
-  config["tie_word_embeddings"] = true;
-  config.erase("id2label");
-  config.erase("label2id");
-  config.erase("tie_weights_");
-  FTUNE_RETURN_IF_ERROR(MakeDirs(dir));
-  FTUNE_RETURN_IF_ERROR(WriteTensors(dir + "/model.safetensors", tensors));
-  return WriteFileAtomic(dir + "/config.json", config.dump(2) + "\n");
 }
 
 }  // namespace ftune::model
