@@ -70,17 +70,10 @@ ftune_job_setup() {
 }
 
 ftune_train_args() {
-  # The trainer's flags, plus checkpoint/resume handling where the binary supports it.
+  # The trainer's flags, plus --threads and --resume=auto unless given: the binary resumes from the
+  # run's newest undamaged checkpoint, or starts it (again) when it has none.
   FTUNE_ARGS=("$@")
-  local help out_dir="" i
-  help=$("$FTUNE_BIN" train --help 2>&1 || true)
-  for ((i = 0; i < ${#FTUNE_ARGS[@]}; i++)); do
-    case "${FTUNE_ARGS[i]}" in
-      --output_dir=*) out_dir=${FTUNE_ARGS[i]#--output_dir=} ;;
-      --output_dir) out_dir=${FTUNE_ARGS[i + 1]:-} ;;
-    esac
-  done
-  local has_resume=0 has_threads=0
+  local has_resume=0 has_threads=0 a
   for a in "${FTUNE_ARGS[@]}"; do
     case "$a" in
       --resume | --resume=*) has_resume=1 ;;
@@ -88,17 +81,7 @@ ftune_train_args() {
     esac
   done
   [ "$has_threads" = 1 ] || FTUNE_ARGS+=("--threads=$FTUNE_CPUS_PER_RANK")
-  if [[ "$help" == *--resume* ]]; then
-    if [ "$has_resume" = 0 ]; then FTUNE_ARGS+=(--resume=auto); fi
-    # A restart (requeue after preemption or node failure) of a run that never wrote a checkpoint
-    # starts that run again instead of tripping over its own partial output.
-    if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] && [ -n "$out_dir" ] && [ -e "$out_dir/metrics.jsonl" ] &&
-       ! compgen -G "$out_dir/checkpoints/step-*" >/dev/null; then
-      FTUNE_ARGS+=(--overwrite)
-    fi
-  else
-    ftune_log "warning: $FTUNE_BIN has no --resume: a preempted run cannot continue, only restart"
-  fi
+  [ "$has_resume" = 1 ] || FTUNE_ARGS+=(--resume=auto)
 }
 
 _ftune_step_pid=""

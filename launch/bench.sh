@@ -40,15 +40,17 @@
 #   --out FILE.md       the report (and FILE.json)             default results/bench-<device>.md
 #   --runs DIR          where the runs go                      default <out without .md>-runs (emptied first)
 #   -- ...              extra flags for every `ftune train` (e.g. -- --model_config=configs/tiny.json)
-# Environment: FTUNE_BIN (default build/ftune), FTUNE_BUILD_DIR, PYTHON (python3: runs hfbench.py).
+# Environment: FTUNE_BIN (default build/ftune), FTUNE_BUILD_DIR, PYTHON (python3: runs hfbench.py),
+#   FTUNE_SHARED (the reference folder, default ../shared).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-data=$root/../shared/data/imdb vocab=tests/fixtures/tokens/vocab.txt methods="full lora head-cache head"
+shared=${FTUNE_SHARED:-$root/../shared}  # the reference folder users do not have
+data=$shared/data/imdb vocab=tests/fixtures/tokens/vocab.txt methods="full lora head-cache head"
 precisions="" variants=unset batch=8 max_steps="" phase_steps=60 budget=0 run_limit=90 min_run=15 hf=auto torch=auto
 out="" work="" extra=()
-hfbench=$root/../shared/reference/generate/hfbench.py
+hfbench=$shared/reference/generate/hfbench.py
 # HF Trainer's fastest run of each method on an H200 first (padded bf16: the bar of the speed goals),
 # then the same settings as ftune's rows (dynamic padding); full_dyn_bf16 is slow (cuDNN plans).
 hf_runs="full_bf16 lora_bf16 head_bf16 head lora_dyn_bf16 full_dyn head_dyn_bf16 full_dyn_bf16 lora_dyn head_dyn"
@@ -73,17 +75,18 @@ while [ $# -gt 0 ]; do
     --hf-runs) hf_runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --runs) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; extra+=("$@"); break ;;
     *) echo "bench: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 start=$(date +%s)
-for f in "$data/train.csv" "$data/eval.csv" "$vocab"; do
-  [ -f "$f" ] || { echo "bench: $f not found (--data DIR with train.csv and eval.csv; --vocab FILE)" >&2; exit 2; }
-done
+# The options first (they need no file), then the files.
 for v in $([ "$variants" = unset ] || echo "$variants"); do
   [[ "$v" =~ ^(cudnn|pad[0-9]+)$ ]] || { echo "bench: unknown variant $v (cudnn, padN)" >&2; exit 2; }
+done
+for f in "$data/train.csv" "$data/eval.csv" "$vocab"; do
+  [ -f "$f" ] || { echo "bench: $f not found (--data DIR with train.csv and eval.csv; --vocab FILE)" >&2; exit 2; }
 done
 FTUNE_BIN=${FTUNE_BIN:-$root/${FTUNE_BUILD_DIR:-build}/ftune}
 [ -x "$FTUNE_BIN" ] || { echo "bench: $FTUNE_BIN not built (launch/build.sh or launch/build-gpu.sh; or set FTUNE_BIN)" >&2; exit 2; }

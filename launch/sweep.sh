@@ -14,9 +14,9 @@ usage: launch/sweep.sh [sweep options] [--] <ftune train flags shared by every r
 Sweep options are spelled with hyphens; every other argument goes to `ftune train` for every run
 (data, model, epochs, batch size, ...). Lists are comma- or space-separated.
 
-  --methods LIST         full,head,lora subset            (FTUNE_METHODS, default full,head,lora)
+  --methods LIST         of full,head,bitfit,last_k,lora,dora,ia3 (FTUNE_METHODS, default full,head,lora)
   --learning-rates LIST  peak learning rates              (FTUNE_LEARNING_RATES, default 5e-5)
-  --lora-ranks LIST      LoRA ranks, lora runs only       (FTUNE_LORA_RANKS, default 12)
+  --lora-ranks LIST      LoRA ranks, lora and dora runs   (FTUNE_LORA_RANKS, default 12)
   --seeds LIST           seeds                            (FTUNE_SEEDS, default 42)
   --sweep-dir DIR        where the runs and summary go    (FTUNE_SWEEP_DIR, default runs/sweep)
   --slots N              concurrent runs                  (FTUNE_SLOTS; default GPUs / np, or 1 on CPU)
@@ -31,8 +31,8 @@ Sweep options are spelled with hyphens; every other argument goes to `ftune trai
 Run names: <method>[_r<rank>]_lr<lr>_seed<seed>, e.g. lora_r8_lr1e-4_seed42. Each run's output is
 <sweep dir>/<name>/ and its log <sweep dir>/logs/<name>.log. On GPUs each slot gets --np GPUs via
 CUDA_VISIBLE_DEVICES; on CPU the cores are split between the slots (taskset) and each run uses
-cores/slots threads. SIGUSR1, SIGTERM or SIGINT stop the sweep: running runs checkpoint (when the
-trainer supports --resume) and the next invocation continues them. Exit: 0 all runs done, 1 a run
+cores/slots threads. SIGUSR1, SIGTERM or SIGINT stop the sweep: running runs checkpoint and the
+next invocation continues them (every run gets --resume=auto). Exit: 0 all runs done, 1 a run
 failed, 2 bad options, 75 stopped by a signal.
 
   launch/sweep.sh --methods head,lora --learning-rates 1e-4,5e-4 --lora-ranks 4,8 \
@@ -111,7 +111,8 @@ mapfile -t l_lrs < <(split_list "$lrs")
 mapfile -t l_ranks < <(split_list "$ranks")
 mapfile -t l_seeds < <(split_list "$seeds")
 for m in ${l_methods[@]+"${l_methods[@]}"}; do
-  case "$m" in full | head | lora) ;; *) die "method \"$m\" is not one of full, head, lora" ;; esac
+  case "$m" in full | head | bitfit | last_k | lora | dora | ia3) ;;
+    *) die "method \"$m\" is not one of full, head, bitfit, last_k, lora, dora, ia3" ;; esac
 done
 for lr in ${l_lrs[@]+"${l_lrs[@]}"}; do
   [[ "$lr" =~ ^[0-9][0-9.]*([eE][-+]?[0-9]+)?$ ]] || die "learning rate \"$lr\" is not a number like 5e-5"
@@ -121,8 +122,8 @@ for s in ${l_seeds[@]+"${l_seeds[@]}"}; do [[ "$s" =~ ^[0-9]+$ ]] || die "seed \
 [ ${#l_methods[@]} -gt 0 ] && [ ${#l_lrs[@]} -gt 0 ] && [ ${#l_seeds[@]} -gt 0 ] || die "empty method, learning rate or seed list"
 
 for m in "${l_methods[@]}"; do
-  if [ "$m" = lora ]; then
-    [ ${#l_ranks[@]} -gt 0 ] || die "lora in --methods needs --lora-ranks"
+  if [ "$m" = lora ] || [ "$m" = dora ]; then
+    [ ${#l_ranks[@]} -gt 0 ] || die "$m in --methods needs --lora-ranks"
     mranks=("${l_ranks[@]}")
   else
     mranks=(-)
@@ -230,11 +231,8 @@ slot_gpus() {  # CUDA_VISIBLE_DEVICES of slot $1
   echo "$out"
 }
 
-resume_supported=0
 if [ "$dry_run" = 0 ]; then
   [ -x "$bin" ] || { echo "sweep.sh: no ftune binary at $bin (build it with launch/build.sh, or set FTUNE_BIN)" >&2; exit 1; }
-  help=$("$bin" train --help 2>&1 || true)
-  [[ "$help" == *--resume* ]] && resume_supported=1
 fi
 
 mkdir -p "$logs"
@@ -260,11 +258,8 @@ start_run() {  # start_run SLOT INDEX
   dir=$sweep_dir/$name
   local flags=(--method="${g_method[i]}" --learning_rate="${g_lr[i]}" --seed="${g_seed[i]}" --output_dir="$dir")
   [ "${g_rank[i]}" = - ] || flags+=(--lora_rank="${g_rank[i]}")
-  if [ "$resume_supported" = 1 ] && compgen -G "$dir/checkpoints/step-*" >/dev/null; then
-    flags+=(--resume=auto)  # a stopped run continues from its newest checkpoint
-  elif [ -e "$dir/metrics.jsonl" ] || [ -e "$dir/model" ]; then
-    flags+=(--overwrite)    # an unfinished run without a checkpoint starts again
-  fi
+  # The binary decides: a stopped run continues from its newest checkpoint, one without any starts again.
+  flags+=(--resume=auto)
   local env=(FTUNE_NP="$np")
   [ "$ngpu" -gt 0 ] && env+=(CUDA_VISIBLE_DEVICES="$(slot_gpus "$s")")
   local pin=()

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
@@ -12,6 +13,7 @@
 #include "cli/shared_flags.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "train/run_summary.h"
 
 ABSL_FLAG(std::string, hf_results, "",
           "--bench: the JSON hfbench.py wrote (HF Trainer runs on the same device), for the ftune / HF ratios.");
@@ -31,18 +33,23 @@ std::string Rate(double x) { return x >= 100 ? absl::StrFormat("%.0f", x) : absl
 // attention over the padded tokens the device computed; full = forward + input and weight
 // gradients (3x forward), lora = forward + input gradients (2x; frozen weights get none), head =
 // the encoder's forward (1x). -1 for the feature cache, whose encoder ran once before training.
-double ModelTflops(const json& r) {
-  if (r.value("feature_cache", false) || r.value("train_seconds", 0.0) <= 0) return -1;
-  const json m = r.value("model", json{{"dim", 768}, {"n_layers", 6}, {"hidden_dim", 3072}});
-  const double layers = m.value("n_layers", 6), d = m.value("dim", 768), ff = m.value("hidden_dim", 3072);
-  const double secs = r["train_seconds"].get<double>();
-  const double padded =
-      r.value("tokens_per_second", 0.0) * secs / std::max(1e-9, 1.0 - r.value("padding_fraction", 0.0));
-  const double samples = std::max(1.0, r.value("samples_per_second", 0.0) * secs);
+double ModelTflops(const train::RunSummary& r) {
+  if (r.feature_cache || r.train_seconds <= 0) return -1;
+  const double layers = static_cast<double>(r.model.num_hidden_layers), d = static_cast<double>(r.model.hidden_size);
+  const double ff = static_cast<double>(r.model.intermediate_size);
+  const double secs = r.train_seconds;
+  const double padded = r.tokens_per_second * secs / std::max(1e-9, 1.0 - r.padding_fraction);
+  const double samples = std::max(1.0, r.samples_per_second * secs);
   const double per_token_forward = 2 * layers * (4 * d * d + 2 * d * ff) + layers * 4 * (padded / samples) * d;
-  const std::string method = r.value("method", std::string("full"));
-  const double passes = method == "full" ? 3 : method == "lora" ? 2 : 1;
+  const double passes = r.method == "full" ? 3 : r.method == "lora" ? 2 : 1;
   return passes * per_token_forward * padded / secs / 1e12;
+}
+
+// A run's results.json, absent (nullopt) when the run did not finish.
+absl::StatusOr<std::optional<train::RunSummary>> ReadIfPresent(const std::string& path) {
+  if (!PathExists(path)) return std::optional<train::RunSummary>();
+  FTUNE_ASSIGN_OR_RETURN(train::RunSummary r, train::RunSummary::Read(path));
+  return std::optional<train::RunSummary>(std::move(r));
 }
 
 // The HF anchor: hfbench.py's {"runs": {"full_dyn_bf16": {"train_metrics": {...}, "peak_mem_gib"}, ...}}.
@@ -103,11 +110,11 @@ absl::Status RunBenchReport() {
   std::string torch_version = "?", md_rows;
   json rows = json::array();
   for (const auto& dir : runs) {
-    FTUNE_ASSIGN_OR_RETURN(json r, ReadJsonIfPresent(dir + "/results.json"));
+    FTUNE_ASSIGN_OR_RETURN(std::optional<train::RunSummary> results, ReadIfPresent(dir + "/results.json"));
     FTUNE_ASSIGN_OR_RETURN(json config, ReadJsonIfPresent(dir + "/run_config.json"));
-    FTUNE_ASSIGN_OR_RETURN(json phases, ReadJsonIfPresent(dir + "-phases/results.json"));
+    FTUNE_ASSIGN_OR_RETURN(std::optional<train::RunSummary> phases, ReadIfPresent(dir + "-phases/results.json"));
     json row = {{"run", Basename(dir)}};
-    if (r.is_null()) {
+    if (!results) {
       // launch/bench.sh leaves a one-line `status` saying why (failed, timed out, not run for lack of time).
       std::string why = "failed (no results.json)";
       if (auto st = ReadFileToString(dir + "/status"); st.ok() && !st->empty()) why = st->substr(0, st->find('\n'));
@@ -120,9 +127,11 @@ absl::Status RunBenchReport() {
       rows.push_back(row);
       continue;
     }
-    torch_version = r.value("torch", torch_version);
-    const std::string method = r.value("method", std::string("?")), precision = r.value("precision", std::string("?"));
-    const bool cache = r.value("feature_cache", false);
+    const train::RunSummary& r = *results;
+    if (!r.torch.empty()) torch_version = r.torch;
+    const std::string& method = r.method;
+    const std::string& precision = r.precision;
+    const bool cache = r.feature_cache;
     const int pad = std::atoi(ConfigValue(config, "pad_to_multiple_of", "1").c_str());
     const bool cudnn = ConfigValue(config, "cudnn_sdp", "true") != "false";  // runs before it was a flag: on
     const bool whole_epochs = std::atoi(ConfigValue(config, "max_steps", "-1").c_str()) <= 0;
@@ -131,32 +140,33 @@ absl::Status RunBenchReport() {
     settings.push_back(pad > 1 ? absl::StrFormat("padded to x%d", pad) : "dynamic padding");
     if (cudnn) settings.push_back("cuDNN attention");
 
-    const double train_s = r.value("train_seconds", 0.0), cache_s = r.value("feature_cache_seconds", 0.0);
-    double sps = r.value("samples_per_second", 0.0);
+    const double train_s = r.train_seconds, cache_s = r.feature_cache_seconds;
+    double sps = r.samples_per_second;
     std::string sps_cell = Rate(sps);
     if (cache && whole_epochs && train_s + cache_s > 0) {
       // Over whole epochs the one-time encoding is charged to the run, as a user waits for it.
       sps = sps * train_s / (train_s + cache_s);
-      sps_cell = absl::StrFormat("%s (training alone %s; encoding once %.1f s)", Rate(sps),
-                                 Rate(r.value("samples_per_second", 0.0)), cache_s);
+      sps_cell = absl::StrFormat("%s (training alone %s; encoding once %.1f s)", Rate(sps), Rate(r.samples_per_second),
+                                 cache_s);
     }
     const std::string hf_key = method + "_dyn" + (precision == "bf16" ? "_bf16" : "");
     const HfRun* same = hf.count(hf_key) ? &hf.at(hf_key) : nullptr;
     const HfRun* best = hf_best(method);
     double eval_acc = -1;
-    if (r.contains("epochs") && !r["epochs"].empty()) eval_acc = r["epochs"].back().value("eval_accuracy", -1.0);
+    if (!r.epochs.empty() && r.epochs.back().eval) eval_acc = r.epochs.back().eval->accuracy();
     const double tflops = ModelTflops(r);
     std::string step_ms;
     json step = json();
-    if (phases.is_object() && phases.contains("step_seconds")) {
-      step = phases["step_seconds"];
+    if (phases && phases->step_seconds) {
+      step = phases->ToJson()["step_seconds"];
+      const auto& p = *phases->step_seconds;
       std::vector<std::string> parts;
-      for (const char* k : {"data", "forward", "backward", "comm", "optimizer"}) {
-        parts.push_back(absl::StrFormat("%.2f", 1e3 * step.value(k, 0.0)));
+      for (double seconds : {p.data, p.forward, p.backward, p.comm, p.optimizer}) {
+        parts.push_back(absl::StrFormat("%.2f", 1e3 * seconds));
       }
       step_ms = absl::StrJoin(parts, " / ");
     }
-    const int64_t skipped = r.value("skipped_steps", int64_t{0});
+    const int64_t skipped = r.skipped_steps;
     row.update({{"status", "ok"},
                 {"method", method},
                 {"precision", precision},
@@ -164,16 +174,16 @@ absl::Status RunBenchReport() {
                 {"pad_to_multiple_of", pad},
                 {"cudnn_sdp", cudnn},
                 {"samples_per_second", sps},
-                {"train_samples_per_second", r.value("samples_per_second", 0.0)},
-                {"tokens_per_second", r.value("tokens_per_second", 0.0)},
-                {"padding_fraction", r.value("padding_fraction", 0.0)},
-                {"peak_memory_bytes", r.value("peak_memory_bytes", 0.0)},
-                {"peak_memory_kind", r.value("peak_memory_kind", std::string())},
-                {"steps", r.value("steps", 0)},
+                {"train_samples_per_second", r.samples_per_second},
+                {"tokens_per_second", r.tokens_per_second},
+                {"padding_fraction", r.padding_fraction},
+                {"peak_memory_bytes", r.peak_memory_bytes},
+                {"peak_memory_kind", r.peak_memory_kind},
+                {"steps", r.steps},
                 {"skipped_steps", skipped},
                 {"train_seconds", train_s},
                 {"feature_cache_seconds", cache_s},
-                {"device", r.value("device", std::string())}});
+                {"device", r.device}});
     if (tflops >= 0) row["model_tflops"] = tflops;
     if (eval_acc >= 0) row["eval_accuracy"] = eval_acc;
     if (!step.is_null()) row["step_seconds"] = step;
@@ -191,9 +201,9 @@ absl::Status RunBenchReport() {
     absl::StrAppendFormat(&md_rows, "| %s | %s | %s | %s | %s%s | %s | %.1f%% | %.2f %s | %s | %s | %s | %s | %s |\n",
                           Basename(dir), method, precision, absl::StrJoin(settings, ", "), sps_cell,
                           skipped ? absl::StrFormat(" (%d non-finite steps skipped)", skipped) : "",
-                          cache ? "" : absl::StrFormat("%.0f", r.value("tokens_per_second", 0.0)),
-                          100 * r.value("padding_fraction", 0.0), r.value("peak_memory_bytes", 0.0) / (1 << 30),
-                          r.value("peak_memory_kind", std::string()), tflops < 0 ? "" : absl::StrFormat("%.1f", tflops),
+                          cache ? "" : absl::StrFormat("%.0f", r.tokens_per_second), 100 * r.padding_fraction,
+                          static_cast<double>(r.peak_memory_bytes) / (1 << 30), r.peak_memory_kind,
+                          tflops < 0 ? "" : absl::StrFormat("%.1f", tflops),
                           eval_acc < 0 ? "" : absl::StrFormat("%.3f", eval_acc), step_ms, VsHf(sps, same),
                           VsHf(sps, best));
   }

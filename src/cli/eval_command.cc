@@ -52,7 +52,7 @@ absl::StatusOr<std::unique_ptr<data::TokenDataset>> OpenScored(const model::Load
 
 train::InferenceOptions Options(RunContext& run, const model::LoadedModel& m) {
   train::InferenceOptions o;
-  o.batch_size = std::max<int64_t>(1, absl::GetFlag(FLAGS_batch));
+  o.batch_size = absl::GetFlag(FLAGS_batch);
   o.pad_token_id = m.model->config().pad_token_id;
   o.device = run.device();
   return o;
@@ -120,17 +120,24 @@ absl::Status RunPredict(RunContext& run) {
   return absl::OkStatus();
 }
 
+// The checks that need no file (a bad command line: exit code 2 before MPI starts).
+absl::Status ValidateFlags(const std::vector<std::string>& positional) {
+  if (!positional.empty()) return absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'");
+  if (absl::GetFlag(FLAGS_batch) <= 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("--batch must be > 0 (got %d)", absl::GetFlag(FLAGS_batch)));
+  }
+  return absl::OkStatus();
+}
+
 int EvalMain(const std::vector<std::string>& positional) {
-  if (!positional.empty())
-    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (absl::Status st = ValidateFlags(positional); !st.ok()) return ReportFailure(st);
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
     FTUNE_RETURN_IF_ERROR(RunEval(run));
     return Outcome::kDone;
   });
 }
 int PredictMain(const std::vector<std::string>& positional) {
-  if (!positional.empty())
-    return ReportFailure(absl::InvalidArgumentError("unexpected argument '" + positional[0] + "'"));
+  if (absl::Status st = ValidateFlags(positional); !st.ok()) return ReportFailure(st);
   return RunWithContext([](RunContext& run) -> absl::StatusOr<Outcome> {
     FTUNE_RETURN_IF_ERROR(RunPredict(run));
     return Outcome::kDone;

@@ -11,13 +11,11 @@
 #include <malloc.h>
 #endif
 
-#include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
-#include "absl/flags/usage.h"
-#include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/command.h"
+#include "cli/command_line.h"
 #include "common/log.h"
 
 namespace ftune::cli {
@@ -29,8 +27,9 @@ std::vector<const Command*> AllCommands() {
 
 void PrintTopHelp() {
   std::printf(
-      "ftune: fine-tune DistilBERT for sequence classification (full | head | lora), on one CPU or\n"
-      "many GPUs under mpirun, from pre-tokenized HDF5 data.\n\n"
+      "ftune: fine-tune transformer encoders for sequence classification and compare the methods\n"
+      "(full, head, bitfit, last_k, lora, dora, ia3) on one CPU or many GPUs under mpirun, from\n"
+      "pre-tokenized HDF5 data.\n\n"
       "usage: ftune <command> [--flag=value ...] [--flagfile=FILE]\n\ncommands:\n");
   for (const Command* c : AllCommands()) std::printf("  %-10s %s\n", c->name, c->summary);
   std::printf(
@@ -70,6 +69,7 @@ void PrintCommandHelp(const Command& c) {
   std::printf("\n  --flagfile=FILE\n      read flags from FILE, one --name=value per line\n");
 }
 
+// argv[0] is the command's name.
 bool WantsHelp(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "-help")) {
@@ -77,25 +77,6 @@ bool WantsHelp(int argc, char** argv) {
     }
   }
   return false;
-}
-
-// Abseil exits with 1 on an unknown flag; a bad command line is exit code 2 here, with a hint.
-// (Flags inside --flagfile files are still checked by Abseil itself.)
-bool CheckFlagNames(const char* command, int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--") break;
-    if (a.rfind("--", 0) != 0 && !(a.size() > 1 && a[0] == '-' && a[1] != '-')) continue;
-    std::string name = a.substr(a.rfind("--", 0) == 0 ? 2 : 1);
-    name = name.substr(0, name.find('='));
-    if (name == "flagfile" || name == "fromenv" || name == "tryfromenv" || name == "undefok") continue;
-    if (absl::FindCommandLineFlag(name) != nullptr) continue;
-    if (name.rfind("no", 0) == 0 && absl::FindCommandLineFlag(name.substr(2)) != nullptr) continue;
-    std::fprintf(stderr, "ftune %s: unknown flag --%s (see `ftune %s --help`; flags use underscores)\n", command,
-                 name.c_str(), command);
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -143,17 +124,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ftune: unknown command '%s' (try `ftune --help`)\n", argv[1]);
     return ftune::kExitUsage;
   }
-  // Shift so argv[0] names the subcommand: "ftune prep --input ..." parses like "prep --input ...".
-  std::string prog = absl::StrCat("ftune ", cmd->name);
-  std::vector<char*> args(argv + 1, argv + argc);
-  args[0] = prog.data();
-  if (WantsHelp(static_cast<int>(args.size()), args.data())) {
+  if (WantsHelp(argc - 1, argv + 1)) {
     PrintCommandHelp(*cmd);
     return ftune::kExitOk;
   }
-  if (!CheckFlagNames(cmd->name, static_cast<int>(args.size()), args.data())) return ftune::kExitUsage;
-  absl::SetProgramUsageMessage(absl::StrCat("ftune ", cmd->name, ": ", cmd->summary));
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  std::vector<std::string> positional(rest.begin() + 1, rest.end());
-  return cmd->run(positional);
+  auto positional = ParseCommandFlags(*cmd, AllCommands(), std::vector<std::string>(argv + 2, argv + argc));
+  if (!positional.ok()) {
+    std::fprintf(stderr, "ftune %s: %s\n", cmd->name, std::string(positional.status().message()).c_str());
+    return ftune::kExitUsage;
+  }
+  return cmd->run(*positional);
 }

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "nlohmann/json.hpp"
 #include "report/stats.h"
+#include "train/run_summary.h"
 
 ABSL_FLAG(std::vector<std::string>, runs, {}, "Comma-separated run directories (each with results.json).");
 ABSL_FLAG(std::string, sweep, "",
@@ -41,8 +42,11 @@ absl::StatusOr<json> ReadJsonIfPresent(const std::string& path) {
 }
 
 std::string ConfigValue(const json& config, const char* name, const std::string& fallback) {
-  return config.is_object() && config.contains(name) && config[name].is_string() ? config[name].get<std::string>()
-                                                                                 : fallback;
+  if (!config.is_object() || !config.contains(name)) return fallback;
+  const json& v = config[name];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean() || v.is_number()) return v.dump();  // typed run_config.json (and Abseil's "true"/"1")
+  return fallback;
 }
 
 namespace {
@@ -53,21 +57,16 @@ std::string Mib(double bytes) {
   return absl::StrFormat("%.1f KiB", bytes / 1024);
 }
 
-// A run's results.json, or NotFound when the run has not finished.
-absl::StatusOr<json> ReadResults(const std::string& dir) {
-  FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(dir + "/results.json"));
-  json r = json::parse(text, nullptr, false);
-  if (!r.is_object() || !r.contains("method") || !r.contains("epochs")) {
-    return absl::DataLossError(absl::StrFormat("%s/results.json is not an ftune results file", dir));
-  }
-  return r;
-}
+// A finished run: its directory and results.json.
+struct Run {
+  std::string dir;
+  train::RunSummary r;
+};
 
-// The final epoch's eval accuracy, or a negative value when the run evaluated nothing.
-double FinalAccuracy(const json& r) {
-  double acc = -1;
-  for (const auto& e : r["epochs"]) acc = e.value("eval_accuracy", acc);
-  return acc;
+// A run's results.json, or NotFound when the run has not finished.
+absl::StatusOr<Run> ReadResults(const std::string& dir) {
+  FTUNE_ASSIGN_OR_RETURN(train::RunSummary r, train::RunSummary::Read(dir + "/results.json"));
+  return Run{dir, std::move(r)};
 }
 
 // summary.md + summary.csv of a sweep: <dir>/grid.csv (run,method,learning_rate,lora_rank,seed, as
@@ -90,15 +89,15 @@ absl::Status RunSweepSummary(const std::string& dir) {
                           dir, line_no, f.size()));
     }
     std::string trainable, acc, sps, status = "pending";
-    auto r = ReadResults(dir + "/" + f[0]);
-    if (r.ok()) {
+    auto run = ReadResults(dir + "/" + f[0]);
+    if (run.ok()) {
       status = "done";
-      trainable = absl::StrFormat("%.0f", r->value("trainable_parameters", 0.0));
-      const double a = FinalAccuracy(*r);
+      trainable = absl::StrFormat("%d", run->r.trainable_parameters);
+      const double a = run->r.final_eval_accuracy();
       if (a >= 0) acc = absl::StrFormat("%.4f", a);
-      sps = absl::StrFormat("%.1f", r->value("samples_per_second", 0.0));
-    } else if (!absl::IsNotFound(r.status())) {
-      return r.status();
+      sps = absl::StrFormat("%.1f", run->r.samples_per_second);
+    } else if (!absl::IsNotFound(run.status())) {
+      return run.status();
     } else if (auto code = ReadFileToString(dir + "/logs/" + f[0] + ".exit"); code.ok()) {
       const std::string c(absl::StripAsciiWhitespace(*code));
       status = c == "75" ? "preempted (resumable)" : "exit " + c;
@@ -120,7 +119,7 @@ absl::Status RunSweepSummary(const std::string& dir) {
 // against full fine-tuning on the same eval examples (exact McNemar on <run>/predictions.csv,
 // written by launch/compare.sh, per seed), and the costs; then the cost/accuracy frontier plot
 // (compare-frontier.svg/.png). Appended to `md` as its own section.
-absl::Status AppendMethodSummary(const std::vector<json>& results, const std::string& out, std::string* md) {
+absl::Status AppendMethodSummary(const std::vector<Run>& results, const std::string& out, std::string* md) {
   struct Method {
     std::string name;
     std::vector<double> acc;
@@ -129,22 +128,22 @@ absl::Status AppendMethodSummary(const std::vector<json>& results, const std::st
     int runs = 0;
   };
   std::vector<Method> methods;
-  for (const auto& r : results) {
-    const std::string name = r["method"];
+  for (const auto& [dir, r] : results) {
+    const std::string& name = r.method;
     auto it = std::find_if(methods.begin(), methods.end(), [&](const Method& m) { return m.name == name; });
     if (it == methods.end()) {
       it = methods.emplace(methods.end());
       it->name = name;
     }
-    const double acc = FinalAccuracy(r);
+    const double acc = r.final_eval_accuracy();
     if (acc < 0) continue;
     it->acc.push_back(acc);
     ++it->runs;
-    it->trainable = r.value("trainable_parameters", 0.0);
-    it->bytes = r.value("comm_bytes_per_step", 0.0);
-    it->seconds += r.value("train_seconds", 0.0);
-    it->memory += r.value("peak_memory_bytes", 0.0);
-    const std::string preds = r["dir"].get<std::string>() + "/predictions.csv";
+    it->trainable = static_cast<double>(r.trainable_parameters);
+    it->bytes = static_cast<double>(r.comm_bytes_per_step);
+    it->seconds += r.train_seconds;
+    it->memory += static_cast<double>(r.peak_memory_bytes);
+    const std::string preds = dir + "/predictions.csv";
     if (!PathExists(preds)) continue;
     FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(preds));
     std::vector<bool> ok;
@@ -156,7 +155,7 @@ absl::Status AppendMethodSummary(const std::vector<json>& results, const std::st
         return absl::DataLossError(absl::StrFormat("%s:%d: expected row,label,pred,...", preds, line_no));
       ok.push_back(f[1] == f[2]);
     }
-    it->correct[r["seed"].get<std::string>()] = std::move(ok);
+    it->correct[std::to_string(r.seed)] = std::move(ok);
   }
   const Method* full = nullptr;
   for (const auto& m : methods) {
@@ -247,15 +246,16 @@ absl::Status RunReport() {
   if (runs.empty()) return absl::InvalidArgumentError("--runs is required (run directories with results.json)");
   if (out.empty()) return absl::InvalidArgumentError("--output is required (a directory for compare.*)");
   FTUNE_RETURN_IF_ERROR(MakeDirs(out));
-  std::vector<json> results;
+  std::vector<Run> results;
   size_t max_epochs = 0;
   for (const auto& dir : runs) {
-    FTUNE_ASSIGN_OR_RETURN(json r, ReadResults(dir));
-    r["dir"] = dir;
-    FTUNE_ASSIGN_OR_RETURN(json config, ReadJsonIfPresent(dir + "/run_config.json"));
-    r["seed"] = ConfigValue(config, "seed", "42");
-    max_epochs = std::max(max_epochs, r["epochs"].size());
-    results.push_back(r);
+    FTUNE_ASSIGN_OR_RETURN(Run run, ReadResults(dir));
+    if (!run.r.seed_recorded) {  // results of an older ftune: the seed is in run_config.json
+      FTUNE_ASSIGN_OR_RETURN(json config, ReadJsonIfPresent(dir + "/run_config.json"));
+      run.r.seed = std::stoull(ConfigValue(config, "seed", "42"));
+    }
+    max_epochs = std::max(max_epochs, run.r.epochs.size());
+    results.push_back(std::move(run));
   }
 
   std::string md = absl::StrFormat("# %s\n\n", absl::GetFlag(FLAGS_title));
@@ -274,39 +274,37 @@ absl::Status RunReport() {
   for (size_t e = 1; e <= max_epochs; ++e) per_epoch += "---:|";
   per_epoch += "\n";
   std::string dat;  // gnuplot data: one block per method (epoch, accuracy)
-  for (const auto& r : results) {
-    const double trainable = r.value("trainable_parameters", 0.0), all = r.value("all_parameters", 1.0);
+  for (const auto& [dir, r] : results) {
+    const double trainable = static_cast<double>(r.trainable_parameters);
+    const double all = static_cast<double>(std::max<int64_t>(1, r.all_parameters));
     double final_acc = -1, final_f1 = -1;
     std::vector<std::string> accs;
-    absl::StrAppend(&dat, "# ", r["method"].get<std::string>(), "\n");
-    for (const auto& e : r["epochs"]) {
-      if (e.contains("eval_accuracy")) {
-        final_acc = e["eval_accuracy"].get<double>();
-        final_f1 = e.value("eval_macro_f1", -1.0);
+    absl::StrAppend(&dat, "# ", r.method, "\n");
+    for (const auto& e : r.epochs) {
+      if (e.eval) {
+        final_acc = e.eval->accuracy();
+        final_f1 = e.eval->num_labels > 0 ? e.eval->macro_f1() : -1.0;
         accs.push_back(absl::StrFormat("%.4f", final_acc));
-        absl::StrAppendFormat(&dat, "%d %.6f\n", e["epoch"].get<int>(), final_acc);
+        absl::StrAppendFormat(&dat, "%d %.6f\n", e.epoch, final_acc);
       } else {
         accs.push_back("");
       }
     }
     dat += "\n\n";
-    const std::string method = r["method"];
-    const double secs = r.value("train_seconds", 0.0);
+    const std::string& method = r.method;
+    const double secs = r.train_seconds;
     absl::StrAppendFormat(&md, "| %s | %s | %.2f%% | %s | %s | %.1f s | %.1f | %.0f | %s (%s) | %s | %.1f%% |\n",
                           method, absl::StrFormat("%.0f", trainable), 100.0 * trainable / all,
                           final_acc < 0 ? "-" : absl::StrFormat("%.4f", final_acc),
-                          final_f1 < 0 ? "-" : absl::StrFormat("%.4f", final_f1), secs,
-                          r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0),
-                          Mib(r.value("peak_memory_bytes", 0.0)), r.value("peak_memory_kind", std::string("?")),
-                          Mib(r.value("comm_bytes_per_step", 0.0)), 100.0 * r.value("comm_share", 0.0));
+                          final_f1 < 0 ? "-" : absl::StrFormat("%.4f", final_f1), secs, r.samples_per_second,
+                          r.tokens_per_second, Mib(static_cast<double>(r.peak_memory_bytes)), r.peak_memory_kind,
+                          Mib(static_cast<double>(r.comm_bytes_per_step)), 100.0 * r.comm_share);
     absl::StrAppendFormat(&per_epoch, "| %s | %s |\n", method, absl::StrJoin(accs, " | "));
-    absl::StrAppendFormat(&csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%.0f,%s,%.0f,%.5f,%d,%s,%s", method,
-                          r["dir"].get<std::string>(), trainable, all, 100.0 * trainable / all,
-                          final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
-                          r.value("samples_per_second", 0.0), r.value("tokens_per_second", 0.0),
-                          r.value("peak_memory_bytes", 0.0), r.value("peak_memory_kind", std::string("")),
-                          r.value("comm_bytes_per_step", 0.0), r.value("comm_share", 0.0), r.value("world_size", 1),
-                          r.value("device", std::string("")), final_f1 < 0 ? "" : absl::StrFormat("%.6f", final_f1));
+    absl::StrAppendFormat(&csv, "%s,%s,%.0f,%.0f,%.4f,%s,%.3f,%.3f,%.1f,%d,%s,%d,%.5f,%d,%s,%s", method, dir, trainable,
+                          all, 100.0 * trainable / all, final_acc < 0 ? "" : absl::StrFormat("%.6f", final_acc), secs,
+                          r.samples_per_second, r.tokens_per_second, r.peak_memory_bytes, r.peak_memory_kind,
+                          r.comm_bytes_per_step, r.comm_share, r.world_size, r.device,
+                          final_f1 < 0 ? "" : absl::StrFormat("%.6f", final_f1));
     for (size_t e = 0; e < max_epochs; ++e) absl::StrAppend(&csv, ",", e < accs.size() ? accs[e] : "");
     csv += "\n";
   }
@@ -329,14 +327,13 @@ absl::Status RunReport() {
       out, absl::GetFlag(FLAGS_title));
   for (size_t i = 0; i < results.size(); ++i) {
     absl::StrAppendFormat(&gp, "%s'%s/compare.dat' index %d with linespoints lw 2 title '%s'", i ? ", " : "", out, i,
-                          results[i]["method"].get<std::string>());
+                          results[i].r.method);
   }
   gp +=
       "\nset title 'training throughput'\nset ylabel 'samples/s'\nunset xlabel\nset style fill solid 0.6\n"
       "set boxwidth 0.6\nset xtics ()\nset yrange [0:*]\nunset key\nplot '-' using 1:2:xtic(3) with boxes\n";
   for (size_t i = 0; i < results.size(); ++i) {
-    absl::StrAppendFormat(&gp, "%d %.3f %s\n", i, results[i].value("samples_per_second", 0.0),
-                          results[i]["method"].get<std::string>());
+    absl::StrAppendFormat(&gp, "%d %.3f %s\n", i, results[i].r.samples_per_second, results[i].r.method);
   }
   gp += "e\nunset multiplot\n";
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out + "/compare.gp", gp));

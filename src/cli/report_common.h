@@ -21,7 +21,7 @@ inline constexpr char kCompareTitle[] = "ftune: full vs head vs LoRA";
 
 // A JSON file, or null where it is absent; an unreadable or malformed one is an error.
 absl::StatusOr<json> ReadJsonIfPresent(const std::string& path);
-// A flag's value from run_config.json (Abseil writes every value as a string).
+// A setting's value from run_config.json, as text (typed values, and the strings older versions wrote).
 std::string ConfigValue(const json& config, const char* name, const std::string& fallback);
 
 // `ftune report --bench`: the table from --runs, --hf_results, --title and --output.

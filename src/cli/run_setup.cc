@@ -3,17 +3,20 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "cli/command.h"
 #include "cli/shared_flags.h"
 #include "common/files.h"
 #include "common/hash.h"
 #include "common/log.h"
 #include "common/torch_compat.h"
+#include "train/checkpoint.h"
 
 namespace ftune::cli {
 
@@ -21,49 +24,48 @@ absl::StatusOr<std::unique_ptr<RunContext>> RunContext::Create() {
   FTUNE_ASSIGN_OR_RETURN(dist::DistContext ctx, dist::DistContext::Init(nullptr, nullptr));
   std::unique_ptr<RunContext> run(new RunContext(std::move(ctx)));
   const int threads = absl::GetFlag(FLAGS_threads);
+  if (threads < 0) return absl::InvalidArgumentError(absl::StrFormat("--threads must be >= 0 (0 = all cores of this rank's share; got %d)", threads));
   at::set_num_threads(threads > 0 ? threads : run->ctx_.DefaultIntraOpThreads());
 
-  const std::string device = absl::GetFlag(FLAGS_device);
+  const DeviceChoice device = absl::GetFlag(FLAGS_device);
   const bool cuda = torch::cuda::is_available();
-  if (device == "cuda" && !cuda) {
+  if (device == DeviceChoice::kCuda && !cuda) {
     return absl::FailedPreconditionError("--device=cuda but LibTorch sees no CUDA device (CPU build or no GPU)");
   }
-  if (device != "auto" && device != "cpu" && device != "cuda") {
-    return absl::InvalidArgumentError(absl::StrFormat("--device \"%s\" is not one of auto, cpu, cuda", device));
-  }
-  if (cuda && device != "cpu") {
+  if (cuda && device != DeviceChoice::kCpu) {
     const int index = run->ctx_.local_rank() % static_cast<int>(torch::cuda::device_count());
     run->device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   compat::SetCudnnAttention(absl::GetFlag(FLAGS_cudnn_sdp));
-  const std::string precision = absl::GetFlag(FLAGS_precision);
-  if (precision == "bf16") {
-    run->model_options_.compute_dtype = torch::kBFloat16;
-  } else if (precision == "fp16") {
-    if (!run->device_.is_cuda()) {
-      return absl::InvalidArgumentError(
-          "--precision=fp16 needs a CUDA device (CPU autocast has no float16); use bf16 or fp32 on CPU");
-    }
-    run->model_options_.compute_dtype = torch::kHalf;
-  } else if (precision != "fp32") {
-    return absl::InvalidArgumentError(absl::StrFormat("--precision \"%s\" is not one of fp32, bf16, fp16", precision));
+  switch (absl::GetFlag(FLAGS_precision)) {
+    case Precision::kFp32: break;
+    case Precision::kBf16: run->model_options_.compute_dtype = torch::kBFloat16; break;
+    case Precision::kFp16:
+      if (!run->device_.is_cuda()) {
+        return absl::InvalidArgumentError(
+            "--precision=fp16 needs a CUDA device (CPU autocast has no float16); use bf16 or fp32 on CPU");
+      }
+      run->model_options_.compute_dtype = torch::kHalf;
+      break;
+  }
+  const double timeout = absl::GetFlag(FLAGS_comm_timeout);
+  if (!(timeout >= 0)) {
+    return absl::InvalidArgumentError(absl::StrFormat("--comm_timeout must be >= 0 (0 = wait forever; got %g)", timeout));
   }
   dist::MpiCommunicatorOptions mo;
   mo.timeout_seconds = absl::GetFlag(FLAGS_comm_timeout);
   run->host_comm_ = dist::MakeMpiCommunicator(run->ctx_, mo);
-  const std::string gradient_comm = absl::GetFlag(FLAGS_gradient_comm);
-  const bool nccl = gradient_comm == "nccl" || (gradient_comm == "auto" && run->ctx_.world_size() > 1 &&
-                                                run->device_.is_cuda() && dist::NcclCompiledIn());
+  const GradientComm gradient_comm = absl::GetFlag(FLAGS_gradient_comm);
+  const bool several = run->ctx_.world_size() > 1;
+  const bool nccl = gradient_comm == GradientComm::kNccl ||
+                    (gradient_comm == GradientComm::kAuto && several && run->device_.is_cuda() && dist::NcclCompiledIn());
   if (nccl) {
     if (!run->device_.is_cuda()) return absl::InvalidArgumentError("--gradient_comm=nccl needs CUDA ranks");
     FTUNE_ASSIGN_OR_RETURN(run->nccl_, dist::MakeNcclCommunicator(run->ctx_, run->device_.index()));
     run->gradient_comm_ = run->nccl_.get();
-  } else if (gradient_comm == "mpi" || (gradient_comm == "auto" && run->ctx_.world_size() > 1)) {
+  } else if (gradient_comm == GradientComm::kMpi || (gradient_comm == GradientComm::kAuto && several)) {
     run->gradient_comm_ = run->host_comm_.get();
-  } else if (gradient_comm != "auto" && gradient_comm != "none") {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--gradient_comm \"%s\" is not one of auto, none, mpi, nccl", gradient_comm));
-  } else if (run->ctx_.world_size() > 1) {
+  } else if (gradient_comm == GradientComm::kNone && several) {
     return absl::InvalidArgumentError("--gradient_comm=none with several ranks would train them apart");
   }
   LogInfo("ftune: %d rank(s) on %s, device %s, %d intra-op threads per rank, gradients %s, LibTorch %s",
@@ -90,11 +92,43 @@ absl::Status RunContext::Agree(const absl::Status& st) {
   return absl::OkStatus();
 }
 
+absl::Status RunContext::BroadcastString(std::string* s, int root) {
+  int64_t size = static_cast<int64_t>(s->size());
+  FTUNE_RETURN_IF_ERROR(host_comm().Broadcast(&size, 1, dist::DType::kInt64, root));
+  std::vector<int64_t> words((size + 7) / 8, 0);
+  if (ctx_.rank() == root) std::memcpy(words.data(), s->data(), s->size());
+  if (!words.empty()) FTUNE_RETURN_IF_ERROR(host_comm().Broadcast(words.data(), words.size(), dist::DType::kInt64, root));
+  s->assign(reinterpret_cast<const char*>(words.data()), static_cast<size_t>(size));
+  return absl::OkStatus();
+}
+
 absl::Status RunContext::CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config,
                                          const data::TokenDataset& train) {
   nlohmann::json c = config;
-  c.erase("device");  // differs legitimately (cuda:0 vs cuda:1)
-  FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(c.dump()), "configuration (flags)"));
+  for (const char* per_rank : {"device", "intra_op_threads"}) c.erase(per_rank);  // differ legitimately
+  const std::string mine = c.dump();
+  int64_t h[2] = {static_cast<int64_t>(Fnv1a64(mine) >> 1), -static_cast<int64_t>(Fnv1a64(mine) >> 1)};
+  FTUNE_RETURN_IF_ERROR(host_comm().AllReduce(h, 2, dist::DType::kInt64, dist::ReduceOp::kMax));
+  if (h[0] != -h[1]) {
+    // Some rank was started with other settings: name them, against rank 0's.
+    std::string root = mine;
+    FTUNE_RETURN_IF_ERROR(BroadcastString(&root, 0));
+    const nlohmann::json theirs = nlohmann::json::parse(root);
+    std::vector<std::string> differ;
+    for (const auto& [key, value] : c.items()) {
+      if (!theirs.contains(key) || theirs[key] != value) {
+        differ.push_back(absl::StrFormat("--%s (%s here, %s on rank 0)", key, value.dump(),
+                                         theirs.contains(key) ? theirs[key].dump() : "unset"));
+      }
+    }
+    absl::Status st;
+    if (!differ.empty()) {
+      st = absl::FailedPreconditionError(absl::StrFormat(
+          "rank %d was started with other settings than rank 0: %s. Every rank must get the same flags",
+          ctx_.rank(), absl::StrJoin(differ, ", ")));
+    }
+    FTUNE_RETURN_IF_ERROR(Agree(st));
+  }
   std::string shapes;
   for (const auto& p : model.named_parameters()) {
     if (!p.value().requires_grad()) continue;
@@ -103,10 +137,23 @@ absl::Status RunContext::CheckRanksAgree(torch::nn::Module& model, const nlohman
     shapes += ";";
   }
   FTUNE_RETURN_IF_ERROR(ctx_.CheckSameOnAllRanks(Fnv1a64(shapes), "trainable parameters (names/shapes/dtypes)"));
-  const auto& i = train.info();
-  return ctx_.CheckSameOnAllRanks(
-      Fnv1a64(absl::StrFormat("%d/%d/%s/%s", i.num_examples, i.num_tokens, i.vocab_sha256, i.source_sha256)),
-      "training data (" + train.path() + ")");
+  return ctx_.CheckSameOnAllRanks(Fnv1a64(DataFingerprint(train)), "training data (" + train.path() + ")");
+}
+
+absl::StatusOr<std::string> RunContext::ResolveResume(const std::string& spec, const std::string& checkpoints_dir) {
+  // Rank 0 reads and verifies (a checkpoint's files can be large); every rank gets its answer.
+  absl::StatusOr<std::string> path = std::string();
+  if (ctx_.is_root()) path = train::ResolveResume(spec, checkpoints_dir);
+  FTUNE_RETURN_IF_ERROR(Agree(path.status()));
+  std::string chosen = *path;
+  FTUNE_RETURN_IF_ERROR(BroadcastString(&chosen, 0));
+  return chosen;
+}
+
+std::string DataFingerprint(const data::TokenDataset& ds) {
+  const auto& i = ds.info();
+  return absl::StrFormat("%d examples, %d tokens, vocab %s, source %s", i.num_examples, i.num_tokens,
+                         i.vocab_sha256.substr(0, 12), i.source_sha256.substr(0, 12));
 }
 
 int64_t RunContext::PeakMemoryBytes() const {
@@ -155,6 +202,17 @@ absl::Status CheckDataFitsModel(const model::ModelConfig& config, const data::To
         absl::StrFormat("%s has %d labels but the model's classifier has %d outputs (set --num_labels)", ds.path(),
                         info.label_names.size(), config.num_labels));
   }
+  // The longest sequence is known before the first step: refuse it now rather than mid-run.
+  int64_t longest = 0, at = 0;
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    if (ds.length(i) > longest) longest = ds.length(i), at = i;
+  }
+  if (longest > config.max_position_embeddings) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: example %d has %d tokens but the model takes at most %d (max_position_embeddings); re-run `ftune prep` "
+        "with --max_length=%d",
+        ds.path(), at, longest, config.max_position_embeddings, config.max_position_embeddings));
+  }
   return absl::OkStatus();
 }
 
@@ -192,15 +250,6 @@ absl::Status CopyVocab(const std::string& saved_dir) {
   if (vocab.empty() || !PathExists(vocab)) return absl::OkStatus();
   FTUNE_ASSIGN_OR_RETURN(std::string text, ReadFileToString(vocab));
   return WriteFileAtomic(saved_dir + "/vocab.txt", text);
-}
-
-nlohmann::json ResolvedFlags() {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (!absl::StrContains(flag->Filename(), "src/cli/")) continue;
-    j[std::string(name)] = flag->CurrentValue();
-  }
-  return j;
 }
 
 }  // namespace ftune::cli

@@ -35,9 +35,14 @@ class RunContext {
 
   // OK on every rank only if `st` is OK on every rank (the first error is reported by its rank).
   absl::Status Agree(const absl::Status& st);
-  // Fails on every rank, naming what differs, if ranks were started with different settings,
-  // models or data.
+  // `*s` of rank `root` on every rank.
+  absl::Status BroadcastString(std::string* s, int root);
+  // Fails on every rank if ranks were started with different settings (naming each flag that
+  // differs from rank 0's), models or data.
   absl::Status CheckRanksAgree(torch::nn::Module& model, const nlohmann::json& config, const data::TokenDataset& train);
+  // train::ResolveResume on rank 0 (which verifies the checkpoint's checksums), its answer on
+  // every rank.
+  absl::StatusOr<std::string> ResolveResume(const std::string& spec, const std::string& checkpoints_dir);
   // Peak resident memory (CPU) or peak CUDA allocation of this process, in bytes.
   int64_t PeakMemoryBytes() const;
   absl::Status Finalize();
@@ -76,7 +81,8 @@ absl::Status PrepareOutputDir(RunContext& run, const std::string& dir, bool over
 // Copies <model_dir>/vocab.txt next to a saved model so the directory is complete (if known).
 absl::Status CopyVocab(const std::string& saved_dir);
 
-// Every ftune flag's current value, for run_config.json.
-nlohmann::json ResolvedFlags();
+// What identifies a training set in checkpoints and rank checks: its size and the hashes of its
+// vocabulary and source file.
+std::string DataFingerprint(const data::TokenDataset& ds);
 
 }  // namespace ftune::cli

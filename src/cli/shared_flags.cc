@@ -2,6 +2,61 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/marshalling.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+
+namespace ftune::cli {
+namespace {
+
+template <typename E>
+bool ParseChoice(absl::string_view text, std::initializer_list<std::pair<E, const char*>> choices, E* out,
+                 std::string* error) {
+  std::vector<std::string> names;
+  for (const auto& [value, name] : choices) {
+    if (text == name) {
+      *out = value;
+      return true;
+    }
+    names.push_back(name);
+  }
+  *error = "not one of " + absl::StrJoin(names, ", ");
+  return false;
+}
+
+constexpr std::initializer_list<std::pair<Precision, const char*>> kPrecisions = {
+    {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}};
+constexpr std::initializer_list<std::pair<DeviceChoice, const char*>> kDevices = {
+    {DeviceChoice::kAuto, "auto"}, {DeviceChoice::kCpu, "cpu"}, {DeviceChoice::kCuda, "cuda"}};
+constexpr std::initializer_list<std::pair<GradientComm, const char*>> kGradientComms = {
+    {GradientComm::kAuto, "auto"}, {GradientComm::kNone, "none"}, {GradientComm::kMpi, "mpi"},
+    {GradientComm::kNccl, "nccl"}};
+
+template <typename E>
+const char* NameOf(E value, std::initializer_list<std::pair<E, const char*>> choices) {
+  for (const auto& [v, name] : choices) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+}  // namespace
+
+const char* PrecisionName(Precision p) { return NameOf(p, kPrecisions); }
+const char* GradientCommName(GradientComm g) { return NameOf(g, kGradientComms); }
+bool AbslParseFlag(absl::string_view text, Precision* out, std::string* error) {
+  return ParseChoice(text, kPrecisions, out, error);
+}
+std::string AbslUnparseFlag(Precision p) { return PrecisionName(p); }
+bool AbslParseFlag(absl::string_view text, DeviceChoice* out, std::string* error) {
+  return ParseChoice(text, kDevices, out, error);
+}
+std::string AbslUnparseFlag(DeviceChoice d) { return NameOf(d, kDevices); }
+bool AbslParseFlag(absl::string_view text, GradientComm* out, std::string* error) {
+  return ParseChoice(text, kGradientComms, out, error);
+}
+std::string AbslUnparseFlag(GradientComm g) { return GradientCommName(g); }
+
+}  // namespace ftune::cli
 
 ABSL_FLAG(std::string, model_dir, "",
           "Hugging Face model directory: config.json + model.safetensors (+ vocab.txt); its config.json's "
@@ -17,7 +72,7 @@ ABSL_FLAG(int32_t, max_length, 512,
           "max_length-2 word pieces.");
 ABSL_FLAG(std::string, output, "", "Output path (file or directory, depending on the command).");
 ABSL_FLAG(int32_t, threads, 0, "Worker threads (0 = all cores of this process's share of the node).");
-ABSL_FLAG(std::string, method, "full",
+ABSL_FLAG(ftune::model::Method, method, ftune::model::Method::kFull,
           "Fine-tuning method: full (every parameter trains), head (only pre_classifier + classifier; the "
           "encoder is frozen), bitfit (every bias, LayerNorm biases too, plus the head), last_k (the top "
           "--last_k_layers transformer blocks plus the head), lora (LoRA layers on --lora_targets, plus the head), "
@@ -41,8 +96,9 @@ ABSL_FLAG(std::string, adapter_dir, "",
           "A PEFT adapter directory (adapter_config.json + adapter_model.safetensors: LoRA, DoRA or IA3) to "
           "apply on top of --model_dir.");
 ABSL_FLAG(int32_t, num_labels, 0, "Number of classes (0 = from config.json, 2 when it says nothing).");
-ABSL_FLAG(std::string, device, "auto", "auto (CUDA when available, else CPU), cpu, or cuda.");
-ABSL_FLAG(std::string, precision, "fp32",
+ABSL_FLAG(ftune::cli::DeviceChoice, device, ftune::cli::DeviceChoice::kAuto,
+          "auto (CUDA when available, else CPU), cpu, or cuda.");
+ABSL_FLAG(ftune::cli::Precision, precision, ftune::cli::Precision::kFp32,
           "fp32, or bf16: mixed precision (autocast) as HF's bf16=True: matmuls and attention in bfloat16, "
           "parameters, optimizer state, LayerNorm and the loss in fp32. Fast on GPUs with bf16 units; slow on most "
           "CPUs. fp16 (CUDA only): HF's fp16=True, float16 autocast with dynamic loss scaling (GradScaler: scale "
@@ -57,7 +113,7 @@ ABSL_FLAG(double, comm_timeout, 900,
           "Seconds any collective (gradient all-reduce, metric sums, checkpoint agreement) may take before the "
           "rank gives up and aborts the job, so a stuck or dead peer is an error, not a hang (0 = wait forever; "
           "MPI backend).");
-ABSL_FLAG(std::string, gradient_comm, "auto",
+ABSL_FLAG(ftune::cli::GradientComm, gradient_comm, ftune::cli::GradientComm::kAuto,
           "How gradients are summed over ranks: auto (none with one rank; NCCL between CUDA ranks when built with "
           "it; else MPI), none (one rank only), mpi, or nccl. Forcing mpi/nccl on one rank exercises that path.");
 
@@ -80,7 +136,16 @@ model::MethodOptions MethodOptionsFromFlags(const model::ModelFamily& family) {
   return model::WithFamilyDefaults(o, family);
 }
 
-absl::StatusOr<model::Method> MethodFromFlags() { return model::ParseMethod(absl::GetFlag(FLAGS_method)); }
+nlohmann::json MethodFlagsToJson() {
+  return {{"method", model::MethodName(absl::GetFlag(FLAGS_method))},
+          {"last_k_layers", absl::GetFlag(FLAGS_last_k_layers)},
+          {"lora_rank", absl::GetFlag(FLAGS_lora_rank)},
+          {"lora_alpha", absl::GetFlag(FLAGS_lora_alpha)},
+          {"lora_dropout", absl::GetFlag(FLAGS_lora_dropout)},
+          {"lora_targets", absl::GetFlag(FLAGS_lora_targets)},
+          {"ia3_targets", absl::GetFlag(FLAGS_ia3_targets)},
+          {"ia3_feedforward", absl::GetFlag(FLAGS_ia3_feedforward)}};
+}
 
 absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options) {
   const std::string dir = absl::GetFlag(FLAGS_model_dir);
@@ -93,9 +158,7 @@ absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions&
   }
   if (!dir.empty()) return model::LoadPretrained(dir, options, num_labels);
   if (!config.empty()) return model::BuildFromConfigFile(config, options, num_labels);
-  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, model::BuildDefault(options, num_labels));
-  m.source = "distilbert-base-uncased architecture (random init; pass --model_dir for pretrained weights)";
-  return m;
+  return model::BuildDefault(options, num_labels);
 }
 
 }  // namespace ftune::cli

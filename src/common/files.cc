@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -104,6 +105,14 @@ absl::Status MakeDirs(const std::string& path) {
   if (stat(path.c_str(), &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     return absl::FailedPreconditionError(absl::StrFormat("%s exists and is not a directory", path));
   }
+  return absl::OkStatus();
+}
+
+absl::Status RemoveTree(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return errno == ENOENT ? absl::OkStatus() : ErrnoError("inspecting", path);
+  auto remove_one = [](const char* p, const struct stat*, int, struct FTW*) { return std::remove(p) == 0 ? 0 : -1; };
+  if (nftw(path.c_str(), remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0) return ErrnoError("removing", path);
   return absl::OkStatus();
 }
 

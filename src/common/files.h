@@ -27,6 +27,9 @@ absl::Status CommitRename(const std::string& from, const std::string& to);
 // mkdir -p.
 absl::Status MakeDirs(const std::string& path);
 
+// rm -r (a missing path is fine).
+absl::Status RemoveTree(const std::string& path);
+
 bool PathExists(const std::string& path);
 
 // SHA-256 of a byte string / a file, as 64 lowercase hex digits.

@@ -30,8 +30,8 @@ struct ModelFamily {
   std::vector<std::string> head_modules, masked_lm_head_modules;
   // Adapter targets when the user gives none: PEFT's defaults for the family where PEFT has them.
   std::vector<std::string> lora_targets, ia3_targets, ia3_feedforward;
-  // The architecture a run gets with neither --model_dir nor --model_config ("" = none).
-  std::string default_config_json;
+  // The architecture a run gets with neither --model_dir nor --model_config ("" = none), and its name.
+  std::string default_config_json, default_name;
 
   // A randomly initialised classifier (HF's init) from config.json's text; num_labels > 0
   // overrides the config's (with LABEL_<i> names).

@@ -213,6 +213,7 @@ absl::StatusOr<LoadedModel> BuildDefault(const ModelOptions& options, int64_t nu
   const ModelFamily& f = DefaultModelFamily();
   LoadedModel m;
   FTUNE_ASSIGN_OR_RETURN(m.model, f.build_classifier(f.default_config_json, "the default config", options, num_labels));
+  m.source = f.default_name + " architecture (random init; pass --model_dir for pretrained weights)";
   return m;
 }
 
@@ -244,6 +245,7 @@ absl::StatusOr<LoadedMaskedLm> BuildDefaultMaskedLm(const ModelOptions& options)
   const ModelFamily& f = DefaultModelFamily();
   LoadedMaskedLm m;
   FTUNE_ASSIGN_OR_RETURN(m.model, f.build_masked_lm(f.default_config_json, "the default config", options));
+  m.source = f.default_name + " architecture (random init)";
   return m;
 }
 

@@ -73,6 +73,18 @@ const char* MethodName(Method m) {
   return "?";
 }
 
+bool AbslParseFlag(absl::string_view text, Method* out, std::string* error) {
+  auto m = ParseMethod(text);
+  if (!m.ok()) {
+    *error = "not one of full, head, bitfit, last_k, lora, dora, ia3";
+    return false;
+  }
+  *out = *m;
+  return true;
+}
+
+std::string AbslUnparseFlag(Method m) { return MethodName(m); }
+
 bool IsAdapterMethod(Method m) { return m == Method::kLora || m == Method::kDora || m == Method::kIa3; }
 
 bool IsAdapterParameterName(const std::string& name) {

@@ -36,6 +36,9 @@ enum class Method { kFull, kHead, kBitFit, kLastK, kLora, kDora, kIa3 };
 // "full" | "head" | "bitfit" | "last_k" | "lora" | "dora" | "ia3"
 absl::StatusOr<Method> ParseMethod(absl::string_view name);
 const char* MethodName(Method m);
+// Abseil flag marshalling (--method=lora).
+bool AbslParseFlag(absl::string_view text, Method* out, std::string* error);
+std::string AbslUnparseFlag(Method m);
 // The methods whose trained weights are a PEFT adapter (lora, dora, ia3).
 bool IsAdapterMethod(Method m);
 

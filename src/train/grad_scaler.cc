@@ -2,6 +2,16 @@
 
 namespace ftune::train {
 
+void GradScalerState::ToJson(nlohmann::json* j) const {
+  if (scale <= 0) return;
+  (*j)["loss_scale"] = scale;
+  (*j)["loss_scale_growth_tracker"] = growth_tracker;
+}
+
+GradScalerState GradScalerState::FromJson(const nlohmann::json& j) {
+  return {j.value("loss_scale", 0.0), j.value("loss_scale_growth_tracker", int64_t{0})};
+}
+
 GradScaler::GradScaler(const GradScalerOptions& options, const torch::Device& device)
     : options_(options),
       scale_(torch::full({}, options.init_scale, torch::TensorOptions().dtype(torch::kFloat).device(device))),

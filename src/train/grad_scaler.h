@@ -10,6 +10,7 @@
 
 #include <torch/torch.h>
 
+#include "nlohmann/json.hpp"
 #include "train/flat_params.h"
 
 namespace ftune::train {
@@ -19,6 +20,14 @@ struct GradScalerOptions {
   double growth_factor = 2.0;
   double backoff_factor = 0.5;
   int64_t growth_interval = 2000;
+};
+
+// The scaler's state, as checkpoints store it (scale 0: no scaler).
+struct GradScalerState {
+  double scale = 0;
+  int64_t growth_tracker = 0;  // finite steps in a row since the last change
+  void ToJson(nlohmann::json* j) const;  // loss_scale, loss_scale_growth_tracker (when scale > 0)
+  static GradScalerState FromJson(const nlohmann::json& j);
 };
 
 class GradScaler {
@@ -35,7 +44,9 @@ class GradScaler {
   // State for checkpoints (reads the device: call at a checkpoint, not per step).
   double scale() const { return scale_.item<double>(); }
   int64_t growth_tracker() const { return tracker_.item<int64_t>(); }
+  GradScalerState state() const { return {scale(), growth_tracker()}; }
   void Restore(double scale, int64_t growth_tracker);
+  void Restore(const GradScalerState& s) { Restore(s.scale, s.growth_tracker); }
 
  private:
   GradScalerOptions options_;

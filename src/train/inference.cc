@@ -12,15 +12,22 @@
 namespace ftune::train {
 namespace {}  // namespace
 
+int64_t ShardRounds(int64_t n, int world, int64_t batch_size) {
+  const int64_t largest = (n + world - 1) / std::max(1, world);
+  return (largest + batch_size - 1) / std::max<int64_t>(1, batch_size);
+}
+
 absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const data::TokenDataset& ds,
                           std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
-                          const std::function<absl::Status(data::HostBatch&)>& fn) {
+                          const std::function<absl::Status(data::HostBatch&)>& fn, int64_t rounds) {
+  if (o.batch_size <= 0) return absl::InvalidArgumentError(absl::StrFormat("batch size %d must be > 0", o.batch_size));
   const bool was_training = model.is_training();
   model.eval();
   torch::NoGradGuard no_grad;
   std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return ds.length(a) > ds.length(b); });
+  const int64_t own = (static_cast<int64_t>(idx.size()) + o.batch_size - 1) / o.batch_size;
   absl::Status st;
-  for (size_t off = 0; off < idx.size() && st.ok(); off += o.batch_size) {
+  for (int64_t round = 0; round < std::max(own, rounds) && st.ok(); ++round) {
     if (o.should_stop) {
       auto stop = o.should_stop();
       if (!stop.ok() || *stop) {
@@ -28,6 +35,8 @@ absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const
         break;
       }
     }
+    if (round >= own) continue;  // this rank's share is done; its peers' is not
+    const size_t off = static_cast<size_t>(round * o.batch_size);
     std::vector<int64_t> chunk(idx.begin() + off, idx.begin() + std::min(idx.size(), off + o.batch_size));
     data::HostBatch b;
     if (read_tokens) {
@@ -50,8 +59,8 @@ absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const
 namespace {
 absl::Status ForEachBatch(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
                           std::vector<int64_t> idx, const InferenceOptions& o, bool read_tokens,
-                          const std::function<absl::Status(data::HostBatch&)>& fn) {
-  return ForEachBatch(model, model.config().max_position_embeddings, ds, std::move(idx), o, read_tokens, fn);
+                          const std::function<absl::Status(data::HostBatch&)>& fn, int64_t rounds = 0) {
+  return ForEachBatch(model, model.config().max_position_embeddings, ds, std::move(idx), o, read_tokens, fn, rounds);
 }
 }  // namespace
 
@@ -142,13 +151,17 @@ torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& 
 absl::Status ForEachLogits(
     model::SequenceClassifierImpl& model, const data::TokenDataset& ds, std::vector<int64_t> idx,
     const InferenceOptions& o,
-    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink) {
+    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink,
+    int64_t rounds) {
   const bool cached = o.cache != nullptr && o.cache->defined();
-  return ForEachBatch(model, ds, std::move(idx), o, /*read_tokens=*/!cached, [&](data::HostBatch& b) {
-    const DeviceBatch d = ToDevice(b, o.device);
-    torch::Tensor logits = cached ? o.cache->Logits(model, d.indices, d.seq_len) : model.forward(d.inputs());
-    return sink(b, d, logits);
-  });
+  return ForEachBatch(
+      model, ds, std::move(idx), o, /*read_tokens=*/!cached,
+      [&](data::HostBatch& b) {
+        const DeviceBatch d = ToDevice(b, o.device);
+        torch::Tensor logits = cached ? o.cache->Logits(model, d.indices, d.seq_len) : model.forward(d.inputs());
+        return sink(b, d, logits);
+      },
+      rounds);
 }
 
 absl::StatusOr<EvalStats> EvaluateDataset(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
@@ -168,7 +181,8 @@ absl::StatusOr<EvalStats> EvaluateDataset(model::SequenceClassifierImpl& model, 
         acc.narrow(0, 1, k * k).add_(torch::bincount(d.labels * k + logits.argmax(-1), {}, k * k).to(torch::kDouble));
         seen += b.rows;
         return absl::OkStatus();
-      }));
+      },
+      ShardRounds(ds.size(), comm->world_size(), o.batch_size)));
   std::vector<double> sums(2 + k * k);  // loss, the confusion matrix, examples
   torch::Tensor host = acc.to(torch::kCPU).contiguous();
   std::copy(host.data_ptr<double>(), host.data_ptr<double>() + 1 + k * k, sums.begin());

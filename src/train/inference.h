@@ -70,7 +70,9 @@ struct InferenceOptions {
   int64_t pad_token_id = 0;
   int64_t pad_to_multiple_of = 1;  // see data::Collate (capped at the model's max_position_embeddings)
   torch::Device device = torch::kCPU;
-  // Checked before every batch; returning true abandons the pass with a Cancelled status.
+  // Checked before every batch; returning true abandons the pass with a Cancelled status. It may
+  // be collective (the trainer's: any rank signalled?): every rank then checks in as many rounds,
+  // a rank with fewer examples than its peers in empty ones (see ShardRounds).
   std::function<absl::StatusOr<bool>()> should_stop;
   // The dataset's cached frozen bottom (EncodeFrozen): when set, only the blocks above it and the
   // head run (exact for a frozen bottom in eval mode).
@@ -81,20 +83,26 @@ struct InferenceOptions {
   double label_smoothing = 0.0;
 };
 
+// The batch rounds of a pass over `n` examples split over `world` ranks (data::BalancedRange):
+// those of the largest share, so every rank makes the same stop checks.
+int64_t ShardRounds(int64_t n, int world, int64_t batch_size);
+
 // The batching every inference pass shares: `model` in eval mode and no autograd, `indices` longest
 // first (less padding; per-example results do not depend on the order), batches padded at most to
-// `max_positions`, the stop check before each batch (Cancelled when it says stop). `read_tokens`
-// false yields indices and labels only (the feature-cache path). Restores train mode afterwards.
+// `max_positions`, the stop check before each of `rounds` rounds (at least this rank's batches; the
+// rounds past them run no batch) (Cancelled when it says stop). `read_tokens` false yields indices
+// and labels only (the feature-cache path). Restores train mode afterwards.
 absl::Status ForEachBatch(torch::nn::Module& model, int64_t max_positions, const data::TokenDataset& ds,
                           std::vector<int64_t> indices, const InferenceOptions& options, bool read_tokens,
-                          const std::function<absl::Status(data::HostBatch&)>& fn);
+                          const std::function<absl::Status(data::HostBatch&)>& fn, int64_t rounds = 0);
 
 // Calls `sink(batch, on_device, logits)` for `indices` of `ds` in eval mode, batched longest-first
 // (less padding; per-example results do not depend on the order). Restores train mode afterwards.
 absl::Status ForEachLogits(
     model::SequenceClassifierImpl& model, const data::TokenDataset& ds, std::vector<int64_t> indices,
     const InferenceOptions& options,
-    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink);
+    const std::function<absl::Status(const data::HostBatch&, const DeviceBatch&, const torch::Tensor&)>& sink,
+    int64_t rounds = 0);
 
 // Accuracy and mean loss over all of `ds`: each rank scores its contiguous share, the counts are
 // summed over ranks, and the total is checked against the dataset size. Identical on every rank.

@@ -11,6 +11,21 @@
 
 namespace ftune::train {
 
+const char* ObjectiveName(ObjectiveKind k) { return k == ObjectiveKind::kMaskedLm ? "mlm" : "classification"; }
+
+bool AbslParseFlag(absl::string_view text, ObjectiveKind* out, std::string* error) {
+  for (ObjectiveKind k : {ObjectiveKind::kClassification, ObjectiveKind::kMaskedLm}) {
+    if (text == ObjectiveName(k)) {
+      *out = k;
+      return true;
+    }
+  }
+  *error = "not one of classification, mlm";
+  return false;
+}
+
+std::string AbslUnparseFlag(ObjectiveKind k) { return ObjectiveName(k); }
+
 std::string Objective::DescribeEval(const EvalStats& e) const {
   return absl::StrFormat("eval accuracy %.4f (%d/%d), eval loss %.4f", e.accuracy(), e.correct, e.total, e.loss());
 }
@@ -140,7 +155,8 @@ absl::StatusOr<EvalStats> MaskedLmObjective::Evaluate(const data::TokenDataset& 
                                        acc.narrow(0, 1, 1).add_(loss.to(torch::kDouble));
                                        scored += b.masked_tokens;
                                        return absl::OkStatus();
-                                     }));
+                                     },
+                                     ShardRounds(ds.size(), host.world_size(), o.batch_size)));
   torch::Tensor h = acc.to(torch::kCPU);
   double sums[3] = {h[0].item<double>(), static_cast<double>(scored), h[1].item<double>()};
   FTUNE_RETURN_IF_ERROR(host.AllReduce(sums, 3, dist::DType::kFloat64, dist::ReduceOp::kSum));

@@ -27,6 +27,12 @@
 
 namespace ftune::train {
 
+// --objective: classification (a SequenceClassifier on labelled data) or mlm (masked-LM pretraining).
+enum class ObjectiveKind { kClassification, kMaskedLm };
+const char* ObjectiveName(ObjectiveKind k);  // "classification" | "mlm"
+bool AbslParseFlag(absl::string_view text, ObjectiveKind* out, std::string* error);
+std::string AbslUnparseFlag(ObjectiveKind k);
+
 // The classification loss (training, and the eval loss). HF's label_smoothing_factor: the target is
 // (1 - e) on the label plus e / num_labels on every class (torch's cross_entropy label_smoothing,
 // which HF's LabelSmoother equals). class_weights (one per label, optional): torch's

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/torch_compat.h"
+#include "nlohmann/json.hpp"
 #include "train/adamw_kernel.h"
 
 namespace ftune::train {
@@ -116,6 +117,45 @@ const char* LrSchedulerName(LrSchedulerType type) {
     if (s.type == type) return s.name;
   }
   return "?";
+}
+
+absl::StatusOr<LrScheduleOptions> ParseLrSchedulerKwargs(LrSchedulerType type, const std::string& text) {
+  LrScheduleOptions o;
+  o.type = type;
+  if (text.empty()) return o;
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrFormat("--lr_scheduler_kwargs is not a JSON object: %s", text));
+  }
+  const bool cosine = type == LrSchedulerType::kCosine || type == LrSchedulerType::kCosineWithRestarts;
+  const bool polynomial = type == LrSchedulerType::kPolynomial;
+  for (const auto& [key, value] : j.items()) {
+    if (key != "num_cycles" && key != "power" && key != "lr_end") {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--lr_scheduler_kwargs: unknown argument \"%s\" (num_cycles, power, lr_end)", key));
+    }
+    if ((key == "num_cycles" && !cosine) || (key != "num_cycles" && !polynomial)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--lr_scheduler_kwargs: \"%s\" is not an argument of the %s schedule (num_cycles: cosine, "
+          "cosine_with_restarts; power, lr_end: polynomial)",
+          key, LrSchedulerName(type)));
+    }
+    if (!value.is_number()) {
+      return absl::InvalidArgumentError(absl::StrFormat("--lr_scheduler_kwargs: %s must be a number", key));
+    }
+    const double v = value.get<double>();
+    if (key == "num_cycles") {
+      if (!(v > 0)) return absl::InvalidArgumentError("--lr_scheduler_kwargs: num_cycles must be > 0");
+      o.num_cycles = v;
+    } else if (key == "power") {
+      if (!(v > 0)) return absl::InvalidArgumentError("--lr_scheduler_kwargs: power must be > 0");
+      o.power = v;
+    } else {
+      if (!(v >= 0)) return absl::InvalidArgumentError("--lr_scheduler_kwargs: lr_end must be >= 0");
+      o.lr_end = v;
+    }
+  }
+  return o;
 }
 
 absl::StatusOr<LrSchedule> LrSchedule::Create(double base_lr, int64_t warmup_steps, int64_t total_steps,

@@ -75,6 +75,11 @@ struct LrScheduleOptions {
   double lr_end = 1e-7;
 };
 
+// HF's lr_scheduler_kwargs (a JSON object) for the schedule `type`: an argument the schedule does
+// not take (power with cosine), an unknown one or a non-number is an InvalidArgument naming
+// --lr_scheduler_kwargs. "" is no arguments.
+absl::StatusOr<LrScheduleOptions> ParseLrSchedulerKwargs(LrSchedulerType type, const std::string& json_text);
+
 class LrSchedule {
  public:
   // InvalidArgument: polynomial with base_lr <= lr_end (HF refuses it too).

@@ -109,14 +109,6 @@ json RunState::ToJson() const {
   json epochs_json = json::array();
   for (const auto& e : epochs) epochs_json.push_back(e.ToJson());
   j["epochs"] = epochs_json;
-  j["best_metric"] = best_metric ? json(*best_metric) : json(nullptr);
-  j["best_step"] = best_step;
-  j["early_stopping_patience_counter"] = patience_counter;
-  j["stopped_early"] = stopped_early;
-  if (loss_scale > 0) {
-    j["loss_scale"] = loss_scale;
-    j["loss_scale_growth_tracker"] = loss_scale_growth_tracker;
-  }
   return j;
 }
 
@@ -136,12 +128,6 @@ absl::StatusOr<RunState> RunState::FromJson(const json& j) {
     FTUNE_ASSIGN_OR_RETURN(EpochRecord r, EpochRecord::FromJson(e));
     s.epochs.push_back(r);
   }
-  if (j.contains("best_metric") && j["best_metric"].is_number()) s.best_metric = j["best_metric"].get<double>();
-  s.best_step = j.value("best_step", int64_t{0});
-  s.patience_counter = j.value("early_stopping_patience_counter", int64_t{0});
-  s.stopped_early = j.value("stopped_early", false);
-  s.loss_scale = j.value("loss_scale", 0.0);
-  s.loss_scale_growth_tracker = j.value("loss_scale_growth_tracker", int64_t{0});
   if (!j.contains("run_examples")) {  // older checkpoints kept only these two run sums
     s.run_totals = Totals();
     for (const auto& e : s.epochs) s.run_totals += e.totals;

@@ -1,5 +1,6 @@
-// Where a run stands, and the sums it reports: everything a checkpoint stores besides the weights
-// and optimizer moments, with its JSON (the checkpoint's state.json, results.json's epochs).
+// Where a run stands, and the sums it reports, with its JSON (part of the checkpoint's state.json,
+// results.json's epochs). The best model's state and the loss scaler's are theirs (best_model.h,
+// grad_scaler.h); the checkpoint stores all three.
 //
 // Sums are kept per rank while training (each rank adds its own examples) and made global by
 // Totals::SumOverRanks when a number is reported or a checkpoint written. A checkpoint stores
@@ -67,17 +68,6 @@ struct RunState {
   double train_seconds = 0;
   double comm_seconds = 0;  // this rank's time blocked in gradient communication
   std::vector<EpochRecord> epochs;
-  // metric_for_best_model: the best value seen and the step it was seen at; early stopping's count
-  // of evaluations without enough improvement (HF's TrainerState.best_metric,
-  // best_global_step and EarlyStoppingCallback's counter). In checkpoints, so a resumed run decides
-  // as the uninterrupted one would.
-  std::optional<double> best_metric;
-  int64_t best_step = 0;
-  int64_t patience_counter = 0;
-  bool stopped_early = false;
-  // --precision=fp16: the GradScaler's scale and its count of finite steps in a row (0: no scaler).
-  double loss_scale = 0;
-  int64_t loss_scale_growth_tracker = 0;
 
   // Ends the epoch in progress: records it (with `global` = the epoch's sums over all ranks) and
   // moves the position to the start of the next epoch.

@@ -1,23 +1,21 @@
-// The training loop: Hugging Face Trainer's defaults and order of operations, spread over MPI ranks.
+// The training engine: Hugging Face Trainer's defaults and order of operations, spread over MPI ranks.
 //
-// Per optimizer step, on every rank:
+// Per optimizer step, on every rank (Trainer::Step):
 //   zero the flat gradient buffers; forward + backward on each of this rank's
 //   gradient_accumulation_steps micro-batches of the global batch, with loss = sum of per-unit
 //   losses / units of the whole global batch (examples, or masked tokens: objective.h), so the
 //   gradients accumulate, and their SUM over ranks is exactly the gradient of the global batch's
 //   mean loss, however the batch is cut into ranks x micro-batches and even when the last batch
 //   splits unevenly; sum the trainable gradients over ranks (GradientReducer, during the last
-//   micro-batch's backward: only trainable gradients cross the wire); global-norm clip; AdamW;
-//   advance the learning-rate schedule.
-// Evaluation (after each epoch, or every eval_steps steps) scores every eval example exactly once
-// across ranks and sums the counts, so the metrics do not depend on the number of ranks; it feeds
-// metric_for_best_model (the best model, kept on the device for load_best_model_at_end) and early
-// stopping, all in the checkpoints.
+//   micro-batch's backward: only trainable gradients cross the wire); global-norm clip; AdamW at
+//   the schedule's learning rate for that step.
+// The run (Trainer::Fit, fit.cc) sequences the periodic concerns around the steps, each deciding
+// for itself: logging (LoggingOptions::ShouldLog), evaluation (evaluator.h), the best model and
+// early stopping (best_model.h), checkpoints (checkpoint.h), and stop signals (preemption.h).
 //
 // Rooms: objective.h (model, loss, evaluation), run_state.h (position and sums), checkpoint.h
 // (the on-disk format and when to save), gradient_reducer.h (communication), flat_params.h +
-// optimizer.h (the update), inference.h (evaluation passes), metrics.h (the log). This file
-// only sequences them.
+// optimizer.h (the update), inference.h (evaluation passes), metrics.h (the log).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +32,7 @@
 #include "data/token_dataset.h"
 #include "distributed/communicator.h"
 #include "model/sequence_classifier.h"
+#include "train/best_model.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/grad_scaler.h"
@@ -43,71 +42,9 @@
 #include "train/objective.h"
 #include "train/optimizer.h"
 #include "train/run_state.h"
+#include "train/train_options.h"
 
 namespace ftune::train {
-
-// When to evaluate (HF's eval_strategy): never, every eval_steps optimizer steps, or after each epoch.
-enum class EvalStrategy { kNo, kSteps, kEpoch };
-
-struct TrainOptions {
-  int64_t epochs = 3;                       // num_train_epochs
-  int64_t batch_size = 8;                   // per rank and micro-batch (per_device_train_batch_size)
-  int64_t gradient_accumulation_steps = 1;  // micro-batches per rank and optimizer step
-  int64_t eval_batch_size = 8;              // per rank
-  double learning_rate = 5e-5;
-  double weight_decay = 0.0;
-  AdamWOptions adam;
-  int64_t warmup_steps = 0;
-  double warmup_ratio = 0.0;
-  LrScheduleOptions lr_schedule;  // lr_scheduler_type (+ lr_scheduler_kwargs)
-  double max_grad_norm = 1.0;     // <= 0 disables clipping
-  uint64_t seed = 42;
-  bool group_by_length = false;
-  int64_t logging_steps = 50;
-  int64_t max_steps = -1;  // > 0 overrides epochs
-  size_t bucket_bytes = 25u << 20;
-  int prefetch = 4;
-  EvalStrategy eval_strategy = EvalStrategy::kEpoch;
-  int64_t eval_steps = 0;  // kSteps: evaluate when global_step % eval_steps == 0
-  // The best model (HF's names): the eval metric that decides it ("" = none tracked; EvalStats::Metric
-  // names), its direction, and whether the trained model becomes the best one at the end.
-  std::string metric_for_best_model;
-  bool greater_is_better = true;
-  bool load_best_model_at_end = false;
-  // HF's EarlyStoppingCallback: stop after `patience` evaluations in a row that do not beat the best
-  // metric by more than `threshold` (0 = off; needs metric_for_best_model).
-  int64_t early_stopping_patience = 0;
-  double early_stopping_threshold = 0.0;
-  int64_t pad_token_id = 0;
-  // Round every batch's padded length up to a multiple of this (1 = off), never beyond the
-  // model's max_position_embeddings: fewer distinct shapes and aligned lengths for GPU kernels.
-  int64_t pad_to_multiple_of = 1;
-  // head and last_k: compute the frozen bottom's output once (the [CLS] features, or the hidden
-  // states entering the first trainable block; eval mode, so without its dropout noise) and train
-  // on them; evaluation uses them too (exact).
-  bool cache_frozen_features = false;
-  // A step whose gradient norm is NaN/Inf never changes the parameters or optimizer state (the
-  // update is skipped on the device). Such steps are counted and noticed at the next log line,
-  // checkpoint or epoch end: false = the run then stops with an error; true = a warning, go on.
-  bool skip_nonfinite = false;
-  // Use torch's fused AdamW kernel where LibTorch has it (>= 2.4).
-  bool fused_adamw = true;
-  // Host-memory transports (MPI) with CPU gradients: start each gradient bucket's all-reduce
-  // during the backward pass (GradientReducer), instead of all after it.
-  bool overlap_comm = true;
-  // --precision=fp16: dynamic loss scaling (GradScaler); a step skipped for overflow is then
-  // routine (the scale backs off) and neither stops the run nor warns.
-  bool loss_scaling = false;
-  GradScalerOptions grad_scaler;
-  // Synchronise the device at phase boundaries and time each phase (data, forward, backward,
-  // comm, optimizer). Costs some speed on GPUs; for benchmarks.
-  bool time_phases = false;
-
-  // Logging cadence: a train record every `logging_steps` steps and on the last of an epoch/run.
-  bool ShouldLog(int64_t global_step, bool epoch_or_run_ends) const {
-    return global_step % logging_steps == 0 || epoch_or_run_ends;
-  }
-};
 
 // Seconds per phase, summed over steps (filled when TrainOptions::time_phases).
 struct PhaseSeconds {
@@ -129,18 +66,22 @@ struct StepStats {
   bool Skipped() const { return skipped.item<double>() != 0.0; }
 };
 
-// How Fit ended: all epochs done, or stopped by a signal after writing a checkpoint.
-enum class Outcome { kFinished, kPreempted };
+// Why a run stopped training: it did not (all epochs or max_steps done), early stopping (the best
+// model's decision), or a stop signal (then a checkpoint was written: resumable).
+enum class StopReason { kNone, kEarlyStopping, kSignal };
 
 struct FitResult {
-  Outcome outcome = Outcome::kFinished;
-  int stop_signal = 0;               // kPreempted: which signal
-  std::string checkpoint;            // kPreempted: the checkpoint written
+  StopReason stop = StopReason::kNone;
+  int stop_signal = 0;               // kSignal: which signal
+  std::string checkpoint;            // kSignal: the checkpoint written
   RunState state;                    // the finished epochs, sums and times
+  BestModelState best;               // metric_for_best_model: the best step and value
   int64_t skipped_steps = 0;         // updates skipped for non-finite gradients (this session)
-  PhaseSeconds phases;               // this rank; when TrainOptions::time_phases
-  bool loaded_best = false;          // load_best_model_at_end replaced the final weights (state.best_step's)
+  PhaseSeconds phases;               // this rank; when LoggingOptions::time_phases
+  bool loaded_best = false;          // load_best_model_at_end replaced the final weights (best.best_step's)
   double feature_cache_seconds = 0;  // one-time encoding for --cache_frozen_features (not in train time)
+
+  bool preempted() const { return stop == StopReason::kSignal; }
 
   int64_t steps() const { return state.global_step; }
   double samples_per_second() const { return state.run_totals.examples / std::max(state.train_seconds, 1e-9); }
@@ -162,33 +103,42 @@ class Trainer {
   // 0's trainable values, and creates AdamW and the schedule for `total_steps`.
   absl::Status Prepare(int64_t total_steps);
 
-  // One optimizer step on this rank's micro-batches (each possibly empty) of a global batch.
-  absl::StatusOr<StepStats> Step(absl::Span<const data::HostBatch> micro);
-  absl::StatusOr<StepStats> Step(const data::HostBatch& batch) { return Step(absl::MakeConstSpan(&batch, 1)); }
+  // Optimizer step `step` (0-based: it picks the learning rate and seeds dropout, so a resumed run
+  // repeats it exactly) on this rank's micro-batches (each possibly empty) of a global batch.
+  absl::StatusOr<StepStats> Step(absl::Span<const data::HostBatch> micro, int64_t step);
+  absl::StatusOr<StepStats> Step(const data::HostBatch& batch, int64_t step) {
+    return Step(absl::MakeConstSpan(&batch, 1), step);
+  }
 
-  // The objective's metrics over the whole eval set, identical on every rank.
-  absl::StatusOr<EvalStats> Evaluate(const data::TokenDataset& eval);
-
-  // The full run: epochs (or max_steps), logging, evaluation after each epoch; checkpoints per
-  // `ckpt`, resuming from `resume_from` (a checkpoint directory) when not empty; stops early,
-  // with a checkpoint, when a preemption signal arrives on any rank.
+  // The full run: epochs (or max_steps), logging, evaluation, the best model; checkpoints per
+  // `ckpt`, resuming from `resume_from` (a checkpoint directory) when not empty; stops early, with
+  // a checkpoint, when a preemption signal arrives on any rank. `data_fingerprint` identifies the
+  // training data in checkpoints (a resume on other data is refused).
   absl::StatusOr<FitResult> Fit(const data::TokenDataset& train, const data::TokenDataset* eval, MetricsLog* log,
-                                const CheckpointOptions& ckpt = {}, const std::string& resume_from = "");
+                                const CheckpointOptions& ckpt = {}, const std::string& resume_from = "",
+                                const std::string& data_fingerprint = "");
+
+  // Batch size, padding and device for an inference pass (no stop check).
+  InferenceOptions InferenceOptionsForRun() const;
+  // True on every rank if any rank received a stop signal (one tiny all-reduce).
+  absl::StatusOr<bool> AnyRankStopping();
 
   Objective& objective() { return *objective_; }
   FlatParameters& flat() { return *flat_; }
+  const FlatParameters& flat() const { return *flat_; }
   FlatAdamW& optimizer() { return *optimizer_; }
   const GradientReducer& reducer() const { return *reducer_; }
   GradScaler* scaler() { return scaler_ ? &*scaler_ : nullptr; }
   const TrainOptions& options() const { return options_; }
-  int64_t global_step() const { return global_step_; }
+  dist::Communicator& host_comm() { return *host_comm_; }
+  // The communicator that carries tensors between ranks (gradients, the feature cache).
+  dist::Communicator& tensor_comm() { return gradient_comm_ != nullptr ? *gradient_comm_ : *host_comm_; }
+  bool sends_gradients() const { return gradient_comm_ != nullptr; }
+  const torch::Device& device() const { return device_; }
+  const PhaseSeconds& phases() const { return phases_; }
+  PhaseSeconds& phases() { return phases_; }
 
  private:
-  class Run;  // the state of one Fit (trainer.cc)
-
-  // True on every rank if any rank received a stop signal (one tiny all-reduce).
-  absl::StatusOr<bool> AnyRankStopping();
-  InferenceOptions InferenceOptionsForRun();
 
   std::unique_ptr<Objective> objective_;
   TrainOptions options_;
@@ -200,8 +150,7 @@ class Trainer {
   std::optional<GradientReducer> reducer_;
   std::unique_ptr<FlatAdamW> optimizer_;
   std::optional<LrSchedule> schedule_;
-  std::optional<GradScaler> scaler_;  // TrainOptions::loss_scaling
-  int64_t global_step_ = 0;
+  std::optional<GradScaler> scaler_;  // OptimizerOptions::loss_scaling
 };
 
 }  // namespace ftune::train

@@ -56,7 +56,13 @@ json Results(const std::string& method, double sps, double tokens_per_s, double 
           {"torch", "2.11.0"},
           {"device", "cuda:0"},
           {"model", {{"dim", 768}, {"n_layers", 6}, {"hidden_dim", 3072}, {"n_heads", 12}}},
-          {"epochs", json::array({{{"epoch", 1}, {"eval_accuracy", 0.6}}})}};
+          // An epoch as ftune writes it: eval accuracy 300 / 500 = 0.6.
+          {"epochs", json::array({{{"epoch", 1},
+                                   {"step", 250},
+                                   {"seconds", train_s},
+                                   {"eval_correct", 300},
+                                   {"eval_total", 500},
+                                   {"eval_loss_sum", 300.0}}})}};
 }
 
 json Config(const std::string& method, const std::string& pad, const std::string& cudnn) {
@@ -72,10 +78,10 @@ TEST(BenchReport, RowsRatiosAndRunsThatDidNotFinish) {
   // full, dynamic padding: 100 samples/s over 20 s; its --time_phases run beside it.
   Write(d / "full-bf16/results.json", Results("full", 100, 30000, 20).dump());
   Write(d / "full-bf16/run_config.json", Config("full", "1", "false").dump());
-  Write(d / "full-bf16-phases/results.json",
-        json({{"step_seconds",
-               {{"data", 0.001}, {"forward", 0.01}, {"backward", 0.02}, {"comm", 0.0005}, {"optimizer", 0.002}}}})
-            .dump());
+  json phases = Results("full", 90, 27000, 22);
+  phases["step_seconds"] = {{"data", 0.001}, {"forward", 0.01}, {"backward", 0.02}, {"comm", 0.0005},
+                            {"optimizer", 0.002}, {"steps", 20}};
+  Write(d / "full-bf16-phases/results.json", phases.dump());
   // head on cached features: 1,000 samples/s over 2 s of training after 2 s of encoding = 500 end to end.
   json cache = Results("head", 1000, 300000, 2);
   cache["feature_cache"] = true;

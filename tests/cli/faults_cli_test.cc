@@ -120,7 +120,7 @@ TEST_F(Faults, RanksWithDifferentSettingsAreRefusedAtStartup) {
   CommandResult r =
       RunCommand(Mpirun(1) + Args(out, "--max_steps=5 --seed=1") + " : -np 1 " + Args(out, "--max_steps=5 --seed=2"));
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_THAT(r.output, HasSubstr("configuration (flags)"));
+  EXPECT_THAT(r.output, HasSubstr("rank 1 was started with other settings than rank 0: --seed (2 here, 1 on rank 0)"));
   EXPECT_FALSE(PathExists(out + "/results.json"));
 }
 

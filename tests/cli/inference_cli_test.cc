@@ -213,7 +213,13 @@ TEST(Report, SeedsGiveIntervalsAndPairedTestsAgainstFull) {
                                                   {"all_parameters", 1000},
                                                   {"comm_bytes_per_step", method == "full" ? 4000 : 40},
                                                   {"train_seconds", 2.0},
-                                                  {"epochs", {{{"epoch", 1}, {"eval_accuracy", acc}}}}})
+                                                  {"epochs",
+                                                   {{{"epoch", 1},
+                                                     {"step", 10},
+                                                     {"seconds", 2.0},
+                                                     {"eval_correct", std::lround(acc * 500)},
+                                                     {"eval_total", 500},
+                                                     {"eval_loss_sum", 250.0}}}}})
                                                 .dump();
     std::ofstream(run + "/run_config.json") << json({{"seed", std::to_string(seed)}}).dump();
     std::ofstream csv(run + "/predictions.csv");

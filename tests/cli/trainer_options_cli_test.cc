@@ -208,15 +208,15 @@ TEST_F(TrainerOptions, SeedAndRealWorkConfigFilesResolveToHfValues) {
   auto seed = ReadFileToString(d / "seed/run_config.json"), real = ReadFileToString(d / "real/run_config.json");
   ASSERT_TRUE(seed.ok() && real.ok());
   const json s = json::parse(*seed), r = json::parse(*real);
-  EXPECT_EQ(s["learning_rate"], "5e-05");
+  EXPECT_EQ(s["learning_rate"], 5e-05);
   EXPECT_EQ(s["lr_scheduler_type"], "linear");
   EXPECT_EQ(s["eval_strategy"], "epoch");
-  EXPECT_EQ(s["save_steps"], "500");
-  EXPECT_EQ(s["logging_steps"], "500");
+  EXPECT_EQ(s["save_steps"], 500);
+  EXPECT_EQ(s["logging_steps"], 500);
   EXPECT_EQ(r["method"], "lora");
-  EXPECT_EQ(r["load_best_model_at_end"], "true");
+  EXPECT_EQ(r["load_best_model_at_end"], true);
   EXPECT_EQ(r["eval_strategy"], "steps");
-  EXPECT_EQ(r["warmup_ratio"], "0.1");
+  EXPECT_EQ(r["warmup_ratio"], 0.1);
 }
 
 // --report_to=tensorboard: rank 0 writes event files whose scalars are metrics.jsonl's numbers

@@ -161,7 +161,11 @@ sweep_sh_grid)
   expect_rc 2 "$sw" "${grid[@]}" --method=full
   expect_out 'set methods with --methods'
   expect_rc 2 "$sw" --methods prefix
-  expect_out 'not one of full, head, lora'
+  expect_out 'not one of full, head, bitfit, last_k, lora, dora, ia3'
+  # Every method of the binary; the rank is swept for lora and dora alike.
+  expect_rc 0 "$sw" --methods full,head,bitfit,last_k,lora,dora,ia3 --lora-ranks 4,8 --list
+  [ "$(grep -c . out)" = 9 ] || { cat out; fail "7 methods with 2 ranks for lora and dora are 9 runs"; }
+  expect_out '^[0-9]+ dora_r8_lr'
   expect_rc 0 "$sw" "${grid[@]}" --dry-run -- "${flags[@]}"
   [ "$(grep -c '^\[' out)" = 4 ] || { cat out; fail "--dry-run should print 4 commands"; }
 

@@ -46,12 +46,12 @@ class CheckpointTest : public ::testing::Test {
     s->adam->Step(1e-2);
     return s;
   }
-  RunState State(int64_t step) {
-    RunState st;
-    st.global_step = step;
-    st.epoch = 1;
-    st.step_in_epoch = 3;
-    st.epoch_totals = {1.25, 48, 4800, 5000, 48};
+  CheckpointState State(int64_t step) {
+    CheckpointState st;
+    st.run.global_step = step;
+    st.run.epoch = 1;
+    st.run.step_in_epoch = 3;
+    st.run.epoch_totals = {1.25, 48, 4800, 5000, 48};
     return st;
   }
 
@@ -68,9 +68,9 @@ TEST_F(CheckpointTest, RoundTripRestoresEverythingExactly) {
   auto b = Make(2);  // other values everywhere
   auto st = ReadCheckpoint(*written, id_, *b->flat, *b->adam);
   ASSERT_TRUE(st.ok()) << st.status();
-  EXPECT_EQ(st->global_step, 7);
-  EXPECT_EQ(st->step_in_epoch, 3);
-  EXPECT_EQ(st->epoch_totals.loss, 1.25);
+  EXPECT_EQ(st->run.global_step, 7);
+  EXPECT_EQ(st->run.step_in_epoch, 3);
+  EXPECT_EQ(st->run.epoch_totals.loss, 1.25);
   EXPECT_EQ(b->adam->step_count(), 2);
   for (size_t i = 0; i < a->flat->groups().size(); ++i) {
     EXPECT_TRUE(torch::equal(a->flat->groups()[i].params, b->flat->groups()[i].params));
@@ -120,6 +120,58 @@ TEST_F(CheckpointTest, KeepsTheNewestAndResolvesAuto) {
   EXPECT_EQ(ResolveResume((dir_ / "nope").string(), options_.dir).status().code(), absl::StatusCode::kNotFound);
 }
 
+// Damage after the write: flipped bytes inside the tensors (the safetensors header intact), a cut
+// state.json, a deleted state.json. A named checkpoint is refused as damaged; auto falls back to
+// the previous undamaged one (saying so), and refuses when none is left.
+TEST_F(CheckpointTest, DamagedCheckpointsAreDetectedAndAutoFallsBackToThePreviousOne) {
+  auto a = Make(1);
+  options_.total_limit = 0;
+  for (int64_t step : {5, 10}) ASSERT_TRUE(WriteCheckpoint(*a->flat, *a->adam, State(step), id_, options_).ok());
+  const std::string newest = options_.dir + "/step-10", older = options_.dir + "/step-5";
+  ASSERT_TRUE(VerifyCheckpoint(newest).ok());
+  {
+    std::fstream f(newest + "/trainer.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.write("\xff\x7f\x01", 3);
+  }
+  absl::Status st = VerifyCheckpoint(newest);
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("step-10 is damaged: trainer.safetensors does not match"));
+  auto named = ResolveResume(newest, options_.dir);
+  EXPECT_EQ(named.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(*ResolveResume("auto", options_.dir), older);
+  // A cut state.json: damaged too.
+  auto text = ReadFileToString(older + "/state.json");
+  ASSERT_TRUE(text.ok());
+  std::ofstream(older + "/state.json") << text->substr(0, text->size() / 2);
+  EXPECT_THAT(std::string(VerifyCheckpoint(older).message()), HasSubstr("state.json does not match"));
+  auto none = ResolveResume("auto", options_.dir);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("no usable checkpoint"));
+}
+
+TEST_F(CheckpointTest, ADeletedStateJsonMakesTheCheckpointIncomplete) {
+  auto a = Make(1);
+  for (int64_t step : {5, 10}) ASSERT_TRUE(WriteCheckpoint(*a->flat, *a->adam, State(step), id_, options_).ok());
+  fs::remove(options_.dir + "/step-10/state.json");
+  EXPECT_EQ(VerifyCheckpoint(options_.dir + "/step-10").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*ResolveResume("auto", options_.dir), options_.dir + "/step-5");
+}
+
+TEST_F(CheckpointTest, ACheckpointOfOtherTrainingDataIsRefused) {
+  auto a = Make(1);
+  id_.data_fingerprint = "2000 examples, 400000 tokens, vocab aaaa, source bbbb";
+  auto written = WriteCheckpoint(*a->flat, *a->adam, State(7), id_, options_);
+  ASSERT_TRUE(written.ok());
+  CheckpointIdentity other = id_;
+  other.data_fingerprint = "500 examples, 90000 tokens, vocab aaaa, source cccc";
+  auto b = Make(2);
+  auto st = ReadCheckpoint(*written, other, *b->flat, *b->adam);
+  EXPECT_EQ(st.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.status().message()), HasSubstr("was trained on other training data"));
+  EXPECT_TRUE(ReadCheckpoint(*written, id_, *b->flat, *b->adam).ok());
+}
+
 TEST_F(CheckpointTest, NonFiniteWeightsAreNeverCheckpointed) {
   auto a = Make(1);
   ASSERT_TRUE(WriteCheckpoint(*a->flat, *a->adam, State(5), id_, options_).ok());
@@ -147,18 +199,29 @@ TEST_F(CheckpointTest, MetricsAfterTheCheckpointAreDropped) {
   EXPECT_EQ(*ReadFileToString(metrics), "{\"type\":\"train\",\"step\":5}\n{\"type\":\"eval\",\"step\":10}\n");
 }
 
-TEST(CheckpointCadence, EveryNStepsAndAfterEpochs) {
+// HF's DefaultFlowCallback: steps saves every save_steps steps and at the last step; epoch saves at
+// every epoch's end. A due step that ends its epoch saves after the epoch's evaluation instead.
+TEST(CheckpointCadence, EveryNStepsAfterEpochsAndAtTheEnd) {
+  using At = LoopPoint::At;
   CheckpointOptions o;
-  EXPECT_FALSE(ShouldSave(o, 10, false));  // checkpoints off without a directory
+  o.strategy = IntervalStrategy::kSteps;
+  o.steps = 5;
+  EXPECT_FALSE(Checkpointer(o).ShouldSave({At::kStep, 10, false}));  // checkpoints off without a directory
   o.dir = "x";
-  o.every_steps = 5;
-  EXPECT_TRUE(ShouldSave(o, 10, false));
-  EXPECT_FALSE(ShouldSave(o, 11, false));
-  EXPECT_FALSE(ShouldSave(o, 10, /*epoch_or_run_ends=*/true));  // the epoch-end checkpoint follows evaluation
-  EXPECT_FALSE(ShouldSaveAtEpochEnd(o, false));
-  o.every_epoch = true;
-  EXPECT_TRUE(ShouldSaveAtEpochEnd(o, false));
-  EXPECT_FALSE(ShouldSaveAtEpochEnd(o, /*run_ends=*/true));
+  const Checkpointer steps(o);
+  EXPECT_TRUE(steps.ShouldSave({At::kStep, 10, false}));
+  EXPECT_FALSE(steps.ShouldSave({At::kStep, 11, false}));
+  EXPECT_FALSE(steps.ShouldSave({At::kStep, 10, /*ends=*/true}));    // ...the epoch's end saves it
+  EXPECT_TRUE(steps.ShouldSave({At::kEpochEnd, 10, false}));         // after the evaluation
+  EXPECT_FALSE(steps.ShouldSave({At::kEpochEnd, 12, false}));        // not due
+  EXPECT_TRUE(steps.ShouldSave({At::kEpochEnd, 12, /*ends=*/true}));  // the end of training
+  o.strategy = IntervalStrategy::kEpoch;
+  const Checkpointer epochs(o);
+  EXPECT_FALSE(epochs.ShouldSave({At::kStep, 10, false}));
+  EXPECT_TRUE(epochs.ShouldSave({At::kEpochEnd, 12, false}));
+  EXPECT_TRUE(epochs.ShouldSave({At::kEpochEnd, 12, true}));
+  o.strategy = IntervalStrategy::kNo;
+  EXPECT_FALSE(Checkpointer(o).ShouldSave({At::kEpochEnd, 10, true}));
 }
 
 }  // namespace

@@ -65,14 +65,14 @@ TEST_P(HfThreeStepsAdam, ParametersNormsAndLearningRatesEqualHuggingFace) {
   if (GetParam() && !compat::HasFusedAdamW())
     GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   TrainOptions o;
-  o.learning_rate = 1e-3;
-  o.max_grad_norm = 1.0;
-  o.fused_adamw = GetParam();
+  o.optimizer.learning_rate = 1e-3;
+  o.optimizer.max_grad_norm = 1.0;
+  o.optimizer.fused_adamw = GetParam();
   Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(/*total_steps=*/4).ok());
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
-    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
+    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]), s);
     ASSERT_TRUE(st.ok()) << st.status();
     EXPECT_NEAR(st->LossSum() / st->totals.examples, ref_["step_losses"][s].get<double>(), 1e-6) << "step " << s;
     EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-5) << "step " << s;
@@ -109,14 +109,14 @@ TEST_P(HfThreeStepsAdam, SameThreeStepsOnCuda) {
   const torch::Device cuda(torch::kCUDA, 0);
   model_->to(cuda);
   TrainOptions o;
-  o.learning_rate = 1e-3;
-  o.max_grad_norm = 1.0;
-  o.fused_adamw = GetParam();
+  o.optimizer.learning_rate = 1e-3;
+  o.optimizer.max_grad_norm = 1.0;
+  o.optimizer.fused_adamw = GetParam();
   Trainer trainer(model_, o, comm_.get(), comm_.get(), cuda);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
-    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
+    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]), s);
     ASSERT_TRUE(st.ok()) << st.status();
     EXPECT_NEAR(st->LossSum() / st->totals.examples, ref_["step_losses"][s].get<double>(), 1e-5) << "step " << s;
     EXPECT_NEAR(st->GradNorm(), ref_["step_grad_norms_before_clip"][s].get<double>(), 1e-4) << "step " << s;
@@ -137,12 +137,12 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
   if (GetParam() && !compat::HasFusedAdamW())
     GTEST_SKIP() << "LibTorch " << compat::TorchVersion() << " has no fused AdamW";
   TrainOptions o;
-  o.learning_rate = 1e-3;
-  o.fused_adamw = GetParam();
+  o.optimizer.learning_rate = 1e-3;
+  o.optimizer.fused_adamw = GetParam();
   Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   data::HostBatch b = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
-  ASSERT_TRUE(trainer.Step(b).ok());
+  ASSERT_TRUE(trainer.Step(b, 0).ok());
   std::map<std::string, torch::Tensor> before;
   for (const auto& p : model_->named_parameters()) before[p.key()] = p.value().detach().clone();
   std::vector<torch::Tensor> m_before, v_before;
@@ -156,7 +156,7 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
     w[0][0].fill_(std::numeric_limits<float>::infinity());
   }
   before["pre_classifier.weight"][0][0].fill_(std::numeric_limits<float>::infinity());
-  auto st = trainer.Step(b);
+  auto st = trainer.Step(b, 1);
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_FALSE(std::isfinite(st->GradNorm()));
   EXPECT_TRUE(st->Skipped());
@@ -170,7 +170,7 @@ TEST_P(HfThreeStepsAdam, NonFiniteStepIsSkippedOnTheDevice) {
     torch::NoGradGuard g;
     w[0][0].fill_(saved);
   }
-  st = trainer.Step(b);
+  st = trainer.Step(b, 2);
   ASSERT_TRUE(st.ok());
   EXPECT_FALSE(st->Skipped());
   EXPECT_EQ(trainer.optimizer().step_count(), 2);
@@ -197,18 +197,18 @@ TEST_F(HfThreeSteps, AccumulatedMicroBatchesGiveTheWholeBatchGradient) {
   const data::HostBatch whole = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
   ASSERT_GE(whole.rows, 3);
   TrainOptions o;
-  o.learning_rate = 1e-3;
-  o.max_grad_norm = 0;  // the raw gradients stay in the buffers
+  o.optimizer.learning_rate = 1e-3;
+  o.optimizer.max_grad_norm = 0;  // the raw gradients stay in the buffers
   auto other = model::LoadPretrained(HfFixture("hf-tiny-cls"), model::ModelOptions{false});
   ASSERT_TRUE(other.ok());
   Trainer one(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   Trainer accumulated(other->model, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(one.Prepare(4).ok());
   ASSERT_TRUE(accumulated.Prepare(4).ok());
-  auto a = one.Step(whole);
+  auto a = one.Step(whole, 0);
   ASSERT_TRUE(a.ok()) << a.status();
   const std::vector<data::HostBatch> micro = {Rows(whole, 0, 1), Rows(whole, 1, whole.rows), Rows(whole, 0, 0)};
-  auto b = accumulated.Step(micro);
+  auto b = accumulated.Step(micro, 0);
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_NEAR(a->LossSum(), b->LossSum(), 1e-5);
   EXPECT_EQ(b->totals.examples, whole.rows);
@@ -256,11 +256,11 @@ TEST_F(HfThreeSteps, LossScalerUnscalesBeforeTheClipBacksOffOnOverflowAndGrows) 
   auto other = model::LoadPretrained(HfFixture("hf-tiny-cls"), model::ModelOptions{false});
   ASSERT_TRUE(other.ok());
   TrainOptions o;
-  o.learning_rate = 1e-3;
-  o.max_grad_norm = 0.5;  // clips: a clip before the unscale would give other weights
+  o.optimizer.learning_rate = 1e-3;
+  o.optimizer.max_grad_norm = 0.5;  // clips: a clip before the unscale would give other weights
   Trainer plain(model_, o, comm_.get(), comm_.get(), torch::kCPU);
-  o.loss_scaling = true;
-  o.grad_scaler.growth_interval = 2;
+  o.optimizer.loss_scaling = true;
+  o.optimizer.grad_scaler.growth_interval = 2;
   Trainer scaled(other->model, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(plain.Prepare(10).ok());
   ASSERT_TRUE(scaled.Prepare(10).ok());
@@ -268,7 +268,7 @@ TEST_F(HfThreeSteps, LossScalerUnscalesBeforeTheClipBacksOffOnOverflowAndGrows) 
   EXPECT_EQ(scaled.scaler()->scale(), 65536.0);
   const data::HostBatch b = BatchFrom(io_["step0.input_ids"], io_["step0.attention_mask"], io_["step0.labels"]);
   for (int i = 0; i < 2; ++i) {
-    auto p = plain.Step(b), q = scaled.Step(b);
+    auto p = plain.Step(b, i), q = scaled.Step(b, i);
     ASSERT_TRUE(p.ok() && q.ok());
     EXPECT_FLOAT_EQ(static_cast<float>(p->GradNorm()), static_cast<float>(q->GradNorm())) << "step " << i;
   }
@@ -283,7 +283,7 @@ TEST_F(HfThreeSteps, LossScalerUnscalesBeforeTheClipBacksOffOnOverflowAndGrows) 
     torch::NoGradGuard g;
     w[0][0].fill_(std::numeric_limits<float>::infinity());
   }
-  auto q = scaled.Step(b);
+  auto q = scaled.Step(b, 2);
   ASSERT_TRUE(q.ok());
   EXPECT_TRUE(q->Skipped());
   EXPECT_EQ(scaled.scaler()->scale(), 65536.0) << "backed off by half";
@@ -294,7 +294,7 @@ TEST_F(HfThreeSteps, LossScalerUnscalesBeforeTheClipBacksOffOnOverflowAndGrows) 
   EXPECT_TRUE(torch::equal(scaled.flat().groups()[0].params.masked_fill(before.isinf(), 0),
                            before.masked_fill(before.isinf(), 0)))
       << "a skipped step leaves the weights";
-  q = scaled.Step(b);
+  q = scaled.Step(b, 3);
   ASSERT_TRUE(q.ok());
   EXPECT_FALSE(q->Skipped());
   EXPECT_EQ(scaled.scaler()->growth_tracker(), 1);
@@ -311,7 +311,7 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   std::map<std::string, torch::Tensor> before;
   for (const auto& p : model_->named_parameters()) before[p.key()] = p.value().clone();
   TrainOptions o;
-  o.learning_rate = 1e-2;
+  o.optimizer.learning_rate = 1e-2;
   Trainer trainer(model_, o, comm_.get(), comm_.get(), torch::kCPU);
   ASSERT_TRUE(trainer.Prepare(4).ok());
   std::set<std::string> in_buckets;
@@ -319,7 +319,7 @@ TEST_F(HfThreeSteps, FrozenParametersNeverMoveAndNeverCrossTheWire) {
   EXPECT_EQ(trainer.flat().numel(), 2146);  // PEFT's count for this adapter
   for (int s = 0; s < 3; ++s) {
     std::string p = "step" + std::to_string(s) + ".";
-    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]));
+    auto st = trainer.Step(BatchFrom(io_[p + "input_ids"], io_[p + "attention_mask"], io_[p + "labels"]), s);
     ASSERT_TRUE(st.ok());
     EXPECT_EQ(trainer.reducer().bytes_per_step(), 2146u * 4u);
   }

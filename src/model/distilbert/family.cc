@@ -51,6 +51,7 @@ ModelFamily MakeDistilBertFamily() {
   f.ia3_targets = {"k_lin", "v_lin", "lin2"};
   f.ia3_feedforward = {"lin2"};
   f.default_config_json = io::DistilBertConfigToJson(io::DefaultDistilBertConfig());
+  f.default_name = "distilbert-base-uncased";
   f.build_classifier = [](absl::string_view text, absl::string_view source, const ModelOptions& options,
                           int64_t num_labels) -> absl::StatusOr<SequenceClassifier> {
     FTUNE_ASSIGN_OR_RETURN(io::DistilBertConfig c, ParseConfig(text, source, num_labels));
