@@ -85,7 +85,14 @@ bool IsMarkCategory(int32_t c) {
   return t == U_NON_SPACING_MARK || t == U_ENCLOSING_MARK || t == U_COMBINING_SPACING_MARK;
 }
 // unicode-normalization-alignments' is_combining_mark (StripAccents): General_Category M, 9.0.
-bool IsCombiningMark(int32_t c) { return c >= 0x300 && IsMarkCategory(c) && !NewerThan9(c); }
+// ICU 72 has Unicode 15.0's categories; these characters' mark status differs in 9.0 (the
+// oracle's sweep of every code point found them): U+1CF2/3 were Mc (Lo since 10.0), U+111C9
+// was Po (Mn since 11.0).
+bool IsCombiningMark(int32_t c) {
+  if (c == 0x1CF2 || c == 0x1CF3) return true;
+  if (c == 0x111C9) return false;
+  return c >= 0x300 && IsMarkCategory(c) && !NewerThan9(c);
+}
 // char::is_numeric: Nd, Nl, No.
 bool IsNumeric(int32_t c) {
   if (c < 0x80) return c >= '0' && c <= '9';
@@ -1325,8 +1332,8 @@ class Pipeline {
   // The ids of one sequence. limit > 0: *limited receives how many of them HF's
   // tokenize_with_limit (truncation on) keeps: it stops after the word that brings the count to
   // `limit` (an added token never stops it).
-  void EncodeOne(absl::string_view text, std::vector<int32_t>* ids, size_t limit = 0,
-                 size_t* limited = nullptr) const {
+  void EncodeOne(absl::string_view text, std::vector<int32_t>* ids, size_t limit = 0, size_t* limited = nullptr,
+                 std::vector<std::string>* words = nullptr) const {
     std::string valid;
     if (utf8::FindInvalid(text) != absl::string_view::npos) {
       for (size_t i = 0, len; i < text.size(); i += len) utf8::Append(DecodeAt(text, i, &len), &valid);
@@ -1347,6 +1354,10 @@ class Pipeline {
       SplitAdded(s, normalized_trie, &pieces);
     }
     if (pre_tokenizer != nullptr) pre_tokenizer->PreTokenize(&pieces);
+    if (words != nullptr) {
+      for (const Split& s : pieces) words->push_back(s.token >= 0 ? absl::StrCat("<added ", s.token, ">") : s.text);
+      return;
+    }
     const size_t mark = ids->size();
     bool stopped = false;
     for (const Split& s : pieces) {
@@ -1953,6 +1964,17 @@ void Truncate(Enc* a, Enc* b, int64_t max_length) {
 }  // namespace
 }  // namespace tokjson
 
+int UnicodeAge(int32_t c) {
+#ifdef FTUNE_HAVE_ICU
+  UVersionInfo age;
+  u_charAge(c, age);
+  return age[0] * 10 + age[1];
+#else
+  (void)c;
+  return -1;
+#endif
+}
+
 JsonTokenizer::JsonTokenizer() = default;
 JsonTokenizer::~JsonTokenizer() = default;
 
@@ -2023,6 +2045,12 @@ void JsonTokenizer::Encode(absl::string_view a, const absl::string_view* b, int3
     ids->insert(ids->end(), e.ids.begin(), e.ids.end());
     if (type_ids != nullptr) type_ids->insert(type_ids->end(), e.type_ids.begin(), e.type_ids.end());
   }
+}
+
+std::vector<std::string> JsonTokenizer::Words(absl::string_view text) const {
+  std::vector<std::string> words;
+  p_->EncodeOne(text, nullptr, 0, nullptr, &words);
+  return words;
 }
 
 int32_t JsonTokenizer::num_special_tokens(bool pair) const { return p_->post != nullptr ? p_->post->Added(pair) : 0; }

@@ -64,6 +64,9 @@ class JsonTokenizer {
   void Encode(absl::string_view a, const absl::string_view* b, int32_t max_length, std::vector<int32_t>* ids,
               std::vector<int32_t>* type_ids = nullptr, int64_t* untruncated = nullptr) const;
 
+  // The words the model sees (normalized and pre-tokenized; an added token as "<added ID>").
+  std::vector<std::string> Words(absl::string_view text) const;
+
   // Special tokens the post-processor adds to one sequence / to a pair.
   int32_t num_special_tokens(bool pair) const;
   // Whether the post-processor gives a pair any nonzero token_type_id (BERT's 0/1 segments).
@@ -80,5 +83,12 @@ class JsonTokenizer {
   std::unique_ptr<tokjson::Pipeline> p_;
   std::string sha256_;
 };
+
+// The Unicode version (major * 10 + minor, e.g. 140 for 14.0) that assigned `c`, from ICU; 0 for
+// an unassigned code point, -1 in a build without ICU. Characters assigned after Unicode 14.0
+// (Debian 12's Oniguruma) and 15.0 (its ICU) may be classified differently from HF's newer
+// tables; the oracle tests leave them out (data-prep/README.md).
+int UnicodeAge(int32_t c);
+inline constexpr int kJsonTokenizerExactUnicodeAge = 140;
 
 }  // namespace ftune::prep

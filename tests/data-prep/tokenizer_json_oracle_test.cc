@@ -12,9 +12,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/utf8.h"
 #include "data-prep/parallel.h"
 #include "data-prep/tokenizer_json.h"
 #include "gtest/gtest.h"
@@ -72,10 +76,19 @@ class JsonOracleTest : public ::testing::TestWithParam<const char*> {
     EXPECT_TRUE(theirs.ok()) << theirs.status();
     if (!theirs.ok()) return inputs.size();
     size_t bad = 0;
+    if (const char* r = std::getenv("FTUNE_ORACLE_REPORT")) report = std::strtoul(r, nullptr, 10);  // more detail by hand
     for (size_t i = 0; i < inputs.size(); ++i) {
       const HfEncoding &o = ours[i], &h = (*theirs)[i];
       if (o.ids == h.ids && o.type_ids == h.type_ids) continue;
       if (bad++ < report) {
+        if (const char* dump = std::getenv("FTUNE_ORACLE_DUMP")) {  // the texts, to look at by hand
+          for (int k = 0; k < 2; ++k) {
+            if (k == 1 && !inputs[i].b) break;
+            auto st = WriteFileAtomic(absl::StrCat(dump, "/", GetParam(), "_", i, k ? "_b" : "_a", ".txt"),
+                                        k ? *inputs[i].b : inputs[i].a);
+            (void)st;
+          }
+        }
         const bool ids = o.ids != h.ids;
         auto [a, b] = ids ? IdsDiff(o.ids, h.ids) : IdsDiff(o.type_ids, h.type_ids);
         ADD_FAILURE() << GetParam() << ", " << what << " " << i << " (max_length " << max_length << "): "
@@ -169,11 +182,45 @@ TEST_P(JsonOracleTest, EdgeCases) {
   }
 }
 
+// Characters assigned after Unicode 14.0 (by 17.0: tests/fixtures/tokens/unicode_categories.txt;
+// ICU 72 knows up to 15.0): Debian 12's Oniguruma and ICU may classify them differently from
+// HF's newer tables (README.md), so the tests leave them out.
+bool NewerThanExact(int32_t c) {
+  static const std::vector<bool>* assigned17 = [] {
+    auto* v = new std::vector<bool>(kMaxCodePoint + 1, false);
+    std::ifstream in(std::string(FTUNE_FIXTURES_DIR) + "/tokens/unicode_categories.txt");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      std::istringstream f(line);
+      std::string cat;
+      int32_t lo, hi;
+      f >> cat >> std::hex >> lo >> hi;
+      if (cat == "Cn") continue;
+      for (int32_t c = lo; c <= hi; ++c) (*v)[static_cast<size_t>(c)] = true;
+    }
+    return v;
+  }();
+  if (!(*assigned17)[static_cast<size_t>(c)]) return false;  // unassigned in every version
+  const int age = UnicodeAge(c);
+  return age == 0 || age > kJsonTokenizerExactUnicodeAge;
+}
+
+// Fuzz strings, without the characters assigned after Unicode 14.0.
+std::string NextFuzz(UnicodeFuzzer* fuzz) {
+  std::string s = fuzz->Next(), out;
+  for (size_t i = 0, len; i < s.size(); i += len) {
+    const int32_t c = utf8::Decode(s, i, &len);
+    if (!NewerThanExact(c)) out.append(s, i, len);
+  }
+  return out;
+}
+
 TEST_P(JsonOracleTest, RandomUnicodeStrings) {
   UnicodeFuzzer fuzz(/*seed=*/20261201);
   std::vector<HfInput> singles, pairs;
-  for (int i = 0; i < 4000; ++i) singles.push_back({fuzz.Next(), std::nullopt});
-  for (int i = 0; i < 2000; ++i) pairs.push_back({fuzz.Next(), fuzz.Next()});
+  for (int i = 0; i < 4000; ++i) singles.push_back({NextFuzz(&fuzz), std::nullopt});
+  for (int i = 0; i < 2000; ++i) pairs.push_back({NextFuzz(&fuzz), NextFuzz(&fuzz)});
   EXPECT_EQ(Differences(singles, 0, "random string"), 0u);
   EXPECT_EQ(Differences(singles, 7, "random string"), 0u);
   if (SkipPairs()) return;
@@ -181,16 +228,17 @@ TEST_P(JsonOracleTest, RandomUnicodeStrings) {
   EXPECT_EQ(Differences(pairs, 0, "random pair"), 0u);
 }
 
+// Every code point; those assigned after Unicode 14.0 are counted apart and only reported.
 TEST_P(JsonOracleTest, EveryCodePointInThreePositions) {
-  std::vector<HfInput> inputs;
-  inputs.reserve(kMaxCodePoint + 1);
+  std::vector<HfInput> inputs, newer;
   for (int32_t c = 0; c <= kMaxCodePoint; ++c) {
     if (!IsScalar(c)) continue;
     const std::string s = Utf8(c);
-    inputs.push_back({absl::StrCat("a", s, "b ", s, " z"), std::nullopt});
+    (NewerThanExact(c) ? newer : inputs).push_back({absl::StrCat("a", s, "b ", s, " z"), std::nullopt});
   }
-  ASSERT_EQ(inputs.size(), 1112064u);
-  EXPECT_EQ(Differences(inputs, 0, "code point text"), 0u);
+  ASSERT_EQ(inputs.size() + newer.size(), 1112064u);
+  EXPECT_EQ(Differences(inputs, 0, "code point text (Unicode <= 14.0 or unassigned)"), 0u);
+  Differences(newer, 0, "code point text (assigned after 14.0: not asserted)", 0);
 }
 
 TEST_P(JsonOracleTest, AllAclImdbReviews) {
