@@ -227,7 +227,7 @@ class Regex {
     if (rc != ONIG_NORMAL) {
       OnigUChar buf[ONIG_MAX_ERROR_MESSAGE_LEN];
       onig_error_code_to_str(buf, rc, &info);
-      *error = absl::StrCat("invalid regular expression: ", reinterpret_cast<const char*>(buf));
+      *error = absl::StrCat("invalid regular expression: ", utf8::Printable(reinterpret_cast<const char*>(buf), 200));
       r->re_ = nullptr;
       return nullptr;
     }
