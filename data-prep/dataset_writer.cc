@@ -16,7 +16,7 @@ namespace h5 = data::h5;
 
 struct DatasetWriter::Hdf5 {
   h5::Handle file;
-  h5::Handle input_ids, offsets, labels;
+  h5::Handle input_ids, offsets, labels, token_type_ids;
 };
 
 namespace {
@@ -64,7 +64,9 @@ absl::Status AppendTo(hid_t ds, const std::string& path, const char* name, hid_t
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::string& path, int64_t vocab_size,
-                                                                     bool labeled) {
+                                                                     bool labeled, bool regression,
+                                                                     bool type_ids) {
+  if (regression && !labeled) return absl::InvalidArgumentError("DatasetWriter: a regression dataset has labels");
   if (path.empty()) return absl::InvalidArgumentError("no output path (--output)");
   std::unique_ptr<DatasetWriter> w(new DatasetWriter());
   w->path_ = path;
@@ -72,6 +74,8 @@ absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::
   w->vocab_size_ = vocab_size;
   w->uint16_ = vocab_size <= fmt::kMaxUint16VocabSize;
   w->labeled_ = labeled;
+  w->regression_ = regression;
+  w->type_ids_ = type_ids;
   w->h5_ = std::make_unique<Hdf5>();
   h5::ErrorScope quiet;
   w->h5_->file = h5::Handle(H5Fcreate(w->temp_path_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), &H5Fclose);
@@ -89,8 +93,12 @@ absl::StatusOr<std::unique_ptr<DatasetWriter>> DatasetWriter::Create(const std::
   FTUNE_ASSIGN_OR_RETURN(w->h5_->offsets,
                          MakeDataset(f, w->temp_path_, fmt::kOffsets, H5T_STD_I64LE, fmt::kIndexChunk));
   if (labeled) {
-    FTUNE_ASSIGN_OR_RETURN(w->h5_->labels,
-                           MakeDataset(f, w->temp_path_, fmt::kLabels, H5T_STD_I32LE, fmt::kIndexChunk));
+    FTUNE_ASSIGN_OR_RETURN(w->h5_->labels, MakeDataset(f, w->temp_path_, fmt::kLabels,
+                                                       regression ? H5T_IEEE_F32LE : H5T_STD_I32LE, fmt::kIndexChunk));
+  }
+  if (type_ids) {
+    FTUNE_ASSIGN_OR_RETURN(w->h5_->token_type_ids,
+                           MakeDataset(f, w->temp_path_, fmt::kTokenTypeIds, H5T_STD_U8LE, fmt::kTokenChunk));
   }
   int64_t zero = 0;
   FTUNE_RETURN_IF_ERROR(AppendTo(w->h5_->offsets.get(), w->temp_path_, fmt::kOffsets, H5T_NATIVE_INT64, &zero, 1));
@@ -109,12 +117,21 @@ void DatasetWriter::Abandon() {
   if (!temp_path_.empty()) unlink(temp_path_.c_str());
 }
 
-absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels) {
+absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids, const std::vector<int32_t>& labels,
+                                   const std::vector<std::vector<int32_t>>* type_ids,
+                                   const std::vector<float>* targets) {
   if (finished_ || h5_ == nullptr) return absl::FailedPreconditionError("DatasetWriter: Append after Finish");
-  if (labels.size() != (labeled_ ? ids.size() : 0)) {
-    return absl::InvalidArgumentError(labeled_ ? "DatasetWriter: ids and labels differ in size"
-                                               : "DatasetWriter: labels for a dataset without labels");
+  if (labels.size() != (labeled_ && !regression_ ? ids.size() : 0)) {
+    return absl::InvalidArgumentError(labeled_ && !regression_ ? "DatasetWriter: ids and labels differ in size"
+                                                               : "DatasetWriter: integer labels for a dataset without them");
   }
+  if (regression_ != (targets != nullptr) || (targets != nullptr && targets->size() != ids.size())) {
+    return absl::InvalidArgumentError("DatasetWriter: regression targets must come with exactly the regression examples");
+  }
+  if (type_ids_ != (type_ids != nullptr) || (type_ids != nullptr && type_ids->size() != ids.size())) {
+    return absl::InvalidArgumentError("DatasetWriter: token_type_ids must come with exactly such a dataset's examples");
+  }
+  std::vector<uint8_t> types;
   int64_t total = 0;
   for (const auto& v : ids) total += static_cast<int64_t>(v.size());
   std::vector<int64_t> offsets;
@@ -139,6 +156,20 @@ absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids,
         i32.push_back(t);
       }
     }
+    if (type_ids_) {
+      const auto& t = (*type_ids)[i];
+      if (t.size() != ids[i].size()) {
+        return absl::InvalidArgumentError(absl::StrFormat("example %d: %d token_type_ids for %d ids",
+                                                          num_examples_ + static_cast<int64_t>(i), t.size(), ids[i].size()));
+      }
+      for (int32_t v : t) {
+        if (v < 0 || v > fmt::kMaxTokenTypeId) {
+          return absl::InvalidArgumentError(absl::StrFormat("example %d: token_type_id %d outside [0, %d]",
+                                                            num_examples_ + static_cast<int64_t>(i), v, fmt::kMaxTokenTypeId));
+        }
+        types.push_back(static_cast<uint8_t>(v));
+      }
+    }
     end += static_cast<int64_t>(ids[i].size());
     offsets.push_back(end);
   }
@@ -148,7 +179,14 @@ absl::Status DatasetWriter::Append(const std::vector<std::vector<int32_t>>& ids,
                                  uint16_ ? static_cast<const void*>(u16.data()) : i32.data(), total));
   FTUNE_RETURN_IF_ERROR(AppendTo(h5_->offsets.get(), temp_path_, fmt::kOffsets, H5T_NATIVE_INT64, offsets.data(),
                                  static_cast<int64_t>(offsets.size())));
-  if (labeled_) {
+  if (type_ids_) {
+    FTUNE_RETURN_IF_ERROR(AppendTo(h5_->token_type_ids.get(), temp_path_, fmt::kTokenTypeIds, H5T_NATIVE_UINT8,
+                                   types.data(), static_cast<int64_t>(types.size())));
+  }
+  if (regression_) {
+    FTUNE_RETURN_IF_ERROR(AppendTo(h5_->labels.get(), temp_path_, fmt::kLabels, H5T_NATIVE_FLOAT, targets->data(),
+                                   static_cast<int64_t>(targets->size())));
+  } else if (labeled_) {
     FTUNE_RETURN_IF_ERROR(AppendTo(h5_->labels.get(), temp_path_, fmt::kLabels, H5T_NATIVE_INT32, labels.data(),
                                    static_cast<int64_t>(labels.size())));
   }
@@ -162,8 +200,9 @@ absl::Status DatasetWriter::Finish(const data::DatasetInfo& info) {
   if (info.num_examples != num_examples_ || info.num_tokens != num_tokens_) {
     return absl::InternalError("DatasetWriter: DatasetInfo counts differ from what was written");
   }
-  if (info.label_names.empty() == labeled_) {
-    return absl::InternalError("DatasetWriter: label_names must be given exactly when the dataset is labeled");
+  if (info.label_names.empty() == (labeled_ && !regression_)) {
+    return absl::InternalError(
+        "DatasetWriter: label_names must be given exactly when the dataset has classification labels");
   }
   {
     h5::ErrorScope quiet;
@@ -173,7 +212,16 @@ absl::Status DatasetWriter::Finish(const data::DatasetInfo& info) {
     FTUNE_RETURN_IF_ERROR(h5::WriteInt32Attr(g, fmt::kAttrFormatVersion, fmt::kFormatVersion));
     FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrVocabSha256, info.vocab_sha256));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrVocabSize, info.vocab_size));
-    if (labeled_) FTUNE_RETURN_IF_ERROR(h5::WriteStringArrayAttr(g, fmt::kAttrLabelNames, info.label_names));
+    if (labeled_ && !regression_) {
+      FTUNE_RETURN_IF_ERROR(h5::WriteStringArrayAttr(g, fmt::kAttrLabelNames, info.label_names));
+    }
+    if (labeled_) {
+      FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(
+          g, fmt::kAttrLabelKind, regression_ ? fmt::kLabelKindRegression : fmt::kLabelKindClassification));
+    }
+    if (!info.text_pair.empty()) FTUNE_RETURN_IF_ERROR(h5::WriteStringAttr(g, fmt::kAttrTextPair, info.text_pair));
+    FTUNE_RETURN_IF_ERROR(
+        h5::WriteStringAttr(g, fmt::kAttrVocabFile, info.vocab_file.empty() ? "vocab.txt" : info.vocab_file));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt32Attr(g, fmt::kAttrMaxLength, info.max_length));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrNumExamples, num_examples_));
     FTUNE_RETURN_IF_ERROR(h5::WriteInt64Attr(g, fmt::kAttrNumTokens, num_tokens_));
@@ -187,6 +235,7 @@ absl::Status DatasetWriter::Finish(const data::DatasetInfo& info) {
     h5_->input_ids.Reset();
     h5_->offsets.Reset();
     h5_->labels.Reset();
+    h5_->token_type_ids.Reset();
     if (H5Fflush(h5_->file.get(), H5F_SCOPE_GLOBAL) < 0 || h5_->file.Reset() < 0) {
       return h5::Error(absl::StatusCode::kResourceExhausted, temp_path_, "cannot flush the output file");
     }

@@ -18,6 +18,7 @@ pkgs=(
   libgtest-dev libgmock-dev   # GoogleTest
   nlohmann-json3-dev          # JSON (config.json, safetensors headers)
   libssl-dev                  # SHA-256 (vocab / source hashes)
+  libonig-dev libicu-dev      # tokenizer.json: HF's regex engine (Oniguruma) and Unicode normalization (ICU)
   curl                        # cluster/fetch-model.sh (and its test)
   gnuplot-nox                 # comparison plot
 )

@@ -24,6 +24,11 @@ ABSL_FLAG(std::string, label_column, "label",
 ABSL_FLAG(std::vector<std::string>, labels, {},
           "Comma-separated label names; label k is the k-th name and the input may use the names "
           "(case-insensitive) or their indices. Default: binary 0/1, negative/positive, neg/pos.");
+ABSL_FLAG(std::string, text_pair_column, "",
+          "CSV column holding the second text of sentence pairs (HF's text_pair); pairs are truncated "
+          "longest_first to --max_length and their token_type_ids stored where the tokenizer gives them.");
+ABSL_FLAG(std::string, tokenizer_json, "",
+          "Hugging Face tokenizer.json to tokenize with (default: <model_dir>/tokenizer.json when present).");
 ABSL_FLAG(int64_t, progress_every, 100000,
           "When stderr is not a terminal, print a progress line every this many examples (0 = never).");
 
@@ -34,13 +39,18 @@ constexpr char kUsage[] =
     "Tokenizes a CSV of texts and labels (or a JSONL of token ids) into an HDF5 token dataset that\n"
     "`ftune train` reads: ragged token ids (no padding), per-example offsets, labels (none with\n"
     "--label_column=), and the vocab hash, tokenizer settings and source file recorded as\n"
-    "attributes. The tokenizer is identical to Hugging Face's distilbert-base-uncased; texts longer\n"
-    "than --max_length keep their first max_length-2 word pieces. Output is written to a temp file\n"
-    "and renamed only on success.\n\n"
+    "attributes. The tokenizer is Hugging Face's, token for token: <model_dir>/tokenizer.json when\n"
+    "present (or --tokenizer_json), else the BERT WordPiece of vocab.txt (--vocab, <model_dir>/vocab.txt);\n"
+    "texts are truncated to --max_length as HF's truncation=True (pairs: longest_first). Labels are\n"
+    "floats (regression) when <model_dir>/config.json says problem_type regression or one label, or\n"
+    "when the label column holds non-integer numbers. Output is written to a temp file and renamed\n"
+    "only on success.\n\n"
     "  ftune prep --input train.csv --output train.h5 --vocab vocab.txt\n"
     "  ftune prep --input data.csv --text_column text --label_column stars --labels bad,ok,good \\\n"
     "             --model_dir models/distilbert-base-uncased --output data.h5\n"
-    "  ftune prep --input unsup.csv --label_column= --output unsup.h5 --vocab vocab.txt   # no labels\n\n"
+    "  ftune prep --input unsup.csv --label_column= --output unsup.h5 --vocab vocab.txt   # no labels\n"
+    "  ftune prep --input mrpc.csv --text_column sentence1 --text_pair_column sentence2 \\\n"
+    "             --model_dir models/roberta-base --output mrpc.h5                      # pairs\n\n"
     "Exit status: 0 ok, 1 bad input or I/O error (the message names file:line), 2 bad flags.";
 
 // Progress on stderr: a self-updating line on a terminal, else a line every --progress_every examples.
@@ -82,9 +92,20 @@ int PrepMain(const std::vector<std::string>& positional) {
   opt.input = absl::GetFlag(FLAGS_input);
   opt.output = absl::GetFlag(FLAGS_output);
   opt.vocab = absl::GetFlag(FLAGS_vocab);
-  if (opt.vocab.empty() && !absl::GetFlag(FLAGS_model_dir).empty()) {
-    opt.vocab = absl::StrCat(absl::StripSuffix(absl::GetFlag(FLAGS_model_dir), "/"), "/vocab.txt");
+  opt.tokenizer_json = absl::GetFlag(FLAGS_tokenizer_json);
+  if (!absl::GetFlag(FLAGS_model_dir).empty()) {
+    const std::string dir(absl::StripSuffix(absl::GetFlag(FLAGS_model_dir), "/"));
+    // HF's AutoTokenizer: the fast tokenizer's tokenizer.json when the directory has one.
+    if (opt.vocab.empty() && opt.tokenizer_json.empty()) {
+      if (access((dir + "/tokenizer.json").c_str(), F_OK) == 0) {
+        opt.tokenizer_json = dir + "/tokenizer.json";
+      } else {
+        opt.vocab = dir + "/vocab.txt";
+      }
+    }
+    opt.model_config = dir + "/config.json";
   }
+  opt.text_pair_column = absl::GetFlag(FLAGS_text_pair_column);
   auto format = prep::ParseInputFormat(absl::GetFlag(FLAGS_input_format));
   if (!format.ok()) return ReportFailure(format.status());
   opt.input_format = *format;
@@ -115,8 +136,8 @@ const Command& PrepCommand() {
   static const Command c{"prep",
                          "tokenize CSV/JSONL text into an HDF5 dataset",
                          kUsage,
-                         {{"input", {"input", "input_format", "text_column", "label_column", "labels"}},
-                          {"tokenizer", {"vocab", "model_dir", "max_length"}},
+                         {{"input", {"input", "input_format", "text_column", "text_pair_column", "label_column", "labels"}},
+                          {"tokenizer", {"vocab", "tokenizer_json", "model_dir", "max_length"}},
                           {"output", {"output", "threads", "progress_every"}}},
                          __FILE__,
                          &PrepMain};

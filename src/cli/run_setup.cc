@@ -186,9 +186,11 @@ absl::Status CheckDataFitsModel(const model::ModelConfig& config, const data::To
         "run `ftune prep` with the label column on labeled data",
         ds.path()));
   }
+  // The same tokenizer file as the model's (tokenizer.json or vocab.txt, whichever prep used).
   const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
-  if (!model_dir.empty() && PathExists(model_dir + "/vocab.txt")) {
-    FTUNE_ASSIGN_OR_RETURN(std::string sha, Sha256File(model_dir + "/vocab.txt"));
+  const std::string tokenizer_file = model_dir + "/" + info.vocab_file;
+  if (!model_dir.empty() && PathExists(tokenizer_file)) {
+    FTUNE_ASSIGN_OR_RETURN(std::string sha, Sha256File(tokenizer_file));
     FTUNE_RETURN_IF_ERROR(ds.CheckVocab(sha, info.vocab_size));
   }
   if (info.vocab_size > config.vocab_size) {

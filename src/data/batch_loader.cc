@@ -18,6 +18,7 @@ HostBatch IndicesOnly(const TokenDataset& ds, const std::vector<int64_t>& indice
   int64_t longest = 0;
   for (int64_t i : indices) {
     b.labels.push_back(ds.label(i));
+    if (ds.is_regression()) b.targets.push_back(ds.target(i));
     b.real_tokens += ds.length(i);
     longest = std::max<int64_t>(longest, ds.length(i));
   }
@@ -33,12 +34,20 @@ HostBatch Collate(const std::vector<Example>& examples, int64_t pad_id, int64_t 
   b.seq_len = PaddedLength(b.seq_len, pad_to_multiple_of, max_length);
   b.input_ids.assign(b.rows * b.seq_len, pad_id);
   b.attention_mask.assign(b.rows * b.seq_len, 0);
+  bool types = false, regression = false;
+  for (const auto& e : examples) {
+    types |= !e.type_ids.empty();
+    regression |= e.has_target;
+  }
+  if (types) b.token_type_ids.assign(b.rows * b.seq_len, 0);
   for (int64_t r = 0; r < b.rows; ++r) {
     const auto& ids = examples[r].ids;
     std::copy(ids.begin(), ids.end(), b.input_ids.begin() + r * b.seq_len);
     std::fill_n(b.attention_mask.begin() + r * b.seq_len, ids.size(), 1);
     b.labels.push_back(examples[r].label);
+    if (types) std::copy(examples[r].type_ids.begin(), examples[r].type_ids.end(), b.token_type_ids.begin() + r * b.seq_len);
     b.indices.push_back(examples[r].index);
+    if (regression) b.targets.push_back(examples[r].target);
     b.real_tokens += static_cast<int64_t>(ids.size());
   }
   return b;

@@ -33,7 +33,11 @@ struct HostBatch {
   int64_t real_tokens = 0;              // non-padding tokens on this rank
   std::vector<int64_t> input_ids;       // rows x seq_len, right-padded with pad_id
   std::vector<int64_t> attention_mask;  // rows x seq_len, 1 = token
-  std::vector<int64_t> labels;          // rows
+  std::vector<int64_t> labels;          // rows (-1 in a regression dataset)
+  // Sentence pairs: the token_type_ids (rows x seq_len, padding 0); empty when the dataset has none.
+  std::vector<int64_t> token_type_ids;
+  // Regression datasets: the float labels (rows); empty otherwise.
+  std::vector<float> targets;
   std::vector<int64_t> indices;         // dataset indices, rows
   // Masked-LM batches only (data/masking.h): the target id where a position is scored, -100
   // elsewhere (rows x seq_len), and how many positions are scored.

@@ -10,13 +10,21 @@
 //     offsets    1-D int64, num_examples + 1 entries: example i is input_ids[offsets[i]:offsets[i+1]];
 //                offsets[0] = 0, non-decreasing, offsets[num_examples] = len(input_ids)
 //     labels     1-D int32, num_examples entries, each in [0, len(label_names)); absent in an
-//                unlabeled dataset (`ftune prep --label_column=`: text for pretraining)
+//                unlabeled dataset (`ftune prep --label_column=`: text for pretraining);
+//                float32 (any float type) in a regression dataset (label_kind "regression")
+//     token_type_ids  optional, 1-D uint8 (any integer type), len(input_ids) entries: the
+//                token_type_id (segment) of every token, as the tokenizer gives it for sentence
+//                pairs (BERT: 0 for [CLS] A [SEP], 1 for B [SEP]); absent = all 0
 //   attributes (strings are UTF-8; the reader accepts fixed- or variable-length strings)
 //     format          string  "ftune.token_dataset"
 //     format_version  int32   kFormatVersion                                   (required)
 //     vocab_sha256    string  64 lowercase hex digits of the vocab.txt bytes   (required)
 //     vocab_size      int64   lines in vocab.txt; every token id is below it   (required)
-//     label_names     1-D string array, label_names[k] names label k  (present iff labels is)
+//     label_names     1-D string array, label_names[k] names label k  (present iff labels is,
+//                     except in a regression dataset, which has none)
+//     label_kind      string  "classification" (the default when absent) or "regression"
+//     text_pair       string  the CSV column of the pairs' second texts (absent: single texts)
+//     vocab_file      string  "vocab.txt" or "tokenizer.json": what vocab_sha256 hashes (absent: vocab.txt)
 //     max_length      int32   truncation length used (0 = none); no example is longer
 //     num_examples    int64   = len(offsets) - 1
 //     num_tokens      int64   = len(input_ids)
@@ -39,6 +47,7 @@ inline constexpr char kFormatName[] = "ftune.token_dataset";
 inline constexpr char kInputIds[] = "input_ids";
 inline constexpr char kOffsets[] = "offsets";
 inline constexpr char kLabels[] = "labels";
+inline constexpr char kTokenTypeIds[] = "token_type_ids";  // optional (format version 1 since pairs)
 
 // Attributes of the root group.
 inline constexpr char kAttrFormat[] = "format";
@@ -55,6 +64,14 @@ inline constexpr char kAttrLabelMapping[] = "label_mapping";
 inline constexpr char kAttrSourceName[] = "source_name";
 inline constexpr char kAttrSourceSha256[] = "source_sha256";
 inline constexpr char kAttrCreatedBy[] = "created_by";
+// Added with sentence pairs and regression; optional, so every earlier file reads as before, and a
+// reader from before refuses a regression file ("labels is not of an integer type").
+inline constexpr char kAttrLabelKind[] = "label_kind";
+inline constexpr char kLabelKindClassification[] = "classification";
+inline constexpr char kLabelKindRegression[] = "regression";
+inline constexpr char kAttrTextPair[] = "text_pair";
+inline constexpr char kAttrVocabFile[] = "vocab_file";
+inline constexpr int64_t kMaxTokenTypeId = 255;  // token_type_ids are stored as uint8
 
 // Writer choices (not part of the contract: readers must not depend on them).
 inline constexpr int64_t kMaxUint16VocabSize = 65536;  // ids fit uint16 up to this vocab size

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,7 @@ namespace fmt = format;
 struct TokenDataset::Hdf5 {
   h5::Handle file;
   h5::Handle input_ids;
+  h5::Handle token_type_ids;  // invalid when the file has none
 };
 
 TokenDataset::~TokenDataset() {
@@ -46,8 +48,10 @@ absl::Status Corrupt(const std::string& path, absl::string_view what) {
                                           "data-prep/README.md; re-run `ftune prep`)"));
 }
 
-// Opens a required 1-D integer dataset and returns it with its length.
-absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std::string& path, const char* name) {
+// Opens a required 1-D integer (or, with want_float, floating-point) dataset and returns it with
+// its length.
+absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std::string& path, const char* name,
+                                                         bool want_float = false) {
   if (H5Lexists(group, name, H5P_DEFAULT) <= 0) {
     return Corrupt(path, absl::StrCat("dataset '", name, "' is missing"));
   }
@@ -60,8 +64,9 @@ absl::StatusOr<std::pair<h5::Handle, int64_t>> Open1DInt(hid_t group, const std:
     return h5::Error(absl::StatusCode::kDataLoss, path, absl::StrCat("cannot open dataset '", name, "'"));
   h5::Handle type(H5Dget_type(ds.get()), &H5Tclose);
   h5::Handle space(H5Dget_space(ds.get()), &H5Sclose);
-  if (H5Tget_class(type.get()) != H5T_INTEGER) {
-    return Corrupt(path, absl::StrCat("dataset '", name, "' is not of an integer type"));
+  if (H5Tget_class(type.get()) != (want_float ? H5T_FLOAT : H5T_INTEGER)) {
+    return Corrupt(path, absl::StrCat("dataset '", name, "' is not of ", want_float ? "a floating-point" : "an integer",
+                                      " type", want_float ? " (label_kind is regression)" : ""));
   }
   if (H5Sget_simple_extent_ndims(space.get()) != 1) {
     return Corrupt(path, absl::StrCat("dataset '", name, "' is not 1-D"));
@@ -153,9 +158,20 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
     return Corrupt(path, absl::StrCat("vocab_size ", *vocab_size, " is out of range"));
   }
   info.vocab_size = *vocab_size;
-  // Labels: a labeled dataset has both the labels dataset and label_names, an unlabeled one neither.
+  // Labels: a labeled dataset has both the labels dataset and label_names, an unlabeled one neither;
+  // a regression dataset has float labels and no label_names.
   const bool labeled = H5Lexists(g, fmt::kLabels, H5P_DEFAULT) > 0;
-  if (h5::HasAttr(g, fmt::kAttrLabelNames)) {
+  std::string label_kind = fmt::kLabelKindClassification;
+  FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrLabelKind, path, &label_kind));
+  if (label_kind != fmt::kLabelKindClassification && label_kind != fmt::kLabelKindRegression) {
+    return Corrupt(path, absl::StrCat("label_kind is '", utf8::Printable(label_kind), "', expected '",
+                                      fmt::kLabelKindClassification, "' or '", fmt::kLabelKindRegression, "'"));
+  }
+  info.regression = label_kind == fmt::kLabelKindRegression;
+  if (info.regression) {
+    if (!labeled) return Corrupt(path, "label_kind is regression, but dataset 'labels' is missing");
+    if (h5::HasAttr(g, fmt::kAttrLabelNames)) return Corrupt(path, "a regression dataset has label_names");
+  } else if (h5::HasAttr(g, fmt::kAttrLabelNames)) {
     auto names = h5::ReadStringArrayAttr(g, fmt::kAttrLabelNames);
     if (!names.ok()) return Corrupt(path, names.status().message());
     if (names->empty()) return Corrupt(path, "label_names is empty");
@@ -186,13 +202,21 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrSourceName, path, &info.source_name));
   FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrSourceSha256, path, &info.source_sha256));
   FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrCreatedBy, path, &info.created_by));
+  FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrTextPair, path, &info.text_pair));
+  info.vocab_file = "vocab.txt";
+  FTUNE_RETURN_IF_ERROR(OptionalString(g, fmt::kAttrVocabFile, path, &info.vocab_file));
 
   // Datasets.
   FTUNE_ASSIGN_OR_RETURN(auto ids, Open1DInt(g, path, fmt::kInputIds));
   FTUNE_ASSIGN_OR_RETURN(auto offsets, Open1DInt(g, path, fmt::kOffsets));
   std::pair<h5::Handle, int64_t> labels;
   if (labeled) {
-    FTUNE_ASSIGN_OR_RETURN(labels, Open1DInt(g, path, fmt::kLabels));
+    FTUNE_ASSIGN_OR_RETURN(labels, Open1DInt(g, path, fmt::kLabels, info.regression));
+  }
+  std::pair<h5::Handle, int64_t> type_ids;
+  if (H5Lexists(g, fmt::kTokenTypeIds, H5P_DEFAULT) > 0) {
+    FTUNE_ASSIGN_OR_RETURN(type_ids, Open1DInt(g, path, fmt::kTokenTypeIds));
+    info.has_token_type_ids = true;
   }
   {
     h5::Handle type(H5Dget_type(ids.first.get()), &H5Tclose);
@@ -209,6 +233,10 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   }
   if (labeled && labels.second != n) {
     return Corrupt(path, absl::StrFormat("labels has %d entries but offsets describes %d examples", labels.second, n));
+  }
+  if (info.has_token_type_ids && type_ids.second != num_tokens) {
+    return Corrupt(path, absl::StrFormat("token_type_ids has %d entries but input_ids has %d", type_ids.second,
+                                         num_tokens));
   }
   info.num_examples = n;
   info.num_tokens = num_tokens;
@@ -247,7 +275,18 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
   if (off[n] != num_tokens) {
     return Corrupt(path, absl::StrFormat("offsets end at %d but input_ids holds %d tokens", off[n], num_tokens));
   }
-  if (labeled) {
+  if (labeled && info.regression) {
+    ds->targets_.resize(static_cast<size_t>(n));
+    if (n > 0 && H5Dread(labels.first.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->targets_.data()) < 0) {
+      return h5::Error(absl::StatusCode::kDataLoss, path, "cannot read dataset 'labels'");
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(ds->targets_[static_cast<size_t>(i)])) {
+        return Corrupt(path, absl::StrFormat("example %d has the regression label %g (not finite)", i,
+                                             ds->targets_[static_cast<size_t>(i)]));
+      }
+    }
+  } else if (labeled) {
     ds->labels_.resize(static_cast<size_t>(n));
     FTUNE_RETURN_IF_ERROR(ReadAll(labels.first.get(), path, fmt::kLabels, &ds->labels_));
   }
@@ -259,6 +298,7 @@ absl::StatusOr<std::unique_ptr<TokenDataset>> TokenDataset::Open(const std::stri
     }
   }
   ds->h5_->input_ids = std::move(ids.first);
+  if (info.has_token_type_ids) ds->h5_->token_type_ids = std::move(type_ids.first);
   return ds;
 }
 
@@ -285,6 +325,7 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
   }
 
   std::vector<int32_t> buf(static_cast<size_t>(total));
+  std::vector<int32_t> tbuf(has_token_type_ids() ? static_cast<size_t>(total) : 0);
   if (total > 0) {
     h5::ErrorScope quiet;
     h5::Handle fspace(H5Dget_space(h5_->input_ids.get()), &H5Sclose);
@@ -312,6 +353,10 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
     if (H5Dread(h5_->input_ids.get(), H5T_NATIVE_INT32, mspace.get(), fspace.get(), H5P_DEFAULT, buf.data()) < 0) {
       return h5::Error(absl::StatusCode::kDataLoss, path_, "cannot read input_ids");
     }
+    if (has_token_type_ids() && H5Dread(h5_->token_type_ids.get(), H5T_NATIVE_INT32, mspace.get(), fspace.get(),
+                                        H5P_DEFAULT, tbuf.data()) < 0) {
+      return h5::Error(absl::StatusCode::kDataLoss, path_, "cannot read token_type_ids");
+    }
   }
 
   const int64_t vocab = info_.vocab_size;
@@ -326,6 +371,12 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
       }
     }
   }
+  for (int64_t k = 0; k < static_cast<int64_t>(tbuf.size()); ++k) {
+    if (tbuf[static_cast<size_t>(k)] < 0 || tbuf[static_cast<size_t>(k)] > fmt::kMaxTokenTypeId) {
+      return absl::DataLossError(absl::StrFormat("%s: token_type_ids holds %d, outside [0, %d]; the file is damaged",
+                                                 path_, tbuf[static_cast<size_t>(k)], fmt::kMaxTokenTypeId));
+    }
+  }
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t idx = indices[i];
     size_t k = static_cast<size_t>(std::lower_bound(uniq.begin(), uniq.end(), idx) - uniq.begin());
@@ -333,6 +384,9 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
     e.index = idx;
     e.label = label(idx);
     e.ids.assign(buf.begin() + pos[k], buf.begin() + pos[k] + length(idx));
+    if (!tbuf.empty()) e.type_ids.assign(tbuf.begin() + pos[k], tbuf.begin() + pos[k] + length(idx));
+    e.target = target(idx);
+    e.has_target = is_regression();
   }
   return out;
 }
@@ -340,9 +394,10 @@ absl::StatusOr<std::vector<Example>> TokenDataset::Read(absl::Span<const int64_t
 absl::Status TokenDataset::CheckVocab(absl::string_view vocab_sha256, int64_t vocab_size) const {
   if (vocab_sha256 == info_.vocab_sha256 && vocab_size == info_.vocab_size) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrFormat(
-      "%s was tokenized with a different vocabulary: the file's vocab has sha256 %s (%d tokens), the model's has "
-      "sha256 %s (%d tokens). Re-run `ftune prep --vocab <model_dir>/vocab.txt` on the source data (%s)",
-      path_, utf8::Printable(info_.vocab_sha256), info_.vocab_size, utf8::Printable(vocab_sha256), vocab_size,
+      "%s was tokenized with a different vocabulary: the file's %s has sha256 %s (%d tokens), the model's has "
+      "sha256 %s (%d tokens). Re-run `ftune prep --model_dir <model_dir>` on the source data (%s)",
+      path_, utf8::Printable(info_.vocab_file), utf8::Printable(info_.vocab_sha256), info_.vocab_size,
+      utf8::Printable(vocab_sha256), vocab_size,
       info_.source_name.empty() ? "the original CSV" : utf8::Printable(info_.source_name)));
 }
 

@@ -30,12 +30,19 @@ struct DatasetInfo {
   std::string label_mapping_json;  // raw input label -> id, JSON object ("{}" when absent)
   std::string created_by;
   std::string token_type;  // on-disk type of input_ids: "uint16", "int32", ...
+  bool regression = false;  // label_kind "regression": float labels, no label_names
+  bool has_token_type_ids = false;  // the file has token_type_ids (sentence pairs)
+  std::string text_pair;    // the pairs' second column (empty: single texts)
+  std::string vocab_file;   // what vocab_sha256 hashes: "vocab.txt" (default) or "tokenizer.json"
 };
 
 struct Example {
   int64_t index = 0;  // position in the dataset
-  int64_t label = 0;  // -1 in a dataset without labels
+  int64_t label = 0;  // -1 in a dataset without labels, and in a regression dataset
   std::vector<int32_t> ids;
+  std::vector<int32_t> type_ids;  // token_type_ids, as long as ids; empty when the file has none
+  float target = 0;               // the float label of a regression dataset
+  bool has_target = false;        // a regression dataset's example
 };
 
 // Not thread-safe: one thread reads a given instance (the loader uses one reader thread).
@@ -57,8 +64,11 @@ class TokenDataset {
   const std::string& path() const { return path_; }
   int64_t size() const { return info_.num_examples; }
   int32_t length(int64_t i) const { return static_cast<int32_t>(offsets_[i + 1] - offsets_[i]); }
-  bool has_labels() const { return !info_.label_names.empty(); }
-  int64_t label(int64_t i) const { return has_labels() ? labels_[i] : -1; }
+  bool has_labels() const { return !info_.label_names.empty() || info_.regression; }
+  bool is_regression() const { return info_.regression; }
+  bool has_token_type_ids() const { return info_.has_token_type_ids; }
+  int64_t label(int64_t i) const { return !info_.label_names.empty() ? labels_[i] : -1; }
+  float target(int64_t i) const { return info_.regression ? targets_[i] : 0.0f; }
 
   // Examples `indices` (any order, duplicates allowed) with one H5Dread over an OR-ed hyperslab
   // selection; the result is in the order of `indices`. OutOfRange for a bad index, DataLoss for a
@@ -77,6 +87,7 @@ class TokenDataset {
   DatasetInfo info_;
   std::vector<int64_t> offsets_;  // num_examples + 1
   std::vector<int64_t> labels_;
+  std::vector<float> targets_;  // regression labels
   std::unique_ptr<Hdf5> h5_;
 };
 

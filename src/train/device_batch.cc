@@ -5,7 +5,8 @@
 namespace ftune::train {
 
 DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device) {
-  const std::vector<int64_t>* parts[] = {&b.input_ids, &b.attention_mask, &b.labels, &b.indices, &b.mlm_labels};
+  const std::vector<int64_t>* parts[] = {&b.input_ids, &b.attention_mask, &b.labels,
+                                         &b.indices,   &b.mlm_labels,     &b.token_type_ids};
   int64_t total = 0;
   for (const auto* p : parts) total += static_cast<int64_t>(p->size());
   auto options = torch::TensorOptions().dtype(torch::kLong);
@@ -29,6 +30,11 @@ DeviceBatch ToDevice(const data::HostBatch& b, const torch::Device& device) {
   d.labels = take(b.labels, {b.rows});
   d.indices = take(b.indices, {b.rows});
   d.mlm_labels = take(b.mlm_labels, {b.rows, b.seq_len});
+  d.token_type_ids = take(b.token_type_ids, {b.rows, b.seq_len});
+  if (!b.targets.empty()) {
+    torch::Tensor t = torch::from_blob(const_cast<float*>(b.targets.data()), {b.rows}, torch::kFloat);
+    d.targets = device.is_cpu() ? t.clone() : t.to(device, /*non_blocking=*/false);
+  }
   d.seq_len = b.seq_len;
   return d;
 }

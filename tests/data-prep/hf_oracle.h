@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -149,6 +150,103 @@ inline absl::StatusOr<std::vector<std::string>> HfWords(const std::vector<std::s
   }
   if (!out.done()) return absl::DataLossError("hf_tokenize.js: output has trailing bytes");
   return words;
+}
+
+// ---- tokenizer.json (tests/data-prep/hf/hf_tokenizer_json.js) ----
+
+// Which HF runs tokenizer.json files: Python's `tokenizers` (tests/data-prep/hf/hf_tokenizer_json.py,
+// run by $FTUNE_HF_PYTHON, default python3: e.g. "chroot /work/testing-root python3" with the
+// repository and /tmp bind-mounted at the same paths), else the npm package
+// (hf_tokenizer_json.js), which encodes single texts only: its encode() adds no special tokens,
+// so sentence pairs need Python.
+struct HfJsonOracle {
+  std::string command;  // the interpreter and the script, quoted
+  std::string version;  // "tokenizers 0.23.1, python 3.14.8"
+  bool pairs = false;
+};
+
+inline const HfJsonOracle* GetHfJsonOracle(std::string* why) {
+  static const auto* cached = [] {
+    auto* r = new std::pair<std::optional<HfJsonOracle>, std::string>();
+    const char* env = std::getenv("FTUNE_HF_PYTHON");
+    const std::string py = env != nullptr && *env ? env : "python3";
+    const std::string script = std::string(FTUNE_SOURCE_DIR) + "/tests/data-prep/hf/hf_tokenizer_json";
+    auto v = RunCommand(py + " '" + script + ".py' --version 2>/dev/null");
+    if (v.ok() && v->rfind("tokenizers 0.23.", 0) == 0) {
+      r->first = HfJsonOracle{py + " '" + script + ".py'", v->substr(0, v->find('\n')), true};
+      return r;
+    }
+    std::string why_node;
+    if (auto node = HfOracleVersion(&why_node)) {
+      r->first = HfJsonOracle{"node '" + script + ".js'", *node, false};
+    } else {
+      r->second = absl::StrCat("neither Python's tokenizers 0.23 (", py, ") nor node: ", why_node);
+    }
+    return r;
+  }();
+  if (why != nullptr) *why = cached->second;
+  return cached->first ? &*cached->first : nullptr;
+}
+
+// One input: a text, or a pair of them.
+struct HfInput {
+  std::string a;
+  std::optional<std::string> b;
+};
+// HF's encoding of an input: ids and token_type_ids.
+struct HfEncoding {
+  std::vector<int32_t> ids, type_ids;
+};
+
+inline absl::Status WriteHfInputs(const std::vector<HfInput>& inputs, const std::string& path) {
+  std::ofstream f(path, std::ios::binary);
+  auto put = [&](const std::string& t) {
+    const uint32_t n = static_cast<uint32_t>(t.size());
+    f.write(reinterpret_cast<const char*>(&n), 4);
+    f.write(t.data(), static_cast<std::streamsize>(t.size()));
+  };
+  for (const HfInput& in : inputs) {
+    put(in.a);
+    if (in.b) {
+      put(*in.b);
+    } else {
+      const uint32_t none = 0xFFFFFFFFu;
+      f.write(reinterpret_cast<const char*>(&none), 4);
+    }
+  }
+  return f.good() ? absl::OkStatus() : absl::InternalError("cannot write " + path);
+}
+
+// Tokenizer.fromFile(tokenizer_json).encodeBatch(inputs) with special tokens, truncated with
+// longest_first to max_length when it is > 0; `dir` holds the exchange files.
+inline absl::StatusOr<std::vector<HfEncoding>> HfJsonEncode(const std::string& tokenizer_json,
+                                                            const std::vector<HfInput>& inputs, int32_t max_length,
+                                                            const std::string& dir) {
+  const std::string in = dir + "/hfj_in.bin", out = dir + "/hfj_out.bin";
+  FTUNE_RETURN_IF_ERROR(WriteHfInputs(inputs, in));
+  std::string why;
+  const HfJsonOracle* oracle = GetHfJsonOracle(&why);
+  if (oracle == nullptr) return absl::FailedPreconditionError(why);
+  auto run = RunCommand(absl::StrCat(oracle->command, " '", tokenizer_json, "' '", in, "' '", out, "' ", max_length, " 2>&1"));
+  unlink(in.c_str());
+  FTUNE_RETURN_IF_ERROR(run.status());
+  FTUNE_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(out));
+  unlink(out.c_str());
+  OracleOutput o(std::move(bytes));
+  std::vector<HfEncoding> encs(inputs.size());
+  for (HfEncoding& e : encs) {
+    uint32_t n, v;
+    if (!o.Next(&n)) return absl::DataLossError("hf_tokenizer_json.js: output ends early");
+    for (auto* dst : {&e.ids, &e.type_ids}) {
+      dst->reserve(n);
+      for (uint32_t k = 0; k < n; ++k) {
+        if (!o.Next(&v)) return absl::DataLossError("hf_tokenizer_json.js: output ends early");
+        dst->push_back(static_cast<int32_t>(v));
+      }
+    }
+  }
+  if (!o.done()) return absl::DataLossError("hf_tokenizer_json.js: output has trailing bytes");
+  return encs;
 }
 
 }  // namespace ftune::prep::testing

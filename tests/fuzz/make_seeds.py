@@ -123,12 +123,65 @@ def token_dataset():
     #   prep_csv.h5    3 CSV reviews (one with "café, 中文 [SEP]"), --max_length=512
     #   prep_jsonl.h5  2 JSONL examples, --input_format=jsonl --max_length=4
 
+# ---- tokenizer.json: a tiny file per component (the real ones are in fixtures/tokenizers)
+def tokenizer_json():
+    chars = list("abcdefghijklmnopqrstuvwxyz .,!'") + ["\u0120", "\u2581"]
+    def tj(model, normalizer=None, pre=None, post=None, added=()):
+        return json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": list(added),
+                           "normalizer": normalizer, "pre_tokenizer": pre, "post_processor": post,
+                           "decoder": None, "model": model}, ensure_ascii=False)
+    vocab = {t: i for i, t in enumerate(["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"] + chars + ["##a", "##b", "ab", "abc"])}
+    special = lambda c, i: {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,
+                            "normalized": False, "special": True}
+    added = [special("[UNK]", 0), special("[CLS]", 1), special("[SEP]", 2), special("[PAD]", 3), special("[MASK]", 4)]
+    bert_post = {"type": "BertProcessing", "sep": ["[SEP]", 2], "cls": ["[CLS]", 1]}
+    put("tokenizer_json", "wordpiece-bert", tj(
+        {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##", "max_input_chars_per_word": 100,
+         "vocab": vocab},
+        {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True, "strip_accents": None, "lowercase": True},
+        {"type": "BertPreTokenizer"}, bert_post, added))
+    bvocab = {t: i for i, t in enumerate(["<s>", "</s>", "<unk>"] + chars + ["ab", "abc", "\u0120a", "<0x41>"])}
+    put("tokenizer_json", "bpe-bytelevel-roberta", tj(
+        {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None, "end_of_word_suffix": None,
+         "fuse_unk": True, "byte_fallback": True, "ignore_merges": False, "vocab": bvocab,
+         "merges": [["a", "b"], ["ab", "c"], ["\u0120", "a"]]},
+        {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}, {"type": "Strip", "strip_left": True, "strip_right": False}]},
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        {"type": "RobertaProcessing", "sep": ["</s>", 1], "cls": ["<s>", 0], "trim_offsets": True, "add_prefix_space": True},
+        [dict(special("<s>", 0), normalized=True), special("</s>", 1), {"id": len(bvocab), "content": "<mask>", "single_word": False,
+          "lstrip": True, "rstrip": False, "normalized": False, "special": True}]))
+    put("tokenizer_json", "bpe-legacy-merges-template", tj(
+        {"type": "BPE", "vocab": bvocab, "merges": ["a b", "ab c", "#version: 0.2"], "ignore_merges": True},
+        {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "},
+        {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"}, "behavior": "Isolated", "invert": False},
+            {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": True},
+            {"type": "Digits", "individual_digits": True}, {"type": "Punctuation", "behavior": "Contiguous"}]},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {"<s>": {"id": "<s>", "ids": [0], "tokens": ["<s>"]}, "</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+        [{"id": len(bvocab), "content": "imdb", "single_word": True, "lstrip": False, "rstrip": True, "normalized": True, "special": False}]))
+    put("tokenizer_json", "wordlevel-kitchen", tj(
+        {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"},
+        {"type": "Sequence", "normalizers": [{"type": "NFKD"}, {"type": "StripAccents"}, {"type": "Prepend", "prepend": "x"},
+                                             {"type": "Replace", "pattern": {"String": "``"}, "content": "\""}, {"type": "Nmt"}]},
+        {"type": "Sequence", "pretokenizers": [{"type": "Whitespace"}, {"type": "WhitespaceSplit"},
+                                                {"type": "CharDelimiterSplit", "delimiter": "-"},
+                                                {"type": "Split", "pattern": {"String": "ab"}, "behavior": "MergedWithNext", "invert": True}]},
+        {"type": "Sequence", "processors": [{"type": "ByteLevel", "trim_offsets": False}, bert_post]}, added))
+    put("tokenizer_json", "bad-merge-names-no-token", tj({"type": "BPE", "vocab": bvocab, "merges": ["a zz"]}))
+    put("tokenizer_json", "bad-vocab-hole", tj({"type": "WordLevel", "vocab": {"a": 0, "b": 2}, "unk_token": "a"}))
+    put("tokenizer_json", "bad-unknown-type", tj({"type": "Unigram", "vocab": [["a", 0.0]]}))
+    put("tokenizer_json", "truncated", tj({"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"})[:60])
+
 
 def main():
     safetensors()
     hf_config()
     csv()
     tokenizer()
+    tokenizer_json()
     token_dataset()
     return 0
 

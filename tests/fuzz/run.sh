@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
 build=${FTUNE_FUZZ_BUILD_DIR:-build-fuzz}
-targets=${FTUNE_FUZZ_TARGETS:-safetensors hf_config csv tokenizer token_dataset}
+targets=${FTUNE_FUZZ_TARGETS:-safetensors hf_config csv tokenizer tokenizer_json token_dataset}
 jobs=${FTUNE_FUZZ_JOBS:-1}
 
 if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
