@@ -20,6 +20,7 @@
 #include "data-prep/parallel.h"
 #include "data-prep/tokenizer_json.h"
 #include "data-prep/wordpiece_tokenizer.h"
+#include "data/dataset_format.h"
 #include "nlohmann/json.hpp"
 
 namespace ftune::prep {
@@ -132,6 +133,7 @@ class PrepTokenizer {
 struct LabelKind {
   bool regression = false;
   std::string why;
+  int64_t max_position_embeddings = 0;  // the model's, when its config.json says (0: unknown)
 };
 
 absl::StatusOr<LabelKind> LabelKindFromConfig(const std::string& path) {
@@ -145,6 +147,9 @@ absl::StatusOr<LabelKind> LabelKindFromConfig(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON (", utf8::Printable(e.what(), 200), ")"));
   }
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": expected a JSON object"));
+  if (auto it = j.find("max_position_embeddings"); it != j.end() && it->is_number_integer()) {
+    k.max_position_embeddings = it->get<int64_t>();
+  }
   if (auto it = j.find("problem_type"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat(path, ": problem_type: expected a string"));
     const std::string pt = it->get<std::string>();
@@ -272,6 +277,19 @@ absl::StatusOr<Columns> FindColumns(const PrepOptions& opt, const std::vector<st
                       absl::StrFormat("no column named '%s' in the header (columns: %s); pass %s",
                                       utf8::Printable(name), HeaderForMessage(header), flag));
   };
+  // A name the header holds twice would be read from one column and ignored in the other.
+  for (const std::string* name : {&opt.text_column, &opt.label_column, &opt.text_pair_column}) {
+    if (name->empty()) continue;
+    std::vector<std::string> at;
+    for (size_t k = 0; k < header.size(); ++k) {
+      if (header[k] == *name) at.push_back(std::to_string(k + 1));
+    }
+    if (at.size() > 1) {
+      return InputError(opt.input, line,
+                        absl::StrFormat("the header names column '%s' %d times (columns %s); rename all but one",
+                                        utf8::Printable(*name), at.size(), absl::StrJoin(at, ", ")));
+    }
+  }
   if (c.text < 0) return no_column(opt.text_column, "--text_column");
   if (labeled && c.label < 0) {
     return no_column(opt.label_column, "--label_column (or --label_column= for a dataset without labels)");
@@ -485,9 +503,11 @@ absl::Status ValidatePrepOptions(const PrepOptions& o) {
       return absl::InvalidArgumentError("--text_pair_column names the same column as --text_column or --label_column");
     }
   }
-  if (o.max_length < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_length must be at least 2 ([CLS] and [SEP]), got ", o.max_length));
+  if (o.max_length < 2 || o.max_length > data::format::kMaxExampleTokens) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--max_length must be in [2, %d] ([CLS] and [SEP] at least; the longest example a dataset holds at most), "
+        "got %d",
+        data::format::kMaxExampleTokens, o.max_length));
   }
   if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
   if (o.input_format == InputFormat::kCsv) {
@@ -537,6 +557,11 @@ absl::StatusOr<PrepSummary> RunPrep(const PrepOptions& opt) {
   bool regression = false;
   if (labeled && opt.input_format == InputFormat::kCsv) {
     FTUNE_ASSIGN_OR_RETURN(LabelKind kind, LabelKindFromConfig(opt.model_config));
+    if (kind.max_position_embeddings > 0 && opt.max_length > kind.max_position_embeddings) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--max_length %d is more than the model takes (%s: max_position_embeddings %d); pass --max_length=%d",
+          opt.max_length, opt.model_config, kind.max_position_embeddings, kind.max_position_embeddings));
+    }
     if (kind.regression && !opt.labels.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--labels names classes, but ", kind.why, ": a regression model has float labels"));

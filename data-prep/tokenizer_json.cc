@@ -30,7 +30,8 @@
 
 namespace ftune::prep {
 namespace tokjson {
-namespace {
+// Not anonymous: Pipeline (declared in the header) holds these types.
+inline namespace impl {
 
 using json = nlohmann::json;
 
@@ -1256,7 +1257,7 @@ class Trie {
   bool empty_ = true;
 };
 
-}  // namespace
+}  // namespace impl
 
 // ------------------------------------------------------------------------------------------------
 

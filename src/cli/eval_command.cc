@@ -1,6 +1,7 @@
 // `ftune eval` and `ftune predict`: score a saved model (HF directory, optionally with a PEFT
-// adapter) on an HDF5 dataset. eval prints accuracy and loss (any number of ranks); predict writes
-// one CSV row per example: row,label,pred,logit_0,...
+// adapter) on an HDF5 dataset. eval prints accuracy and loss, or for regression MSE, Pearson and
+// Spearman (any number of ranks); predict writes one CSV row per example: row,label,pred,logit_0,...
+// (regression: the float label, the prediction, and logit_0 = the prediction).
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -62,8 +63,14 @@ absl::Status RunEval(RunContext& run) {
   FTUNE_ASSIGN_OR_RETURN(model::LoadedModel m, LoadForInference(run));
   FTUNE_ASSIGN_OR_RETURN(auto ds, OpenScored(m));
   FTUNE_ASSIGN_OR_RETURN(train::EvalStats e, train::EvaluateDataset(*m.model, *ds, &run.host_comm(), Options(run, m)));
-  LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(), e.correct,
-          e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
+  const std::string out = absl::GetFlag(FLAGS_output);
+  if (e.regression) {
+    LogInfo("%s: mse %.4f, pearson %.4f, spearmanr %.4f over %d examples, %.1f examples/s", ds->path(), e.mse(),
+            e.pearson(), e.spearmanr(), e.total, e.total / std::max(e.seconds, 1e-9));
+  } else {
+    LogInfo("%s: accuracy %.4f (%d/%d), macro-F1 %.4f, loss %.4f, %.1f examples/s", ds->path(), e.accuracy(),
+            e.correct, e.total, e.macro_f1(), e.loss(), e.total / std::max(e.seconds, 1e-9));
+  }
   // Per class, and the confusion matrix (rows: true label, columns: predicted).
   std::string table = "label  precision  recall      f1  support  | predicted as";
   for (int64_t k = 0; k < e.num_labels; ++k) absl::StrAppendFormat(&table, " %6d", k);
@@ -72,8 +79,7 @@ absl::Status RunEval(RunContext& run) {
                           e.f1(k), e.support(k));
     for (int64_t p = 0; p < e.num_labels; ++p) absl::StrAppendFormat(&table, " %6d", e.confusion[k * e.num_labels + p]);
   }
-  LogInfo("%s", table);
-  const std::string out = absl::GetFlag(FLAGS_output);
+  if (!e.regression) LogInfo("%s", table);
   if (!out.empty() && run.ctx().is_root()) {
     FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, e.ToJson().dump(2) + "\n"));
     LogInfo("wrote the metrics to %s", out);
@@ -99,12 +105,17 @@ absl::Status RunPredict(RunContext& run) {
                              torch::Tensor l = logits.to(torch::kCPU).to(torch::kFloat).contiguous();
                              for (int64_t r = 0; r < b.rows; ++r) {
                                const float* v = l[r].data_ptr<float>();
-                               int64_t pred = 0;
-                               for (int64_t k = 1; k < l.size(1); ++k) {
-                                 if (v[k] > v[pred]) pred = k;
+                               std::string line;
+                               if (ds->is_regression()) {  // the label and the prediction are numbers
+                                 line = absl::StrFormat("%d,%.9g,%.9g", b.indices[r], b.targets[r], v[0]);
+                               } else {
+                                 int64_t pred = 0;
+                                 for (int64_t k = 1; k < l.size(1); ++k) {
+                                   if (v[k] > v[pred]) pred = k;
+                                 }
+                                 correct += pred == b.labels[r];
+                                 line = absl::StrFormat("%d,%d,%d", b.indices[r], b.labels[r], pred);
                                }
-                               correct += pred == b.labels[r];
-                               std::string line = absl::StrFormat("%d,%d,%d", b.indices[r], b.labels[r], pred);
                                for (int64_t k = 0; k < l.size(1); ++k) absl::StrAppendFormat(&line, ",%.9g", v[k]);
                                rows[b.indices[r]] = line + "\n";
                              }
@@ -115,8 +126,12 @@ absl::Status RunPredict(RunContext& run) {
   csv += "\n";
   for (const auto& r : rows) csv += r;
   FTUNE_RETURN_IF_ERROR(WriteFileAtomic(out, csv));
-  LogInfo("wrote %d predictions to %s (accuracy %.4f against the dataset's labels)", ds->size(), out,
-          ds->size() ? static_cast<double>(correct) / ds->size() : 0.0);
+  if (ds->is_regression()) {
+    LogInfo("wrote %d predictions to %s (regression: label and pred are numbers)", ds->size(), out);
+  } else {
+    LogInfo("wrote %d predictions to %s (accuracy %.4f against the dataset's labels)", ds->size(), out,
+            ds->size() ? static_cast<double>(correct) / ds->size() : 0.0);
+  }
   return absl::OkStatus();
 }
 

@@ -199,6 +199,15 @@ absl::Status CheckDataFitsModel(const model::ModelConfig& config, const data::To
         "the model's vocab.txt",
         ds.path(), info.vocab_size, config.vocab_size));
   }
+  if (uses_labels && ds.is_regression() != (config.num_labels == 1)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        ds.is_regression()
+            ? "%s has float labels (regression) but the model's head has %d outputs: regression takes one "
+              "(--num_labels=1)"
+            : "%s has class labels but the model's head has %d output (a regression head): classification takes one "
+              "output per class (--num_labels)",
+        ds.path(), config.num_labels));
+  }
   if (uses_labels && static_cast<int64_t>(info.label_names.size()) > config.num_labels) {
     return absl::FailedPreconditionError(
         absl::StrFormat("%s has %d labels but the model's classifier has %d outputs (set --num_labels)", ds.path(),

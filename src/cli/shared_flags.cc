@@ -147,11 +147,12 @@ nlohmann::json MethodFlagsToJson() {
           {"ia3_feedforward", absl::GetFlag(FLAGS_ia3_feedforward)}};
 }
 
-absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options) {
+absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options,
+                                                      int64_t default_num_labels) {
   const std::string dir = absl::GetFlag(FLAGS_model_dir);
   const std::string config = absl::GetFlag(FLAGS_model_config);
-  const int64_t num_labels = absl::GetFlag(FLAGS_num_labels);
-  if (num_labels < 0) return absl::InvalidArgumentError("--num_labels must be >= 0");
+  if (absl::GetFlag(FLAGS_num_labels) < 0) return absl::InvalidArgumentError("--num_labels must be >= 0");
+  const int64_t num_labels = absl::GetFlag(FLAGS_num_labels) > 0 ? absl::GetFlag(FLAGS_num_labels) : default_num_labels;
   if (!dir.empty() && !config.empty()) {
     return absl::InvalidArgumentError(
         "give --model_dir (pretrained weights) or --model_config (random init), not both");

@@ -65,6 +65,8 @@ nlohmann::json MethodFlagsToJson();
 
 // Loads/builds the model named by the flags (no method applied). With neither --model_dir nor
 // --model_config: the default family's default architecture, randomly initialised.
-absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options);
+// `default_num_labels` (> 0) stands in for an unset --num_labels (1 for regression data).
+absl::StatusOr<model::LoadedModel> LoadModelFromFlags(const model::ModelOptions& options,
+                                                      int64_t default_num_labels = 0);
 
 }  // namespace ftune::cli

@@ -31,10 +31,11 @@ ABSL_FLAG(std::optional<ftune::train::IntervalStrategy>, eval_strategy, std::nul
 ABSL_FLAG(std::optional<int64_t>, eval_steps, std::nullopt,
           "--eval_strategy=steps: evaluate every this many optimizer steps (unset: --logging_steps, as HF).");
 ABSL_FLAG(std::optional<ftune::train::EvalMetric>, metric_for_best_model, std::nullopt,
-          "Eval metric that decides the best model: accuracy, loss or macro_f1 (eval_ prefix optional); unset = none, "
-          "or loss when --load_best_model_at_end / --early_stopping_patience need one (as HF).");
+          "Eval metric that decides the best model: accuracy, macro_f1 (classification), mse, pearson, spearmanr "
+          "(regression) or loss (eval_ prefix optional); unset = none, or loss when --load_best_model_at_end / "
+          "--early_stopping_patience need one (as HF).");
 ABSL_FLAG(std::optional<bool>, greater_is_better, std::nullopt,
-          "Whether a larger --metric_for_best_model is better; unset: false for the loss, else true (as HF).");
+          "Whether a larger --metric_for_best_model is better; unset: false for the loss and mse, else true (as HF).");
 ABSL_FLAG(bool, load_best_model_at_end, false,
           "Save the best model (per --metric_for_best_model) instead of the last one; results.json names its step. "
           "The best weights are kept on the device and in checkpoints, so no save strategy is needed for it.");
@@ -211,7 +212,7 @@ absl::StatusOr<TrainRequest> RequestFromFlags() {
   e.early_stopping_threshold = absl::GetFlag(FLAGS_early_stopping_threshold);
   e.metric = absl::GetFlag(FLAGS_metric_for_best_model);
   if (!e.metric && (e.load_best_model_at_end || e.early_stopping_patience > 0)) e.metric = train::EvalMetric::kLoss;
-  e.greater_is_better = absl::GetFlag(FLAGS_greater_is_better).value_or(e.metric != train::EvalMetric::kLoss);
+  e.greater_is_better = absl::GetFlag(FLAGS_greater_is_better).value_or(!e.metric || train::GreaterIsBetter(*e.metric));
 
   r.checkpoints.strategy = absl::GetFlag(FLAGS_save_strategy);
   r.checkpoints.steps = absl::GetFlag(FLAGS_save_steps);

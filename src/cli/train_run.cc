@@ -34,9 +34,27 @@ struct Trainee {
   std::string saved_what;  // for the log: "model", "PEFT adapter"
 };
 
+// The eval metrics a classifier reports on `train`'s kind of labels.
+absl::Status CheckMetricFits(const TrainRequest& r, const data::TokenDataset& train) {
+  if (!r.train.eval.metric) return absl::OkStatus();
+  using M = train::EvalMetric;
+  const M m = *r.train.eval.metric;
+  const bool regression_metric = m == M::kMse || m == M::kPearson || m == M::kSpearmanr;
+  const bool class_metric = m == M::kAccuracy || m == M::kMacroF1;
+  if (train.is_regression() ? class_metric : regression_metric) {
+    return Bad(absl::StrFormat("--metric_for_best_model=%s does not apply to %s's %s labels (%s)",
+                               train::EvalMetricName(m), train.path(), train.is_regression() ? "float" : "class",
+                               train.is_regression() ? "mse, pearson, spearmanr, loss" : "accuracy, macro_f1, loss"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Trainee> BuildClassifier(RunContext& run, const TrainRequest& r, const data::TokenDataset& train,
                                         const data::TokenDataset* eval) {
-  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded, LoadModelFromFlags(run.model_options()));
+  FTUNE_RETURN_IF_ERROR(CheckMetricFits(r, train));
+  // Float labels: one output (HF's problem_type "regression"), unless --num_labels says otherwise.
+  FTUNE_ASSIGN_OR_RETURN(model::LoadedModel loaded,
+                         LoadModelFromFlags(run.model_options(), train.is_regression() ? 1 : 0));
   FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, train));
   if (eval != nullptr) FTUNE_RETURN_IF_ERROR(CheckDataFitsModel(loaded, *eval));
   AdoptLabelNames(loaded, train);
@@ -57,7 +75,8 @@ absl::StatusOr<Trainee> BuildClassifier(RunContext& run, const TrainRequest& r, 
     model::MergeAdapters(*model);
     return model::SavePretrained(*model, dir);
   };
-  FTUNE_ASSIGN_OR_RETURN(t.objective, train::ClassificationObjective::Create(loaded.model, r.loss));
+  FTUNE_ASSIGN_OR_RETURN(t.objective,
+                         train::ClassificationObjective::Create(loaded.model, r.loss, train.is_regression()));
   return t;
 }
 
@@ -115,9 +134,14 @@ absl::StatusOr<Trainee> BuildMaskedLm(RunContext& run, const TrainRequest& r, co
   return t;
 }
 
-// Class weights that leave every training example without weight would train nothing.
+// Class weights need class labels, and weights that leave every training example without weight
+// would train nothing.
 absl::Status CheckClassWeightsCover(const std::vector<double>& weights, const data::TokenDataset& train) {
   if (weights.empty()) return absl::OkStatus();
+  if (train.is_regression()) {
+    return Bad(absl::StrFormat("--class_weights apply to class labels, not regression (%s has float labels)",
+                               train.path()));
+  }
   std::map<int64_t, int64_t> count;
   for (int64_t i = 0; i < train.size(); ++i) ++count[train.label(i)];
   double total = 0;
@@ -194,8 +218,10 @@ absl::Status TrainRequest::Validate() const {
     if (!(mlm_probability > 0 && mlm_probability < 1)) {
       return Bad(absl::StrFormat("--mlm_probability must be in (0, 1), got %g", mlm_probability));
     }
-    if (train.eval.metric == train::EvalMetric::kMacroF1) {
-      return Bad("--metric_for_best_model=macro_f1 needs classification (--objective=mlm has accuracy and loss)");
+    if (train.eval.metric && *train.eval.metric != train::EvalMetric::kAccuracy &&
+        *train.eval.metric != train::EvalMetric::kLoss) {
+      return Bad(absl::StrFormat("--metric_for_best_model=%s is not a masked-LM metric (accuracy, loss)",
+                                 train::EvalMetricName(*train.eval.metric)));
     }
   } else {
     if (!(loss.label_smoothing >= 0 && loss.label_smoothing < 1)) {

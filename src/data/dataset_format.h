@@ -70,6 +70,8 @@ inline constexpr char kAttrLabelKind[] = "label_kind";
 inline constexpr char kLabelKindClassification[] = "classification";
 inline constexpr char kLabelKindRegression[] = "regression";
 inline constexpr char kAttrTextPair[] = "text_pair";
+// The longest example a dataset holds (the reader refuses longer ones): 2^20 tokens.
+inline constexpr int64_t kMaxExampleTokens = int64_t{1} << 20;
 inline constexpr char kAttrVocabFile[] = "vocab_file";
 inline constexpr int64_t kMaxTokenTypeId = 255;  // token_type_ids are stored as uint8
 

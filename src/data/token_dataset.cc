@@ -40,7 +40,7 @@ constexpr size_t kChunkCacheSlots = 10007;  // prime, ~10x the chunks that fit
 // example) lives in memory, so at most 2^26 examples (1 GiB); an example holds at most 2^20 tokens
 // (4 MiB read at once; real reviews are a few thousand, and the model sees 512).
 constexpr int64_t kMaxExamples = int64_t{1} << 26;
-constexpr int64_t kMaxExampleTokens = int64_t{1} << 20;
+using fmt::kMaxExampleTokens;
 
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
   return absl::DataLossError(absl::StrCat(path, ": ", what,

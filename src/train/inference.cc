@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <numeric>
 
 #include "absl/strings/match.h"
@@ -92,10 +93,24 @@ double EvalStats::macro_f1() const {
   return num_labels ? sum / num_labels : 0.0;
 }
 
+double RegressionStats::Pearson(int64_t n) const {
+  if (n <= 0) return 0.0;
+  const double cov = sum_xy - sum_x * sum_y / n, vx = sum_xx - sum_x * sum_x / n, vy = sum_yy - sum_y * sum_y / n;
+  return vx > 0 && vy > 0 ? cov / std::sqrt(vx * vy) : 0.0;
+}
+
 absl::StatusOr<double> EvalStats::Metric(const std::string& name) const {
   const std::string n = absl::StartsWith(name, "eval_") ? name.substr(5) : name;
-  if (n == "accuracy") return accuracy();
   if (n == "loss") return loss();
+  if (regression) {
+    if (n == "mse") return mse();
+    if (n == "pearson") return pearson();
+    if (n == "spearmanr") return spearmanr();
+    return absl::NotFoundError(absl::StrFormat(
+        "no eval metric \"%s\" for regression: use loss, mse, pearson or spearmanr (with or without the eval_ prefix)",
+        name));
+  }
+  if (n == "accuracy") return accuracy();
   if (n == "macro_f1" && num_labels > 0) return macro_f1();
   return absl::NotFoundError(
       absl::StrFormat("no eval metric \"%s\": use accuracy, loss%s (with or without the eval_ prefix)", name,
@@ -103,8 +118,17 @@ absl::StatusOr<double> EvalStats::Metric(const std::string& name) const {
 }
 
 nlohmann::json EvalStats::ToJson() const {
-  nlohmann::json j = {{"eval_accuracy", accuracy()}, {"eval_loss", loss()},       {"eval_correct", correct},
-                      {"eval_total", total},         {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
+  nlohmann::json j = {{"eval_loss", loss()}, {"eval_total", total}, {"eval_loss_sum", loss_sum}, {"eval_seconds", seconds}};
+  if (regression) {
+    const RegressionStats& r = *regression;
+    j.update({{"eval_mse", mse()},
+              {"eval_pearson", pearson()},
+              {"eval_spearmanr", spearmanr()},
+              {"eval_moments", {r.sum_x, r.sum_y, r.sum_xx, r.sum_yy, r.sum_xy}}});
+    return j;
+  }
+  j["eval_accuracy"] = accuracy();
+  j["eval_correct"] = correct;
   if (num_labels == 0) return j;
   nlohmann::json matrix = nlohmann::json::array(), p = nlohmann::json::array(), r = nlohmann::json::array(),
                  f = nlohmann::json::array(), n = nlohmann::json::array();
@@ -124,7 +148,7 @@ nlohmann::json EvalStats::ToJson() const {
 
 EvalStats EvalStats::FromJson(const nlohmann::json& j) {
   EvalStats s;
-  s.correct = j.at("eval_correct");
+  s.correct = j.value("eval_correct", int64_t{0});  // regression has none
   s.total = j.at("eval_total");
   s.loss_sum = j.at("eval_loss_sum");
   s.seconds = j.value("eval_seconds", 0.0);
@@ -134,6 +158,10 @@ EvalStats EvalStats::FromJson(const nlohmann::json& j) {
     for (const auto& row : m) {
       for (const auto& v : row) s.confusion.push_back(v.get<int64_t>());
     }
+  }
+  if (j.contains("eval_moments")) {
+    const auto& m = j["eval_moments"];
+    s.regression = RegressionStats{m.at(0), m.at(1), m.at(2), m.at(3), m.at(4), j.value("eval_spearmanr", 0.0)};
   }
   return s;
 }
@@ -146,6 +174,38 @@ torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& 
   if (label_smoothing > 0) options.label_smoothing(label_smoothing);
   if (weights.defined()) options.weight(weights.to(input.scalar_type()));
   return torch::nn::functional::cross_entropy(input, labels, options);
+}
+
+torch::Tensor SquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& targets) {
+  const torch::Tensor x = logits.to(torch::kFloat).reshape({-1});
+  return (x - targets.to(torch::kFloat)).pow(2).sum();
+}
+
+double SpearmanRho(const std::vector<double>& x, const std::vector<double>& y) {
+  auto ranks = [](const std::vector<double>& v) {
+    std::vector<size_t> order(v.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < order.size();) {
+      size_t j = i;
+      while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+      const double average = (static_cast<double>(i) + static_cast<double>(j)) / 2 + 1;  // ties share their mean rank
+      for (size_t k = i; k <= j; ++k) r[order[k]] = average;
+      i = j + 1;
+    }
+    return r;
+  };
+  const std::vector<double> rx = ranks(x), ry = ranks(y);
+  RegressionStats m;
+  for (size_t i = 0; i < rx.size(); ++i) {
+    m.sum_x += rx[i];
+    m.sum_y += ry[i];
+    m.sum_xx += rx[i] * rx[i];
+    m.sum_yy += ry[i] * ry[i];
+    m.sum_xy += rx[i] * ry[i];
+  }
+  return m.Pearson(static_cast<int64_t>(rx.size()));
 }
 
 absl::Status ForEachLogits(
@@ -164,12 +224,59 @@ absl::Status ForEachLogits(
       rounds);
 }
 
+namespace {
+
+// Regression: the squared errors and moments summed on the device, every prediction gathered (for
+// Spearman's ranks): each rank fills its rows of a zeroed [2, N] table, the sum over ranks is all of it.
+absl::StatusOr<EvalStats> EvaluateRegression(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
+                                             dist::Communicator* comm, const InferenceOptions& o,
+                                             std::vector<int64_t> idx) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t n = ds.size();
+  torch::Tensor acc = torch::zeros({6}, torch::TensorOptions().dtype(torch::kDouble).device(o.device));
+  std::vector<double> table(2 * n + 1, 0.0);  // predictions, labels, then the examples seen
+  FTUNE_RETURN_IF_ERROR(ForEachLogits(
+      model, ds, std::move(idx), o,
+      [&](const data::HostBatch& b, const DeviceBatch& d, const torch::Tensor& logits) {
+        const torch::Tensor x = logits.to(torch::kDouble).reshape({-1}), y = d.targets.to(torch::kDouble);
+        acc.narrow(0, 0, 1).add_(SquaredErrorSum(logits, d.targets).to(torch::kDouble));
+        acc.narrow(0, 1, 5).add_(torch::stack({x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum()}));
+        const torch::Tensor hx = x.to(torch::kCPU).contiguous();
+        const double* px = hx.data_ptr<double>();
+        for (int64_t r = 0; r < b.rows; ++r) {
+          table[b.indices[r]] = px[r];
+          table[n + b.indices[r]] = b.targets[r];
+        }
+        table[2 * n] += static_cast<double>(b.rows);
+        return absl::OkStatus();
+      },
+      ShardRounds(n, comm->world_size(), o.batch_size)));
+  torch::Tensor host = acc.to(torch::kCPU).contiguous();
+  std::vector<double> sums(host.data_ptr<double>(), host.data_ptr<double>() + 6);
+  FTUNE_RETURN_IF_ERROR(comm->AllReduce(sums.data(), sums.size(), dist::DType::kFloat64, dist::ReduceOp::kSum));
+  FTUNE_RETURN_IF_ERROR(comm->AllReduce(table.data(), table.size(), dist::DType::kFloat64, dist::ReduceOp::kSum));
+  EvalStats e;
+  e.total = static_cast<int64_t>(table[2 * n]);
+  e.loss_sum = sums[0];
+  e.regression = RegressionStats{sums[1], sums[2], sums[3], sums[4], sums[5], 0.0};
+  e.regression->spearman = SpearmanRho(std::vector<double>(table.begin(), table.begin() + n),
+                                       std::vector<double>(table.begin() + n, table.begin() + 2 * n));
+  e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (e.total != n) {
+    return absl::InternalError(absl::StrFormat("evaluation saw %d examples but %s has %d", e.total, ds.path(), n));
+  }
+  return e;
+}
+
+}  // namespace
+
 absl::StatusOr<EvalStats> EvaluateDataset(model::SequenceClassifierImpl& model, const data::TokenDataset& ds,
                                           dist::Communicator* comm, const InferenceOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto [begin, end] = data::BalancedRange(ds.size(), comm->rank(), comm->world_size());
   std::vector<int64_t> idx(end - begin);
   std::iota(idx.begin(), idx.end(), begin);
+  if (ds.is_regression()) return EvaluateRegression(model, ds, comm, o, std::move(idx));
   // Summed on the device; read once at the end (no host round trip per batch): the loss, then the
   // confusion matrix [true][pred].
   const int64_t k = model.config().num_labels;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 
 #include <torch/torch.h>
 
@@ -20,14 +21,23 @@ namespace ftune::train {
 // Classification: examples, with the confusion matrix (rows: true label, columns: prediction),
 // from which per-class precision/recall/F1 and macro-F1 follow exactly (summed counts over ranks,
 // no logits gathered). Masked LM: scored (masked) tokens, so accuracy is the masked-token accuracy
-// and exp(loss()) the perplexity; no confusion matrix.
+// and exp(loss()) the perplexity; no confusion matrix. Regression (one output, float labels, HF's
+// problem_type "regression"): loss() is the MSE, Pearson's r from the moments summed over ranks,
+// Spearman's rho from the gathered predictions (scipy's: ranks with ties averaged).
+struct RegressionStats {
+  double sum_x = 0, sum_y = 0, sum_xx = 0, sum_yy = 0, sum_xy = 0;  // x: prediction, y: label
+  double spearman = 0;
+  double Pearson(int64_t n) const;
+};
+
 struct EvalStats {
   int64_t correct = 0;
   int64_t total = 0;
   double loss_sum = 0.0;
   double seconds = 0.0;
-  int64_t num_labels = 0;          // 0: no confusion matrix (masked LM)
+  int64_t num_labels = 0;          // 0: no confusion matrix (masked LM, regression)
   std::vector<int64_t> confusion;  // num_labels x num_labels, row-major [true][pred]
+  std::optional<RegressionStats> regression;
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
   double loss() const { return total ? loss_sum / total : 0.0; }
   // Per class k, as scikit-learn's precision_recall_fscore_support with zero_division=0: precision
@@ -38,12 +48,17 @@ struct EvalStats {
   double recall(int64_t k) const;
   double f1(int64_t k) const;
   double macro_f1() const;  // unweighted mean of the per-class F1 (f1_score(average="macro"))
-  // The metric named `name` ("accuracy", "loss", "macro_f1", with or without HF's "eval_" prefix),
-  // for metric_for_best_model; NotFound for an unknown name.
+  double mse() const { return loss(); }  // regression
+  double pearson() const { return regression ? regression->Pearson(total) : 0.0; }
+  double spearmanr() const { return regression ? regression->spearman : 0.0; }
+  // The metric named `name` ("accuracy", "loss", "macro_f1"; regression: "loss", "mse", "pearson",
+  // "spearmanr"; with or without HF's "eval_" prefix), for metric_for_best_model; NotFound for a
+  // name this evaluation does not have.
   absl::StatusOr<double> Metric(const std::string& name) const;
-  // eval_accuracy, eval_loss, eval_correct, eval_total, eval_loss_sum, eval_seconds (HF's "eval_"
-  // prefix) and, for classification, eval_macro_f1, eval_per_class {precision, recall, f1, support}
-  // and eval_confusion_matrix, as in metrics.jsonl, results.json and checkpoints.
+  // eval_loss, eval_total, eval_loss_sum, eval_seconds (HF's "eval_" prefix) and: classification
+  // and MLM eval_accuracy, eval_correct; classification eval_macro_f1, eval_per_class {precision,
+  // recall, f1, support} and eval_confusion_matrix; regression eval_mse, eval_pearson,
+  // eval_spearmanr and the moments; as in metrics.jsonl, results.json and checkpoints.
   nlohmann::json ToJson() const;
   static EvalStats FromJson(const nlohmann::json& j);
 };
@@ -118,5 +133,12 @@ absl::StatusOr<FrozenCache> EncodeFrozen(model::SequenceClassifierImpl& model, c
 // `loss` (`weights`: loss.class_weights as a tensor on the logits' device, or undefined).
 torch::Tensor CrossEntropySum(const torch::Tensor& logits, const torch::Tensor& labels, double label_smoothing = 0.0,
                               const torch::Tensor& weights = {});
+// Regression: the sum of squared errors of the one-output `logits` [B, 1] against `targets` [B]
+// (HF's MSELoss on logits.squeeze(), times B), fp32.
+torch::Tensor SquaredErrorSum(const torch::Tensor& logits, const torch::Tensor& targets);
+
+// Spearman's rank correlation of x and y (scipy.stats.spearmanr: Pearson's r of the ranks, ties
+// given their average rank); 0 when either is constant.
+double SpearmanRho(const std::vector<double>& x, const std::vector<double>& y);
 
 }  // namespace ftune::train

@@ -39,9 +39,25 @@ void MaskedLmObjective::AnnotateEval(const EvalStats& e, nlohmann::json* record)
   (*record)["eval_perplexity"] = std::exp(e.loss());
 }
 
+std::string ClassificationObjective::DescribeEval(const EvalStats& e) const {
+  if (!e.regression) return Objective::DescribeEval(e);
+  return absl::StrFormat("eval mse %.4f, pearson %.4f, spearmanr %.4f (%d examples)", e.mse(), e.pearson(),
+                         e.spearmanr(), e.total);
+}
+
 absl::StatusOr<std::unique_ptr<ClassificationObjective>> ClassificationObjective::Create(
-    model::SequenceClassifier model, ClassificationLoss loss) {
+    model::SequenceClassifier model, ClassificationLoss loss, bool regression) {
   const int64_t k = model->config().num_labels;
+  if (regression) {
+    if (k != 1) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "regression (float labels) needs a model with one output, this one has %d (--num_labels=1)", k));
+    }
+    if (!loss.class_weights.empty() || loss.label_smoothing != 0) {
+      return absl::InvalidArgumentError("--class_weights and --label_smoothing_factor apply to class labels, not "
+                                        "regression");
+    }
+  }
   if (!loss.class_weights.empty()) {
     if (static_cast<int64_t>(loss.class_weights.size()) != k) {
       return absl::InvalidArgumentError(
@@ -58,6 +74,7 @@ absl::StatusOr<std::unique_ptr<ClassificationObjective>> ClassificationObjective
   }
   auto o = std::make_unique<ClassificationObjective>(std::move(model));
   o->loss_ = std::move(loss);
+  o->regression_ = regression;
   return o;
 }
 
@@ -98,6 +115,7 @@ torch::Tensor ClassificationObjective::LossSum(const DeviceBatch& b) {
   } else {
     logits = model_->forward(b.inputs());
   }
+  if (regression_) return SquaredErrorSum(logits, b.targets);
   if (!loss_.class_weights.empty() && !weights_.defined()) {
     weights_ = torch::tensor(loss_.class_weights, torch::kDouble).to(logits.device());
   }

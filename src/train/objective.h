@@ -77,11 +77,15 @@ class Objective {
   }
 };
 
+// HF's *ForSequenceClassification losses: cross-entropy over the labels, or, for a one-output
+// model on float labels (problem_type "regression"), the squared error (MSELoss).
 class ClassificationObjective : public Objective {
  public:
-  // Errors (InvalidArgument) when `loss` has class weights of the wrong count or sign.
+  // Errors (InvalidArgument) when `loss` has class weights of the wrong count or sign, or asks for
+  // label smoothing or class weights with `regression`, or `regression` without one output.
   static absl::StatusOr<std::unique_ptr<ClassificationObjective>> Create(model::SequenceClassifier model,
-                                                                         ClassificationLoss loss);
+                                                                         ClassificationLoss loss,
+                                                                         bool regression = false);
   explicit ClassificationObjective(model::SequenceClassifier model) : model_(std::move(model)) {}
   const char* name() const override { return "classification"; }
   torch::nn::Module& module() override { return *model_; }
@@ -96,8 +100,10 @@ class ClassificationObjective : public Objective {
   bool ReadsTokens() const override { return !train_cache_.defined(); }
   absl::Status CacheFrozenFeatures(const data::TokenDataset& train, const data::TokenDataset* eval,
                                    dist::Communicator& comm, const InferenceOptions& options) override;
+  std::string DescribeEval(const EvalStats& e) const override;
 
   model::SequenceClassifier& model() { return model_; }
+  bool regression() const { return regression_; }
 
  private:
   // Embedding + blocks below the first trainable one (n_layers: the whole encoder is frozen).
@@ -105,6 +111,7 @@ class ClassificationObjective : public Objective {
 
   model::SequenceClassifier model_;
   ClassificationLoss loss_;
+  bool regression_ = false;
   torch::Tensor weights_;  // loss_.class_weights on the model's device (undefined: unweighted)
   std::optional<int64_t> frozen_blocks_;
   FrozenCache train_cache_, eval_cache_;  // --cache_frozen_features

@@ -10,7 +10,7 @@ using json = nlohmann::json;
 double RunSummary::final_eval_accuracy() const {
   double acc = -1;
   for (const auto& e : epochs) {
-    if (e.eval) acc = e.eval->accuracy();
+    if (e.eval && !e.eval->regression) acc = e.eval->accuracy();
   }
   return acc;
 }

@@ -54,20 +54,26 @@ const char* EvalMetricName(EvalMetric m) {
     case EvalMetric::kAccuracy: return "accuracy";
     case EvalMetric::kLoss: return "loss";
     case EvalMetric::kMacroF1: return "macro_f1";
+    case EvalMetric::kMse: return "mse";
+    case EvalMetric::kPearson: return "pearson";
+    case EvalMetric::kSpearmanr: return "spearmanr";
   }
   return "?";
 }
 
+bool GreaterIsBetter(EvalMetric m) { return m != EvalMetric::kLoss && m != EvalMetric::kMse; }
+
 bool AbslParseFlag(absl::string_view text, EvalMetric* out, std::string* error) {
   absl::string_view name = text;
   absl::ConsumePrefix(&name, "eval_");
-  for (EvalMetric m : {EvalMetric::kAccuracy, EvalMetric::kLoss, EvalMetric::kMacroF1}) {
+  for (EvalMetric m : {EvalMetric::kAccuracy, EvalMetric::kLoss, EvalMetric::kMacroF1, EvalMetric::kMse,
+                       EvalMetric::kPearson, EvalMetric::kSpearmanr}) {
     if (name == EvalMetricName(m)) {
       *out = m;
       return true;
     }
   }
-  *error = "not one of accuracy, loss, macro_f1 (with or without the eval_ prefix)";
+  *error = "not one of accuracy, loss, macro_f1, mse, pearson, spearmanr (with or without the eval_ prefix)";
   return false;
 }
 

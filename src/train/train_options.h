@@ -18,7 +18,6 @@ namespace ftune::train {
 
 // HF's eval_strategy (and save_strategy): never, every N optimizer steps, or after each epoch.
 enum class IntervalStrategy { kNo, kSteps, kEpoch };
-using EvalStrategy = IntervalStrategy;
 const char* IntervalStrategyName(IntervalStrategy s);  // "no" | "steps" | "epoch"
 // Abseil flag marshalling (ADL): --eval_strategy=steps.
 bool AbslParseFlag(absl::string_view text, IntervalStrategy* out, std::string* error);
@@ -79,9 +78,12 @@ struct OptimizerOptions {
   nlohmann::json ToJson() const;
 };
 
-// The eval metric that decides the best model (HF's metric_for_best_model; "eval_" optional).
-enum class EvalMetric { kAccuracy, kLoss, kMacroF1 };
-const char* EvalMetricName(EvalMetric m);  // "accuracy" | "loss" | "macro_f1"
+// The eval metric that decides the best model (HF's metric_for_best_model; "eval_" optional):
+// classification accuracy, macro_f1; regression mse, pearson, spearmanr; either the loss.
+enum class EvalMetric { kAccuracy, kLoss, kMacroF1, kMse, kPearson, kSpearmanr };
+const char* EvalMetricName(EvalMetric m);  // "accuracy" | "loss" | "macro_f1" | "mse" | "pearson" | "spearmanr"
+// HF's default direction: lower is better for the loss and the MSE.
+bool GreaterIsBetter(EvalMetric m);
 bool AbslParseFlag(absl::string_view text, EvalMetric* out, std::string* error);
 std::string AbslUnparseFlag(EvalMetric m);
 

@@ -16,6 +16,7 @@
 #include "io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/cli/run_util.h"
+#include "tests/shared_dir.h"
 
 namespace ftune {
 namespace {
@@ -398,7 +399,7 @@ TEST(TrainCli, RefusesBadFlagsAndAnOutputDirHoldingARun) {
 }
 
 TEST(TrainCli, TinyConfigLearnsRealImdbReviewsFromRandomInit) {
-  const std::string shared = FTUNE_SHARED_DIR;
+  const std::string shared = ::ftune::testing::SharedDir();
   if (!PathExists(shared + "/data/imdb/train.csv")) GTEST_SKIP() << "needs " << shared << "/data/imdb (absent)";
   ScratchDir dir;
   const std::string vocab = shared + "/vocab/bert-base-uncased-vocab.txt";

@@ -6,7 +6,7 @@
 # numeric order (9 < 10 < 100), not name order, gives the rows back in their original order.
 #   fetch_imdb_test.sh SHARED_DIR        exit 77 = skipped (no ../shared data or no python3)
 set -euo pipefail
-shared=$1
+shared=${FTUNE_SHARED:-$1}
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 src=$shared/data/aclImdb
 [ -f "$src/train.csv.gz" ] && [ -f "$src/test.csv.gz" ] && [ -f "$src/unsup.csv.gz" ] ||

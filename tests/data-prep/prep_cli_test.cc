@@ -115,6 +115,22 @@ TEST(FtunePrepCli, BadFlagsExitTwo) {
   EXPECT_THAT(r.output, HasSubstr("--input is required"));
   r = RunFtune("prep --input=x.csv --output=o.h5 --vocab=v.txt --input_format=tsv");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = RunFtune("prep --input=x.csv --output=o.h5 --vocab=v.txt --threads=-1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--threads must be >= 0"));
+  // Longer than any dataset holds; and, with a model, longer than the model takes.
+  r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + (dir / "o.h5") +
+               " --vocab=" + Fixture("vocab.txt") + " --max_length=100000000");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--max_length must be in [2, 1048576]"));
+  ASSERT_TRUE(WriteFileAtomic(dir / "vocab.txt", *ReadFileToString(Fixture("vocab.txt"))).ok());
+  ASSERT_TRUE(WriteFileAtomic(dir / "config.json", R"({"model_type": "distilbert", "max_position_embeddings": 512})").ok());
+  r = RunFtune("prep --input=" + Fixture("reviews.csv") + " --output=" + (dir / "o.h5") + " --model_dir=" + dir.path() +
+               " --max_length=100000");
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // found in the model's file, not on the command line
+  EXPECT_THAT(r.output, HasSubstr("--max_length 100000 is more than the model takes"));
+  EXPECT_THAT(r.output, HasSubstr("max_position_embeddings 512); pass --max_length=512"));
+  EXPECT_FALSE(PathExists(dir / "o.h5"));
 }
 
 TEST(FtunePrepCli, HelpListsTheFlags) {

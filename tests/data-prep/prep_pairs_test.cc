@@ -26,20 +26,13 @@ namespace ftune::prep {
 namespace {
 
 using ::ftune::prep::testing::Fixture;
+using ::ftune::prep::testing::ReadAll;
 using ::ftune::prep::testing::ReadJsonl;
 using ::ftune::prep::testing::TempDir;
 using ::testing::HasSubstr;
 
 std::string TokenizerFixture(const std::string& name) {
   return std::string(FTUNE_FIXTURES_DIR) + "/tokenizers/" + name + ".json";
-}
-
-std::vector<data::Example> ReadAll(const data::TokenDataset& ds) {
-  std::vector<int64_t> idx(static_cast<size_t>(ds.size()));
-  std::iota(idx.begin(), idx.end(), 0);
-  auto ex = ds.Read(idx);
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return ex.ok() ? *ex : std::vector<data::Example>{};
 }
 
 void WriteText(const std::string& path, const std::string& text) {

@@ -16,6 +16,7 @@ namespace ftune::prep {
 namespace {
 
 using ::ftune::prep::testing::Fixture;
+using ::ftune::prep::testing::ReadAll;
 using ::ftune::prep::testing::ReadJsonl;
 using ::ftune::prep::testing::Shared;
 using ::ftune::prep::testing::TempDir;
@@ -31,14 +32,6 @@ PrepOptions Options(const std::string& input, const std::string& output) {
   o.vocab = Fixture("vocab.txt");
   o.threads = 2;
   return o;
-}
-
-std::vector<data::Example> ReadAll(const data::TokenDataset& ds) {
-  std::vector<int64_t> idx(static_cast<size_t>(ds.size()));
-  std::iota(idx.begin(), idx.end(), 0);
-  auto ex = ds.Read(idx);
-  EXPECT_TRUE(ex.ok()) << ex.status();
-  return ex.ok() ? *ex : std::vector<data::Example>{};
 }
 
 TEST(RunPrep, VendoredReviewsRoundTripToHuggingFaceIds) {

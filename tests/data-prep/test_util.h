@@ -6,17 +6,20 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "common/files.h"
+#include "data/token_dataset.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/shared_dir.h"
 
 namespace ftune::prep::testing {
 
 inline std::string Fixture(const std::string& name) { return std::string(FTUNE_FIXTURES_DIR) + "/tokens/" + name; }
-inline std::string Shared(const std::string& rel) { return std::string(FTUNE_SHARED_DIR) + "/" + rel; }
+inline std::string Shared(const std::string& rel) { return ::ftune::testing::SharedDir() + "/" + rel; }
 inline bool HaveShared() {
   return PathExists(Shared("data/imdb/train.csv")) && PathExists(Shared("reference/tokens/train.jsonl")) &&
          PathExists(Shared("vocab/bert-base-uncased-vocab.txt"));
@@ -24,8 +27,8 @@ inline bool HaveShared() {
 #define FTUNE_SKIP_WITHOUT_SHARED()                                                                    \
   do {                                                                                                 \
     if (!::ftune::prep::testing::HaveShared()) {                                                       \
-      GTEST_SKIP() << "needs the shared reference data at " FTUNE_SHARED_DIR                           \
-                      " (data/imdb/*.csv, reference/tokens/*.jsonl, vocab/); absent in this checkout"; \
+      GTEST_SKIP() << "needs the shared reference data at " << ::ftune::testing::SharedDir()           \
+                   << " (data/imdb/*.csv, reference/tokens/*.jsonl, vocab/); absent in this checkout";  \
     }                                                                                                  \
   } while (0)
 
@@ -85,5 +88,14 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Every example of `ds`, in order (a failed read is a test failure and an empty list).
+inline std::vector<data::Example> ReadAll(const data::TokenDataset& ds) {
+  std::vector<int64_t> idx(static_cast<size_t>(ds.size()));
+  std::iota(idx.begin(), idx.end(), 0);
+  auto ex = ds.Read(idx);
+  EXPECT_TRUE(ex.ok()) << ex.status();
+  return ex.ok() ? *ex : std::vector<data::Example>{};
+}
 
 }  // namespace ftune::prep::testing

@@ -7,7 +7,10 @@
 //     accents, CJK, bytes, empty texts) at several max_lengths;
 //   - random strings of every general category (the fuzzer of tokenizer_oracle_test);
 //   - every Unicode scalar value c in "a" c "b " c " z";
-//   - all 100,000 reviews of ../shared/data/aclImdb, and 25,000 pairs of them (skipped without it).
+//   - all 100,000 reviews of ../shared/data/aclImdb, and 25,000 pairs of them (skipped without it),
+//     for the kinds the model families use (BERT's WordPiece, RoBERTa's and ModernBERT's byte-level
+//     BPE); every 10th review (10,000) for the other four, all of them with FTUNE_ORACLE_FULL=1
+//     (the full run's counts are in data-prep/README.md): the oracle's own time is what CI pays.
 // Every test skips, saying why, without node + the npm package (launch/install-deps.sh).
 #include <unistd.h>
 
@@ -244,12 +247,17 @@ TEST_P(JsonOracleTest, EveryCodePointInThreePositions) {
 TEST_P(JsonOracleTest, AllAclImdbReviews) {
   const std::string dir = Shared("data/aclImdb");
   if (!PathExists(dir + "/train.csv.gz")) GTEST_SKIP() << "needs " << dir << "/{train,test,unsup}.csv.gz";
+  const std::string kind = GetParam();
+  const char* full_env = std::getenv("FTUNE_ORACLE_FULL");
+  const bool all = kind == "bert-wordpiece-uncased" || kind == "roberta-bpe" || kind == "modernbert-bpe" ||
+                   (full_env != nullptr && std::string(full_env) == "1");
+  const size_t stride = all ? 1 : 10;
   size_t total = 0;
   for (const char* split : {"train", "test", "unsup"}) {
     std::vector<std::string> reviews = GzipCsvReviews(absl::StrCat(dir, "/", split, ".csv.gz"));
     std::vector<HfInput> inputs;
-    inputs.reserve(reviews.size());
-    for (std::string& r : reviews) inputs.push_back({std::move(r), std::nullopt});
+    inputs.reserve(reviews.size() / stride + 1);
+    for (size_t i = 0; i < reviews.size(); i += stride) inputs.push_back({std::move(reviews[i]), std::nullopt});
     EXPECT_EQ(Differences(inputs, 0, absl::StrCat(split, " review")), 0u);
     total += inputs.size();
     if (std::string(split) == "test" && !SkipPairs()) {  // pairs, truncated as transformers' truncation=True does
@@ -259,7 +267,7 @@ TEST_P(JsonOracleTest, AllAclImdbReviews) {
       EXPECT_EQ(Differences(pairs, 128, "test review pair"), 0u);
     }
   }
-  EXPECT_EQ(total, 100000u);
+  EXPECT_EQ(total, 100000u / stride);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, JsonOracleTest, ::testing::ValuesIn(kKinds),

@@ -70,6 +70,9 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, CsvBadInput,
     ::testing::Values(
         BadCsv{"UnterminatedQuoteAtEndOfFile", "review,label\nok,1\n\"no end", "3: unterminated quoted field"},
+        // A pandas export of a joined table: one of the two would be read, the other ignored.
+        BadCsv{"ColumnNamedTwice", "review,label,review\ngood,1,bad\n",
+               "1: the header names column 'review' 2 times (columns 1, 3); rename all but one"},
         BadCsv{"ColumnNameWithNewline", "\"rev\niew\",label\nx,1\n",
                "1: no column named 'review' in the header (columns: rev\\niew, label)"},
         BadCsv{"ColumnNameWithNulAndEscape", "re\0view\x1b[31m,label\nx,1\n"s,

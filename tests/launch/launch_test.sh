@@ -62,7 +62,7 @@ default_encoder)
   enc=$repo/data-prep/imdb/encoder
   expect_rc 0 "$FTUNE_BIN" inspect --model_dir="$enc"
   expect_out "loaded 68 tensors; newly initialised \(not in checkpoint\): pre_classifier.weight, pre_classifier.bias, classifier.weight, classifier.bias; ignored 5 masked-LM head tensors"
-  acl=$repo/../shared/data/aclImdb
+  acl=${FTUNE_SHARED:-$repo/../shared}/data/aclImdb
   if [ ! -f "$acl/unsup.csv.gz" ]; then echo "SKIP: $acl (../shared) not here: the corpus cannot be rebuilt"; exit 77; fi
   expect_rc 0 "$repo/launch/pretrain-encoder.sh" --out "$work/m" --work "$work/c" --aclimdb "$acl" --stop-after corpus
   python3 - "$enc/provenance.json" "$work/c" "$repo/data-prep/imdb/eval.csv" "$repo/configs/imdb-mlm.json" <<'EOF' || fail "corpus"

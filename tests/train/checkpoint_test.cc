@@ -25,7 +25,7 @@ class CheckpointTest : public ::testing::Test {
     fs::remove_all(dir_);
     options_.dir = (dir_ / "checkpoints").string();
     options_.total_limit = 2;
-    id_ = {2, 16, 42, 0x1234};
+    id_ = {2, 16, 42, 0x1234, ""};
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -88,9 +88,9 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherRunIsRefusedWithTheReason) {
   struct Case {
     CheckpointIdentity id;
     const char* says;
-  } cases[] = {{{4, 32, 42, 0x1234}, "global batch of 16"},
-               {{2, 16, 7, 0x1234}, "--seed=42"},
-               {{2, 16, 42, 0x9999}, "different frozen weights"}};
+  } cases[] = {{{4, 32, 42, 0x1234, ""}, "global batch of 16"},
+               {{2, 16, 7, 0x1234, ""}, "--seed=42"},
+               {{2, 16, 42, 0x9999, ""}, "different frozen weights"}};
   for (const auto& c : cases) {
     auto b = Make(2);
     auto st = ReadCheckpoint(*written, c.id, *b->flat, *b->adam);

@@ -11,7 +11,7 @@ namespace ftune::train {
 namespace {
 
 TEST(FlatParameters, WeightDecayGroupsExcludeBiasesAndLayerNorms) {
-  auto m = testing::BuildDistilBert(io::DefaultDistilBertConfig());
+  auto m = ::ftune::testing::BuildDistilBert(io::DefaultDistilBertConfig());
   ASSERT_TRUE(model::SelectTrainable(*m.model, model::Method::kFull, {}).ok());
   auto flat = FlatParameters::Build(*m.model, 0.01);
   ASSERT_TRUE(flat.ok());

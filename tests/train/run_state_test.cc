@@ -2,6 +2,8 @@
 // must report the same numbers as an uninterrupted one), and closing an epoch.
 #include "train/run_state.h"
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 #include "tests/train/train_test_env.h"
 
@@ -168,6 +170,44 @@ TEST(RunState, CloseEpochRecordsAndMovesToTheNextEpoch) {
   EXPECT_EQ(s.epoch_seconds, 0);
   EXPECT_EQ(s.run_totals.examples, 80);
   EXPECT_EQ(s.train_seconds, 1.0 / 3.0);
+}
+
+}  // namespace
+}  // namespace ftune::train
+
+namespace ftune::train {
+namespace {
+
+// Regression metrics on hand-computed numbers: x = (1, 2, 3, 4), y = (2, 4, 5, 4).
+// Pearson: mean x 2.5, mean y 3.75; cov = sum (x - 2.5)(y - 3.75) = 3.5; var x = 5, var y = 4.75;
+// r = 3.5 / sqrt(5 * 4.75) = 0.718184. Spearman: y's ranks with the two 4s tied at 2.5 are
+// (1, 2.5, 4, 2.5), so rho = Pearson(1..4, (1, 2.5, 4, 2.5)): deviations (-1.5, -.5, .5, 1.5) and
+// (-1.5, 0, 1.5, 0), cov 2.25 + 0.75 = 3, var 5 and 4.5, rho = 3 / sqrt(5 * 4.5) = 0.632456
+// (scipy.stats.spearmanr gives the same).
+TEST(EvalStats, RegressionPearsonAndSpearmanByHand) {
+  const std::vector<double> x = {1, 2, 3, 4}, y = {2, 4, 5, 4};
+  RegressionStats r;
+  for (size_t i = 0; i < x.size(); ++i) {
+    r.sum_x += x[i], r.sum_y += y[i], r.sum_xx += x[i] * x[i], r.sum_yy += y[i] * y[i], r.sum_xy += x[i] * y[i];
+  }
+  EXPECT_NEAR(r.Pearson(4), 3.5 / std::sqrt(5 * 4.75), 1e-12);
+  EXPECT_NEAR(SpearmanRho(x, y), 3.0 / std::sqrt(5 * 4.5), 1e-12);
+  EXPECT_NEAR(SpearmanRho(y, x), 3.0 / std::sqrt(5 * 4.5), 1e-12);  // symmetric
+  EXPECT_EQ(SpearmanRho({1, 1, 1}, {1, 2, 3}), 0.0);                 // a constant side
+  // MSE is the loss, the JSON round trip keeps everything, and the metrics have their names.
+  EvalStats e;
+  e.total = 4;
+  e.loss_sum = 1 + 4 + 4 + 0;
+  r.spearman = SpearmanRho(x, y);
+  e.regression = r;
+  const EvalStats back = EvalStats::FromJson(nlohmann::json::parse(e.ToJson().dump()));
+  ASSERT_TRUE(back.regression.has_value());
+  EXPECT_EQ(back.mse(), 2.25);
+  EXPECT_EQ(back.pearson(), e.pearson());
+  EXPECT_EQ(back.spearmanr(), e.spearmanr());
+  EXPECT_EQ(*back.Metric("eval_spearmanr"), e.spearmanr());
+  EXPECT_FALSE(back.Metric("accuracy").ok());
+  EXPECT_FALSE(e.ToJson().contains("eval_accuracy"));
 }
 
 }  // namespace
