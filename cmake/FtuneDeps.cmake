@@ -15,6 +15,11 @@ find_package(Torch QUIET)
 if(NOT Torch_FOUND)
   ftune_missing("LibTorch (TorchConfig.cmake)" "libtorch-dev  (or -DTorch_DIR=<libtorch>/share/cmake/Torch)")
 endif()
+# Newer LibTorch headers (Debian's 2.14, pip's 2.10+) refuse anything older than C++20.
+if(DEFINED Torch_VERSION AND Torch_VERSION VERSION_GREATER_EQUAL 2.10 AND CMAKE_CXX_STANDARD LESS 20)
+  message(STATUS "ftune: LibTorch ${Torch_VERSION} needs C++20: building in C++20")
+  set(CMAKE_CXX_STANDARD 20)
+endif()
 # LibTorch's ABI/define flags must reach every translation unit that ends up in the same binary.
 string(APPEND CMAKE_CXX_FLAGS " ${TORCH_CXX_FLAGS}")
 if(CAFFE2_USE_CUDA)
