@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <tuple>
 #include <mutex>
 #include <queue>
@@ -249,7 +250,12 @@ class Regex {
   // skipped by one character. Appends (start, end) byte offsets.
   void FindIter(absl::string_view text, std::vector<std::pair<size_t, size_t>>* out) const {
 #ifdef FTUNE_HAVE_ONIG
-    thread_local OnigRegion* region = onig_region_new();
+    // One match region per thread, freed when the thread exits (prep's workers come and go).
+    struct RegionFree {
+      void operator()(OnigRegion* r) const { onig_region_free(r, 1); }
+    };
+    thread_local std::unique_ptr<OnigRegion, RegionFree> owned(onig_region_new());
+    OnigRegion* region = owned.get();
     const auto* s = reinterpret_cast<const OnigUChar*>(text.data());
     const auto* end = s + text.size();
     size_t last_end = 0;
